@@ -1,0 +1,282 @@
+//! What a transport hands to a handler: a connected stream, or one datagram and the socket
+//! to answer on.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::address::ClientAddress;
+
+/// A connected stream socket, TCP or Unix: Python's `self.request` in a stream handler.
+///
+/// Cloning is cheap and shares the socket (the handler's `rfile` and `wfile` are clones);
+/// the socket closes when the last clone is dropped.
+#[derive(Clone, Debug)]
+pub struct Connection(Arc<StreamSocket>);
+
+#[derive(Debug)]
+enum StreamSocket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Connection {
+    pub(crate) fn tcp(stream: TcpStream) -> Self {
+        Connection(Arc::new(StreamSocket::Tcp(stream)))
+    }
+
+    pub(crate) fn unix(stream: UnixStream) -> Self {
+        Connection(Arc::new(StreamSocket::Unix(stream)))
+    }
+
+    /// Reads at most `max` bytes; an empty result means the peer closed its side.
+    /// Python's `request.recv(max)`.
+    pub fn recv(&self, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0; max];
+        let n = (&*self).read(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Writes all of `data`. Python's `request.sendall(data)`.
+    pub fn sendall(&self, data: &[u8]) -> io::Result<()> {
+        (&*self).write_all(data)
+    }
+
+    /// The peer's address (Python's `getpeername()`).
+    pub fn peer_addr(&self) -> io::Result<ClientAddress> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.peer_addr().map(ClientAddress::Inet),
+            StreamSocket::Unix(s) => s.peer_addr().map(|a| ClientAddress::from_unix(&a)),
+        }
+    }
+
+    /// Shuts down the read half, the write half, or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.shutdown(how),
+            StreamSocket::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// Sets the timeout of blocking reads; `None` blocks forever.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.set_read_timeout(timeout),
+            StreamSocket::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// Sets the timeout of blocking writes; `None` blocks forever.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.set_write_timeout(timeout),
+            StreamSocket::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    /// Sets `TCP_NODELAY` (Python's `disable_nagle_algorithm`); a no-op on Unix sockets.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.set_nodelay(nodelay),
+            StreamSocket::Unix(_) => Ok(()),
+        }
+    }
+
+    /// The TCP stream, if this is a TCP connection.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => Some(s),
+            StreamSocket::Unix(_) => None,
+        }
+    }
+
+    /// The Unix stream, if this is a Unix-socket connection.
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match &*self.0 {
+            StreamSocket::Tcp(_) => None,
+            StreamSocket::Unix(s) => Some(s),
+        }
+    }
+}
+
+impl Read for &Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => (&*s).read(buf),
+            StreamSocket::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => (&*s).read_vectored(bufs),
+            StreamSocket::Unix(s) => (&*s).read_vectored(bufs),
+        }
+    }
+}
+
+impl Write for &Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => (&*s).write(buf),
+            StreamSocket::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => (&*s).write_vectored(bufs),
+            StreamSocket::Unix(s) => (&*s).write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.as_fd(),
+            StreamSocket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+impl AsRawFd for Connection {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A datagram socket, UDP or Unix, shared by a datagram server and its handlers.
+#[derive(Clone, Debug)]
+pub struct DatagramSocket(Arc<DgramSocket>);
+
+#[derive(Debug)]
+enum DgramSocket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+impl DatagramSocket {
+    pub(crate) fn udp(socket: UdpSocket) -> Self {
+        DatagramSocket(Arc::new(DgramSocket::Udp(socket)))
+    }
+
+    pub(crate) fn unix(socket: UnixDatagram) -> Self {
+        DatagramSocket(Arc::new(DgramSocket::Unix(socket)))
+    }
+
+    /// Sends `data` as one datagram to `address`. Python's `socket.sendto(data, address)`.
+    ///
+    /// The server's socket is non-blocking (the serve loop polls it); when the send buffer is
+    /// full this waits until it drains, as a blocking socket would.
+    pub fn sendto(&self, data: &[u8], address: &ClientAddress) -> io::Result<usize> {
+        loop {
+            match self.try_sendto(data, address) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLOUT)];
+                    match poll(&mut fds, PollTimeout::NONE) {
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                        Err(errno) => return Err(errno.into()),
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_sendto(&self, data: &[u8], address: &ClientAddress) -> io::Result<usize> {
+        match (&*self.0, address) {
+            (DgramSocket::Udp(s), ClientAddress::Inet(addr)) => s.send_to(data, addr),
+            (DgramSocket::Unix(s), ClientAddress::Unix(Some(path))) => s.send_to(data, path),
+            (DgramSocket::Unix(_), ClientAddress::Unix(None)) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot reply to an unnamed Unix datagram socket (the client never bound)",
+            )),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "address family does not match the socket",
+            )),
+        }
+    }
+
+    /// Receives one datagram of at most `max` bytes without blocking.
+    pub(crate) fn recv_from(&self, max: usize) -> io::Result<(Vec<u8>, ClientAddress)> {
+        let mut buf = vec![0; max];
+        let (n, from) = match &*self.0 {
+            DgramSocket::Udp(s) => s.recv_from(&mut buf).map(|(n, a)| (n, a.into()))?,
+            DgramSocket::Unix(s) => s
+                .recv_from(&mut buf)
+                .map(|(n, a)| (n, ClientAddress::from_unix(&a)))?,
+        };
+        buf.truncate(n);
+        Ok((buf, from))
+    }
+
+    /// The UDP socket, if this is a UDP server.
+    pub fn as_udp(&self) -> Option<&UdpSocket> {
+        match &*self.0 {
+            DgramSocket::Udp(s) => Some(s),
+            DgramSocket::Unix(_) => None,
+        }
+    }
+
+    /// The Unix datagram socket, if this is a Unix datagram server.
+    pub fn as_unix(&self) -> Option<&UnixDatagram> {
+        match &*self.0 {
+            DgramSocket::Udp(_) => None,
+            DgramSocket::Unix(s) => Some(s),
+        }
+    }
+}
+
+impl AsFd for DatagramSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &*self.0 {
+            DgramSocket::Udp(s) => s.as_fd(),
+            DgramSocket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// One received datagram and the socket it arrived on: Python's `(data, socket)` request.
+#[derive(Debug)]
+pub struct Datagram {
+    /// The bytes of the datagram.
+    pub data: Vec<u8>,
+    /// The server's socket, to reply on.
+    pub socket: DatagramSocket,
+}

@@ -1,0 +1,72 @@
+//! Python's `socketserver`, in Rust: the same servers, handlers and hooks, on real sockets.
+//!
+//! ```no_run
+//! use socketserver::{HandlerResult, RequestHandler, StreamRequest, ThreadingTcpServer};
+//! use std::io::Write;
+//!
+//! /// Answers every line with the line in upper case.
+//! #[derive(Clone)]
+//! struct Upper;
+//!
+//! impl RequestHandler for Upper {
+//!     type Request = StreamRequest;
+//!
+//!     fn handle(&mut self, req: &mut StreamRequest) -> HandlerResult {
+//!         loop {
+//!             let line = req.rfile.readline(65536)?;
+//!             if line.is_empty() {
+//!                 return Ok(()); // the client closed the connection
+//!             }
+//!             req.wfile.write_all(line.trim_ascii().to_ascii_uppercase().as_slice())?;
+//!         }
+//!     }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let server = ThreadingTcpServer::bind("127.0.0.1:9999", Upper)?;
+//!     println!("serving on {}", server.server_address());
+//!     server.serve_forever()
+//! }
+//! ```
+//!
+//! The pieces, as in Python:
+//!
+//! - A **server** ([`Server`], aliased as [`TcpServer`], [`UdpServer`],
+//!   [`UnixStreamServer`], [`UnixDatagramServer`] and their `Threading*`/`Forking*` forms)
+//!   owns the socket and runs [`serve_forever`](Server::serve_forever) until
+//!   [`shutdown`](Server::shutdown).
+//! - A **handler** ([`RequestHandler`]) is cloned for every request and runs `setup`,
+//!   `handle`, `finish` on a [`StreamRequest`] (`request`, `rfile`, `wfile`) or a
+//!   [`DatagramRequest`].
+//! - A **concurrency strategy** ([`Concurrency`]: [`Synchronous`], [`Threading`],
+//!   [`ThreadPool`], [`Forking`]) is Python's `process_request` and its mix-ins.
+//! - **Server hooks** ([`ServerHooks`]) are the methods a Python server subclass overrides:
+//!   `verify_request`, `handle_error`, `service_actions`, ...
+//!
+//! The README maps every name of Python's `socketserver` to its spelling here.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod address;
+pub mod concurrency;
+mod connection;
+mod handler;
+pub mod server;
+mod sys;
+
+pub use address::{ClientAddress, ServerAddress};
+pub use concurrency::{
+    Concurrency, Forking, ForkingMixIn, Job, Synchronous, ThreadPool, Threading, ThreadingMixIn,
+};
+pub use connection::{Connection, Datagram, DatagramSocket};
+pub use handler::{
+    run_handler, BoxError, DatagramRequest, HandlerResult, RequestContext, RequestError,
+    RequestHandler, Rfile, StreamRequest, Wfile,
+};
+pub use server::{
+    ForkingTcpServer, ForkingUdpServer, ForkingUnixDatagramServer, ForkingUnixStreamServer,
+    NoHooks, Server, ServerBuilder, ServerHandle, ServerHooks, SocketOptions, TcpServer,
+    TcpTransport, ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer,
+    ThreadingUnixStreamServer, ToAddress, Transport, UdpServer, UdpTransport,
+    UnixDatagramServer, UnixDatagramTransport, UnixStreamServer, UnixStreamTransport,
+};

@@ -1,0 +1,162 @@
+//! Shutdown: the waker that stops the serve loop, and the handle that pulls it.
+//!
+//! Python's `shutdown()` sets a flag the loop sees at its next `poll_interval` tick, and hangs
+//! forever when called from a handler on the serving thread. Here the flag is an eventfd the
+//! loop polls together with the listening socket, so the loop wakes at once; a call from the
+//! serving thread itself, or from a forked child, only signals and returns.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::thread::{self, ThreadId};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::unistd::{getpid, Pid};
+
+use crate::address::ServerAddress;
+use crate::concurrency::Concurrency;
+
+pub(crate) struct Control {
+    /// Readable while a shutdown is requested and not yet carried out.
+    waker: EventFd,
+    state: Mutex<LoopState>,
+    stopped: Condvar,
+    /// The process that owns the loop; a forked child only signals it.
+    owner: Pid,
+    address: RwLock<ServerAddress>,
+    /// Told about shutdown so a strategy blocked on backpressure lets the loop go.
+    concurrency: OnceLock<Weak<dyn Concurrency>>,
+}
+
+#[derive(Default)]
+struct LoopState {
+    running: bool,
+    thread: Option<ThreadId>,
+}
+
+impl Control {
+    pub(crate) fn new(address: ServerAddress) -> io::Result<Self> {
+        Ok(Control {
+            waker: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
+            state: Mutex::default(),
+            stopped: Condvar::new(),
+            owner: getpid(),
+            address: RwLock::new(address),
+            concurrency: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn waker(&self) -> BorrowedFd<'_> {
+        self.waker.as_fd()
+    }
+
+    pub(crate) fn set_concurrency(&self, concurrency: Weak<dyn Concurrency>) {
+        let _ = self.concurrency.set(concurrency);
+    }
+
+    pub(crate) fn set_address(&self, address: ServerAddress) {
+        *self.address.write().unwrap_or_else(PoisonError::into_inner) = address;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the loop as running on this thread until the guard is dropped.
+    pub(crate) fn enter(&self) -> io::Result<LoopGuard<'_>> {
+        let mut state = self.lock();
+        if state.running {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "serve_forever() is already running on another thread",
+            ));
+        }
+        state.running = true;
+        state.thread = Some(thread::current().id());
+        Ok(LoopGuard(self))
+    }
+
+    fn request_shutdown(&self) {
+        // EAGAIN means the counter is already far from zero: a shutdown is pending anyway.
+        let _ = self.waker.write(1);
+        if let Some(concurrency) = self.concurrency.get().and_then(Weak::upgrade) {
+            concurrency.shutdown_requested();
+        }
+    }
+
+    fn shutdown(&self) {
+        self.request_shutdown();
+        if getpid() != self.owner {
+            return;
+        }
+        let mut state = self.lock();
+        if state.thread == Some(thread::current().id()) {
+            // Called from a handler on the serving thread: the loop stops once it returns.
+            return;
+        }
+        while state.running {
+            state = self
+                .stopped
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+pub(crate) struct LoopGuard<'a>(&'a Control);
+
+impl Drop for LoopGuard<'_> {
+    fn drop(&mut self) {
+        // Consume the request that stopped this loop; a later serve_forever runs afresh.
+        let _ = self.0.waker.read();
+        let mut state = self.0.lock();
+        state.running = false;
+        state.thread = None;
+        self.0.stopped.notify_all();
+    }
+}
+
+/// A cheap, cloneable handle to a server: stop it from any thread, a signal handler's thread,
+/// or a handler (Python's `self.server` as far as shutting down goes).
+#[derive(Clone)]
+pub struct ServerHandle(pub(crate) Arc<Control>);
+
+impl ServerHandle {
+    /// Stops `serve_forever` and waits until it has returned: Python's `shutdown()`.
+    ///
+    /// Called from a handler running on the serving thread, or from a forked child, it
+    /// returns at once and the loop stops right after. Called while no loop runs, the next
+    /// `serve_forever` returns immediately (as in Python).
+    pub fn shutdown(&self) {
+        self.0.shutdown();
+    }
+
+    /// Asks `serve_forever` to stop without waiting for it.
+    pub fn request_shutdown(&self) {
+        self.0.request_shutdown();
+    }
+
+    /// The address the server is bound to: Python's `server_address`.
+    pub fn server_address(&self) -> ServerAddress {
+        self.0
+            .address
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether `serve_forever` is running.
+    pub fn is_serving(&self) -> bool {
+        self.0.lock().running
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("server_address", &self.server_address())
+            .field("serving", &self.is_serving())
+            .finish()
+    }
+}

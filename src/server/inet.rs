@@ -1,0 +1,128 @@
+//! TCP and UDP transports.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::transport::{SocketOptions, Transport};
+use crate::address::{ClientAddress, ServerAddress};
+use crate::connection::{Connection, Datagram, DatagramSocket};
+
+fn new_socket(address: &SocketAddr, ty: Type, options: &SocketOptions) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(*address), ty, None)?;
+    socket.set_reuse_address(options.allow_reuse_address)?;
+    socket.set_reuse_port(options.allow_reuse_port)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn bind(fd: BorrowedFd<'_>, address: &SocketAddr) -> io::Result<ServerAddress> {
+    let socket = SockRef::from(&fd);
+    socket.bind(&(*address).into())?;
+    let local = socket.local_addr()?.as_socket().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "bound socket has no inet address")
+    })?;
+    Ok(ServerAddress::Inet(local))
+}
+
+/// The TCP transport of [`TcpServer`](crate::TcpServer): IPv4 or IPv6 by the address.
+#[derive(Debug)]
+pub struct TcpTransport {
+    listener: TcpListener,
+}
+
+impl TcpTransport {
+    /// The listening socket.
+    pub fn listener(&self) -> &TcpListener {
+        &self.listener
+    }
+}
+
+impl AsFd for TcpTransport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
+impl Transport for TcpTransport {
+    type Request = Connection;
+    type Address = SocketAddr;
+
+    fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
+        let socket = new_socket(address, Type::STREAM, options)?;
+        Ok(TcpTransport {
+            listener: socket.into(),
+        })
+    }
+
+    fn bind(&self, address: &SocketAddr) -> io::Result<ServerAddress> {
+        bind(self.listener.as_fd(), address)
+    }
+
+    fn activate(&self, request_queue_size: i32) -> io::Result<()> {
+        SockRef::from(&self.listener).listen(request_queue_size)
+    }
+
+    fn get_request(&self) -> io::Result<(Connection, ClientAddress)> {
+        let (stream, peer) = self.listener.accept()?;
+        // Accepted sockets do not inherit O_NONBLOCK on Linux, but do elsewhere.
+        stream.set_nonblocking(false)?;
+        Ok((Connection::tcp(stream), ClientAddress::Inet(peer)))
+    }
+
+    fn shutdown_request(request: &Connection) {
+        // The peer may have gone already; there is nobody to tell.
+        let _ = request.shutdown(Shutdown::Write);
+    }
+}
+
+/// The UDP transport of [`UdpServer`](crate::UdpServer).
+#[derive(Debug)]
+pub struct UdpTransport {
+    socket: DatagramSocket,
+    max_packet_size: usize,
+}
+
+impl UdpTransport {
+    /// The server's socket.
+    pub fn socket(&self) -> &DatagramSocket {
+        &self.socket
+    }
+}
+
+impl AsFd for UdpTransport {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl Transport for UdpTransport {
+    type Request = Datagram;
+    type Address = SocketAddr;
+
+    fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
+        let socket: UdpSocket = new_socket(address, Type::DGRAM, options)?.into();
+        Ok(UdpTransport {
+            socket: DatagramSocket::udp(socket),
+            max_packet_size: options.max_packet_size,
+        })
+    }
+
+    fn bind(&self, address: &SocketAddr) -> io::Result<ServerAddress> {
+        bind(self.socket.as_fd(), address)
+    }
+
+    fn activate(&self, _request_queue_size: i32) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn get_request(&self) -> io::Result<(Datagram, ClientAddress)> {
+        let (data, from) = self.socket.recv_from(self.max_packet_size)?;
+        let socket = self.socket.clone();
+        Ok((Datagram { data, socket }, from))
+    }
+
+    fn shutdown_request(_request: &Datagram) {}
+}

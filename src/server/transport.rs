@@ -1,0 +1,72 @@
+//! The socket a server binds and takes requests from: one trait, four transports.
+//!
+//! Python picks the transport by subclass (`TCPServer`, `UDPServer`, ...); here it is the
+//! first type parameter of [`Server`](crate::Server). Listening sockets are non-blocking:
+//! the serve loop polls them together with the shutdown waker and takes requests until the
+//! kernel has none left.
+
+use std::fmt;
+use std::io;
+use std::os::fd::AsFd;
+
+use crate::address::{ClientAddress, ServerAddress};
+
+/// Socket options fixed when the server's socket is created, before it is bound.
+#[derive(Clone, Debug)]
+pub struct SocketOptions {
+    /// `SO_REUSEADDR` (Python's `allow_reuse_address`; default `false`).
+    pub allow_reuse_address: bool,
+    /// `SO_REUSEPORT` (Python's `allow_reuse_port`; default `false`).
+    pub allow_reuse_port: bool,
+    /// Largest datagram a datagram server reads (Python's `max_packet_size`; default 8192).
+    /// Longer datagrams are truncated by the kernel.
+    pub max_packet_size: usize,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            allow_reuse_address: false,
+            allow_reuse_port: false,
+            max_packet_size: 8192,
+        }
+    }
+}
+
+/// A kind of server socket: TCP, UDP, Unix stream or Unix datagram.
+///
+/// Methods for the server (the user rarely calls them directly):
+/// - [`create`](Transport::create): make the socket and set its options (Python's
+///   `socket.socket(...)` in `__init__`).
+/// - [`bind`](Transport::bind): Python's `server_bind`.
+/// - [`activate`](Transport::activate): Python's `server_activate` (`listen`).
+/// - [`get_request`](Transport::get_request): Python's `get_request`, non-blocking.
+/// - [`shutdown_request`](Transport::shutdown_request): the transport's part of Python's
+///   `shutdown_request`.
+/// - [`close`](Transport::close): cleanup at `server_close` beyond closing the socket.
+pub trait Transport: AsFd + Send + Sync + Sized + 'static {
+    /// What one request is: a [`Connection`](crate::Connection) for stream transports, a
+    /// [`Datagram`](crate::Datagram) for datagram transports.
+    type Request: Send + 'static;
+    /// The address the server binds: `SocketAddr` or a path.
+    type Address: Clone + fmt::Debug + Send + Sync + Into<ServerAddress> + 'static;
+
+    /// Creates the unbound, non-blocking socket for `address` with `options` applied.
+    fn create(address: &Self::Address, options: &SocketOptions) -> io::Result<Self>;
+
+    /// Binds the socket and returns the address it got (the real port for port 0).
+    fn bind(&self, address: &Self::Address) -> io::Result<ServerAddress>;
+
+    /// Starts listening with a backlog of `request_queue_size`; nothing for datagrams.
+    fn activate(&self, request_queue_size: i32) -> io::Result<()>;
+
+    /// Takes one pending request, or fails with `WouldBlock` when there is none.
+    fn get_request(&self) -> io::Result<(Self::Request, ClientAddress)>;
+
+    /// Ends a request after its handler finished: for streams, shuts the socket down for
+    /// writing so the client sees end-of-file even if a handler kept a clone.
+    fn shutdown_request(request: &Self::Request);
+
+    /// Extra cleanup when the server closes (a Unix server removes its socket file).
+    fn close(&self) {}
+}
