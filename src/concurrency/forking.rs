@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -56,36 +56,49 @@ impl Forking {
 
     /// Children forked and not yet reaped (Python's `len(active_children)`).
     pub fn active_children(&self) -> usize {
-        self.active.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.lock().len()
     }
 
     /// Reaps exited children; first waits while `max_children` are alive. With `blocking`,
     /// waits for every child. Python's `collect_children`.
     pub fn collect_children(&self, blocking: bool) {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        while active.len() >= self.max_children {
+        // The lock is never held across a blocking wait, so `active_children` answers at once.
+        while self.active_children() >= self.max_children {
             match waitpid(None::<Pid>, None) {
                 Ok(status) => {
                     if let Some(pid) = status.pid() {
-                        active.remove(&pid);
+                        self.lock().remove(&pid);
                     }
                 }
                 Err(Errno::EINTR) => {}
-                Err(Errno::ECHILD) => active.clear(),
+                Err(Errno::ECHILD) => self.lock().clear(),
                 Err(_) => break,
             }
         }
         let flags = if blocking { None } else { Some(WaitPidFlag::WNOHANG) };
-        active.retain(|&pid| loop {
-            match waitpid(pid, flags) {
-                Ok(WaitStatus::StillAlive) => return true,
-                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return false,
-                Ok(_) => return true,
-                Err(Errno::EINTR) => {}
-                Err(Errno::ECHILD) => return false,
-                Err(_) => return true,
+        let children: Vec<Pid> = self.lock().iter().copied().collect();
+        for pid in children {
+            if reap(pid, flags) {
+                self.lock().remove(&pid);
             }
-        });
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<Pid>> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Waits for `pid` as `flags` say; `true` once it is gone.
+fn reap(pid: Pid, flags: Option<WaitPidFlag>) -> bool {
+    loop {
+        match waitpid(pid, flags) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return true,
+            Ok(_) => return false,
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) => return true,
+            Err(_) => return false,
+        }
     }
 }
 
@@ -100,10 +113,7 @@ impl Concurrency for Forking {
         self.collect_children(false);
         // In the parent the job is dropped, which closes its copy of the request.
         let pid = sys::fork_child(move || job.run())?;
-        self.active
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(pid);
+        self.lock().insert(pid);
         Ok(())
     }
 
