@@ -1,0 +1,233 @@
+//! The examples, run as a user runs them: start the binary on port 0 (or a temp socket path),
+//! talk to it with a real client, stop it with SIGTERM and check it exits cleanly.
+//!
+//! `cargo test` builds the examples before running this file.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn example_path(name: &str) -> PathBuf {
+    // Integration tests run from target/<profile>/deps; examples live in target/<profile>/examples.
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// A running example, killed if a test fails before stopping it.
+struct Example {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Example {
+    fn start(name: &str, args: &[&str]) -> Example {
+        let mut child = Command::new(example_path(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the example");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Example { child, stdout }
+    }
+
+    /// Reads stdout up to the "serving on ADDRESS" line and returns ADDRESS.
+    fn serving_address(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).expect("read example stdout");
+            assert!(n > 0, "the example exited before it served");
+            if let Some((_, address)) = line.trim_end().split_once(" serving on ") {
+                return address.to_string();
+            }
+        }
+    }
+
+    fn inet_address(&mut self) -> SocketAddr {
+        self.serving_address().parse().expect("a socket address")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    fn terminate(mut self) -> ExitStatus {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
+        self.wait()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the example") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the example did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn rest_of_stdout(&mut self) -> String {
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).expect("read stdout");
+        rest
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(address: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads until `expected.len()` bytes arrived (replies may come in pieces).
+fn read_exact_reply(stream: &mut impl Read, expected: &[u8]) {
+    let mut got = vec![0; expected.len()];
+    stream.read_exact(&mut got).expect("read the reply");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+fn temp_socket_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("socketserver-ex-{}-{name}.sock", std::process::id()))
+}
+
+#[test]
+fn tcp_upper_answers_in_upper_case_and_stops_on_sigterm() {
+    let mut example = Example::start("tcp_upper", &["127.0.0.1:0"]);
+    let address = example.inet_address();
+    let mut client = connect(address);
+    client.write_all(b"  hello world \n").unwrap();
+    read_exact_reply(&mut client, b"HELLO WORLD");
+    client.write_all(b"again").unwrap();
+    read_exact_reply(&mut client, b"AGAIN");
+    drop(client);
+    assert!(example.terminate().success());
+}
+
+#[test]
+fn udp_upper_replies_to_the_sender() {
+    let mut example = Example::start("udp_upper", &["127.0.0.1:0"]);
+    let address = example.inet_address();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.send_to(b" datagram \n", address).unwrap();
+    let mut buf = [0; 64];
+    let (n, from) = client.recv_from(&mut buf).expect("the reply");
+    assert_eq!(&buf[..n], b"DATAGRAM");
+    assert_eq!(from, address);
+    assert!(example.terminate().success());
+}
+
+#[test]
+fn unix_upper_serves_and_removes_its_socket_file() {
+    let path = temp_socket_path("upper");
+    let _ = std::fs::remove_file(&path);
+    let mut example = Example::start("unix_upper", &[path.to_str().unwrap()]);
+    assert_eq!(PathBuf::from(example.serving_address()), path);
+    let mut client = UnixStream::connect(&path).expect("connect to the unix socket");
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    client.write_all(b"unix line\n").unwrap();
+    read_exact_reply(&mut client, b"UNIX LINE\n");
+    drop(client);
+    assert!(example.terminate().success());
+    assert!(!path.exists(), "the socket file was not removed");
+}
+
+#[test]
+fn timestamp_prefixes_the_line_with_ctime() {
+    let mut example = Example::start("timestamp", &["127.0.0.1:0"]);
+    let address = example.inet_address();
+    let mut client = connect(address);
+    client.write_all(b"what time is it\r\n").unwrap();
+    let mut reply = String::new();
+    client.read_to_string(&mut reply).expect("the reply, then EOF");
+    // "[Mon Nov 23 09:12:00 2026] what time is it\r\n"
+    let (stamp, rest) = reply.split_once("] ").expect("a [ctime] prefix");
+    assert_eq!(rest, "what time is it\r\n");
+    let fields: Vec<&str> = stamp.trim_start_matches('[').split_whitespace().collect();
+    assert_eq!(fields.len(), 5, "ctime has five fields: {stamp}");
+    assert_eq!(fields[3].len(), 8, "hh:mm:ss: {stamp}");
+    assert!(fields[4].parse::<u32>().is_ok(), "year: {stamp}");
+    assert!(example.terminate().success());
+}
+
+fn menu_conversation(address: SocketAddr) {
+    let mut first = connect(address);
+    read_exact_reply(&mut first, "欢迎致电 10086,请输入1xxx,0转人工服务.".as_bytes());
+    // A second caller is served while the first is still on the line.
+    let mut second = connect(address);
+    read_exact_reply(&mut second, "欢迎致电 10086,请输入1xxx,0转人工服务.".as_bytes());
+    first.write_all(b"0").unwrap();
+    read_exact_reply(&mut first, "通过可能会被录音.balabala一大推".as_bytes());
+    second.write_all(b"1234\n").unwrap();
+    read_exact_reply(&mut second, "请重新输入.".as_bytes());
+    for mut caller in [first, second] {
+        caller.write_all(b"exit").unwrap();
+        let mut rest = Vec::new();
+        caller.read_to_end(&mut rest).expect("hang up");
+        assert!(rest.is_empty(), "nothing after exit: {rest:?}");
+    }
+}
+
+#[test]
+fn menu_forking_serves_several_callers() {
+    let mut example = Example::start("menu", &["127.0.0.1:0"]);
+    menu_conversation(example.inet_address());
+    assert!(example.terminate().success());
+}
+
+#[test]
+fn menu_threading_serves_several_callers() {
+    let mut example = Example::start("menu", &["127.0.0.1:0", "--threading"]);
+    menu_conversation(example.inet_address());
+    assert!(example.terminate().success());
+}
+
+#[test]
+fn echo_threads_prints_three_replies_from_handler_threads() {
+    let mut example = Example::start("echo_threads", &[]);
+    let status = example.wait();
+    let output = example.rest_of_stdout();
+    assert!(status.success(), "exit status {status}");
+    let replies: Vec<&str> = output
+        .lines()
+        .filter(|l| l.starts_with("Received: "))
+        .collect();
+    assert_eq!(replies.len(), 3, "{output}");
+    for (i, reply) in replies.iter().enumerate() {
+        let (thread, message) = reply["Received: ".len()..]
+            .split_once(": ")
+            .expect("thread-name: data");
+        assert!(thread.starts_with("Thread-"), "{reply}");
+        assert_eq!(message, format!("Hello World {}", i + 1));
+    }
+}
+
+#[test]
+fn simple_http_runs() {
+    let mut example = Example::start("simple_http", &[]);
+    assert!(example.wait().success());
+}
