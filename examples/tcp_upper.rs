@@ -31,7 +31,11 @@ impl RequestHandler for MyTcpHandler {
                 return Ok(()); // the client closed the connection
             }
             let data = data.trim_ascii();
-            println!("{} wrote: {}", req.client_address, String::from_utf8_lossy(data));
+            println!(
+                "{} wrote: {}",
+                req.client_address,
+                String::from_utf8_lossy(data)
+            );
             req.request.sendall(&data.to_ascii_uppercase())?;
         }
     }

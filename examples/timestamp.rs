@@ -34,7 +34,9 @@ impl RequestHandler for MyRequestHandler {
 
 /// Python's `time.ctime()`: `Mon Nov 23 09:12:00 2026`, in local time.
 fn ctime() -> String {
-    jiff::Zoned::now().strftime("%a %b %e %H:%M:%S %Y").to_string()
+    jiff::Zoned::now()
+        .strftime("%a %b %e %H:%M:%S %Y")
+        .to_string()
 }
 
 fn main() -> std::io::Result<()> {

@@ -25,8 +25,13 @@ impl RequestHandler for MyUdpHandler {
 
     fn handle(&mut self, req: &mut DatagramRequest) -> HandlerResult {
         let data = req.data().trim_ascii();
-        println!("{} wrote: {}", req.client_address, String::from_utf8_lossy(data));
-        req.socket.sendto(&data.to_ascii_uppercase(), &req.client_address)?;
+        println!(
+            "{} wrote: {}",
+            req.client_address,
+            String::from_utf8_lossy(data)
+        );
+        req.socket
+            .sendto(&data.to_ascii_uppercase(), &req.client_address)?;
         Ok(())
     }
 }

@@ -22,7 +22,8 @@ impl RequestHandler for Upper {
             if line.is_empty() {
                 return Ok(());
             }
-            req.wfile.write_all(&line.trim_ascii().to_ascii_uppercase())?;
+            req.wfile
+                .write_all(&line.trim_ascii().to_ascii_uppercase())?;
             req.wfile.write_all(b"\n")?;
         }
     }

@@ -18,7 +18,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn example_path(name: &str) -> PathBuf {
     // Integration tests run from target/<profile>/deps; examples live in target/<profile>/examples.
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let path = profile_dir.join("examples").join(name);
     assert!(
         path.exists(),
@@ -51,7 +54,10 @@ impl Example {
         let mut line = String::new();
         loop {
             line.clear();
-            let n = self.stdout.read_line(&mut line).expect("read example stdout");
+            let n = self
+                .stdout
+                .read_line(&mut line)
+                .expect("read example stdout");
             assert!(n > 0, "the example exited before it served");
             if let Some((_, address)) = line.trim_end().split_once(" serving on ") {
                 return address.to_string();
@@ -75,7 +81,10 @@ impl Example {
             if let Some(status) = self.child.try_wait().expect("wait for the example") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "the example did not exit in time");
+            assert!(
+                Instant::now() < deadline,
+                "the example did not exit in time"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -111,7 +120,10 @@ fn read_exact_reply(stream: &mut impl Read, expected: &[u8]) {
 }
 
 fn temp_socket_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("socketserver-ex-{}-{name}.sock", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "socketserver-ex-{}-{name}.sock",
+        std::process::id()
+    ))
 }
 
 #[test]
@@ -163,7 +175,9 @@ fn timestamp_prefixes_the_line_with_ctime() {
     let mut client = connect(address);
     client.write_all(b"what time is it\r\n").unwrap();
     let mut reply = String::new();
-    client.read_to_string(&mut reply).expect("the reply, then EOF");
+    client
+        .read_to_string(&mut reply)
+        .expect("the reply, then EOF");
     // "[Mon Nov 23 09:12:00 2026] what time is it\r\n"
     let (stamp, rest) = reply.split_once("] ").expect("a [ctime] prefix");
     assert_eq!(rest, "what time is it\r\n");
@@ -176,10 +190,16 @@ fn timestamp_prefixes_the_line_with_ctime() {
 
 fn menu_conversation(address: SocketAddr) {
     let mut first = connect(address);
-    read_exact_reply(&mut first, "欢迎致电 10086,请输入1xxx,0转人工服务.".as_bytes());
+    read_exact_reply(
+        &mut first,
+        "欢迎致电 10086,请输入1xxx,0转人工服务.".as_bytes(),
+    );
     // A second caller is served while the first is still on the line.
     let mut second = connect(address);
-    read_exact_reply(&mut second, "欢迎致电 10086,请输入1xxx,0转人工服务.".as_bytes());
+    read_exact_reply(
+        &mut second,
+        "欢迎致电 10086,请输入1xxx,0转人工服务.".as_bytes(),
+    );
     first.write_all(b"0").unwrap();
     read_exact_reply(&mut first, "通过可能会被录音.balabala一大推".as_bytes());
     second.write_all(b"1234\n").unwrap();

@@ -6,7 +6,9 @@ use socketserver::ServerHandle;
 
 /// The first command-line argument, or `default`.
 pub fn address_arg(default: &str) -> String {
-    std::env::args().nth(1).unwrap_or_else(|| default.to_string())
+    std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| default.to_string())
 }
 
 /// Prints where the server listens (tests read this line to find the port), and makes
