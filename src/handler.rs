@@ -242,6 +242,11 @@ impl Rfile {
         Ok(line)
     }
 
+    /// The bytes read from the socket and not yet consumed; never reads.
+    pub fn buffer(&self) -> &[u8] {
+        self.0.buffer()
+    }
+
     /// Reads until end-of-file or `limit` bytes, whichever comes first.
     pub fn read_to_limit(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut data = Vec::new();

@@ -1,0 +1,622 @@
+//! The HTTP request handler: Python's `BaseHTTPRequestHandler`, split into the trait you
+//! implement ([`HttpHandler`], the `do_*` methods and class attributes) and the request you
+//! answer ([`HttpRequest`], Python's `self` with its request state and response methods).
+
+use std::fmt::{self, Write as _};
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+use super::body::Body;
+use super::limits::Limits;
+use super::log::{escape_control, log_date_time_string, LOG_TARGET};
+use super::response::{
+    error_page, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
+};
+use super::status;
+use crate::address::{ClientAddress, ServerAddress};
+use crate::handler::{BoxError, HandlerResult};
+use crate::server::ServerHandle;
+
+/// Handles HTTP requests: Python's `BaseHTTPRequestHandler`.
+///
+/// A value of this type is cloned for every connection, and every request on it is
+/// dispatched by method to a `do_*` method with the request to answer. A method left
+/// unimplemented answers 501, as in Python. `HEAD` is not GET: to answer it like GET
+/// without a body, implement `do_head` by calling `do_get` (the body is dropped for you).
+///
+/// Any type implementing it is a stream [`RequestHandler`](crate::RequestHandler), so it
+/// serves on every stream server: `HttpServer::bind(addr, handler)`,
+/// `ThreadingHttpServer`, or `Server<UnixStreamTransport, _, _>`.
+///
+/// Methods that may be overridden: the `do_*` methods, [`do_method`](HttpHandler::do_method)
+/// for any other method, [`handle_expect_100`](HttpHandler::handle_expect_100) and
+/// [`limits`](HttpHandler::limits). Class attributes: the associated constants.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use socketserver::http::{HttpHandler, HttpRequest, ThreadingHttpServer};
+/// use socketserver::HandlerResult;
+///
+/// #[derive(Clone)]
+/// struct Hello;
+///
+/// impl HttpHandler for Hello {
+///     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+///         let body = b"Hello, world!";
+///         req.send_response(200)?;
+///         req.send_header("Content-Type", "text/plain")?;
+///         req.send_header("Content-Length", body.len())?;
+///         req.end_headers()?;
+///         req.wfile.write_all(body)?;
+///         Ok(())
+///     }
+/// }
+///
+/// let server = ThreadingHttpServer::bind("127.0.0.1:8000", Hello)?;
+/// server.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait HttpHandler: Clone + Send + Sync + 'static {
+    /// The software name in the `Server` header (Python's `server_version`).
+    const SERVER_VERSION: &'static str = concat!("socketserver/", env!("CARGO_PKG_VERSION"));
+    /// Appended to the `Server` header (Python's `sys_version`).
+    const SYS_VERSION: &'static str = "Rust";
+    /// `HTTP/1.0` (Python's default: one request per connection) or `HTTP/1.1` (persistent
+    /// connections and pipelining; every response then needs a `Content-Length` or the
+    /// server closes the connection after it).
+    const PROTOCOL_VERSION: Version = Version::HTTP_10;
+    /// The page `send_error` sends, with `{code}`, `{message}` and `{explain}`.
+    const ERROR_MESSAGE_FORMAT: &'static str = DEFAULT_ERROR_MESSAGE;
+    /// The `Content-Type` of that page.
+    const ERROR_CONTENT_TYPE: &'static str = DEFAULT_ERROR_CONTENT_TYPE;
+
+    /// The sizes and timeouts connections are held to.
+    fn limits(&self) -> Limits {
+        Limits::default()
+    }
+
+    /// `GET`.
+    fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// `HEAD`; implement it as `self.do_get(request)` to answer like GET without a body.
+    fn do_head(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// `POST`.
+    fn do_post(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// `PUT`.
+    fn do_put(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// `DELETE`.
+    fn do_delete(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// `OPTIONS`.
+    fn do_options(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// `PATCH`.
+    fn do_patch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// Any other method (`TRACE`, `CONNECT`, extensions); see `request.command`.
+    fn do_method(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_unsupported()
+    }
+
+    /// Called for a request with `Expect: 100-continue` before its `do_*` method. Return
+    /// `false` after answering it yourself (say 417 or 413) to refuse the body; `true` lets
+    /// the request go on, and `100 Continue` is sent when the handler first reads the body.
+    fn handle_expect_100(&mut self, _request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
+        Ok(true)
+    }
+}
+
+/// Calls the `do_*` method for the request's method.
+pub(crate) fn dispatch<H: HttpHandler>(
+    handler: &mut H,
+    request: &mut HttpRequest<'_>,
+) -> HandlerResult {
+    let method = request.command.clone();
+    if method == Method::GET {
+        handler.do_get(request)
+    } else if method == Method::HEAD {
+        handler.do_head(request)
+    } else if method == Method::POST {
+        handler.do_post(request)
+    } else if method == Method::PUT {
+        handler.do_put(request)
+    } else if method == Method::DELETE {
+        handler.do_delete(request)
+    } else if method == Method::OPTIONS {
+        handler.do_options(request)
+    } else if method == Method::PATCH {
+        handler.do_patch(request)
+    } else {
+        handler.do_method(request)
+    }
+}
+
+/// A status code: `200`, `404u16` or `StatusCode::NOT_FOUND`.
+pub trait IntoStatus {
+    /// The status, or `InvalidInput` if the number is not a status code (100 to 999).
+    fn into_status(self) -> io::Result<StatusCode>;
+}
+
+impl IntoStatus for StatusCode {
+    fn into_status(self) -> io::Result<StatusCode> {
+        Ok(self)
+    }
+}
+
+impl IntoStatus for u16 {
+    fn into_status(self) -> io::Result<StatusCode> {
+        StatusCode::from_u16(self)
+            .map_err(|_| invalid(format!("{self} is not an HTTP status code")))
+    }
+}
+
+impl IntoStatus for i32 {
+    fn into_status(self) -> io::Result<StatusCode> {
+        u16::try_from(self)
+            .map_err(|_| invalid(format!("{self} is not an HTTP status code")))?
+            .into_status()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.into())
+}
+
+/// The class attributes of an [`HttpHandler`], as the request needs them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub server_version: &'static str,
+    pub sys_version: &'static str,
+    pub protocol_version: Version,
+    pub error_message_format: &'static str,
+    pub error_content_type: &'static str,
+}
+
+impl Settings {
+    pub(crate) fn of<H: HttpHandler>() -> Self {
+        Settings {
+            server_version: H::SERVER_VERSION,
+            sys_version: H::SYS_VERSION,
+            protocol_version: H::PROTOCOL_VERSION,
+            error_message_format: H::ERROR_MESSAGE_FORMAT,
+            error_content_type: H::ERROR_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Response state that decides whether the connection can stay open.
+#[derive(Debug, Default)]
+struct ResponseState {
+    /// The final status sent, once `send_response_only` ran for one.
+    status: Option<StatusCode>,
+    /// A status line (final or interim) was sent and its headers are not ended yet.
+    line_sent: bool,
+    headers_ended: bool,
+    has_length: bool,
+    chunked: bool,
+    connection_header: bool,
+}
+
+/// The request being answered: Python's handler `self`, with the request's state as fields
+/// and the response methods (`send_response`, `send_header`, `end_headers`, `send_error`).
+pub struct HttpRequest<'a> {
+    /// The method (Python's `command`).
+    pub command: Method,
+    /// The request target as sent: path and query, or an absolute URI (Python's `path`).
+    pub path: String,
+    /// `HTTP/1.0` or `HTTP/1.1` (Python's `request_version`).
+    pub request_version: Version,
+    /// The request line with its line ending, as received (Python's `raw_requestline`).
+    pub raw_requestline: Vec<u8>,
+    /// The request line without its line ending (Python's `requestline`).
+    pub requestline: String,
+    /// The request headers; names are case-insensitive, repeated fields are kept.
+    pub headers: HeaderMap,
+    /// The client.
+    pub client_address: ClientAddress,
+    /// The server (to shut it down, or for its address).
+    pub server: ServerHandle,
+    /// Whether the connection closes after this request (Python's `close_connection`).
+    pub close_connection: bool,
+    /// The request body, bounded to this request (Python's `rfile`).
+    pub rfile: Body<'a>,
+    /// The response (Python's `wfile`).
+    pub wfile: ResponseWriter<'a>,
+    settings: Settings,
+    response: ResponseState,
+}
+
+impl<'a> HttpRequest<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        command: Method,
+        path: String,
+        request_version: Version,
+        raw_requestline: Vec<u8>,
+        headers: HeaderMap,
+        client_address: ClientAddress,
+        server: ServerHandle,
+        rfile: Body<'a>,
+        wfile: ResponseWriter<'a>,
+        settings: Settings,
+    ) -> Self {
+        let requestline = String::from_utf8_lossy(raw_requestline.trim_ascii_end()).into_owned();
+        let mut request = HttpRequest {
+            command,
+            path,
+            request_version,
+            raw_requestline,
+            requestline,
+            headers,
+            client_address,
+            server,
+            close_connection: true,
+            rfile,
+            wfile,
+            settings,
+            response: ResponseState::default(),
+        };
+        request.close_connection = !request.wants_keep_alive();
+        request
+    }
+
+    /// Python's rule: persistent when both sides speak HTTP/1.1, unless `Connection: close`;
+    /// an HTTP/1.0 client may ask with `Connection: keep-alive` if we speak HTTP/1.1.
+    fn wants_keep_alive(&self) -> bool {
+        let ours = self.settings.protocol_version >= Version::HTTP_11;
+        let mut keep = ours && self.request_version >= Version::HTTP_11;
+        for token in self
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+        {
+            if token.eq_ignore_ascii_case("close") {
+                return false;
+            }
+            if token.eq_ignore_ascii_case("keep-alive") && ours {
+                keep = true;
+            }
+        }
+        keep
+    }
+
+    /// The first value of header `name` as text, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The target parsed as a URI, if it is one.
+    pub fn uri(&self) -> Option<Uri> {
+        self.path.parse().ok()
+    }
+
+    /// The query string of the target, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        let target = self.path.split('#').next().unwrap_or("");
+        target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Reads the whole body (bounded by `max_body_size`): Python's
+    /// `rfile.read(int(self.headers['Content-Length']))`, for chunked bodies too.
+    pub fn read_body(&mut self) -> io::Result<Vec<u8>> {
+        self.rfile.read_all()
+    }
+
+    /// Whether a final response's headers have been ended.
+    pub fn response_complete(&self) -> bool {
+        self.response.headers_ended
+    }
+
+    /// The final status sent so far, if any.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.response.status
+    }
+
+    /// Python's `server_name`: the host name for a server on all interfaces, else the
+    /// address it is bound to.
+    pub fn server_name(&self) -> String {
+        server_name(&self.server.server_address())
+    }
+
+    /// Python's `server_port` (0 for a Unix-socket server).
+    pub fn server_port(&self) -> u16 {
+        self.server.server_address().port().unwrap_or(0)
+    }
+
+    /// Sends the status line and the `Server` and `Date` headers: Python's `send_response`.
+    /// The request is logged when its response is complete.
+    pub fn send_response(&mut self, code: impl IntoStatus) -> io::Result<()> {
+        self.send_response_message(code, None)
+    }
+
+    /// [`send_response`](HttpRequest::send_response) with a reason phrase of your own.
+    pub fn send_response_message(
+        &mut self,
+        code: impl IntoStatus,
+        message: Option<&str>,
+    ) -> io::Result<()> {
+        self.send_response_only(code, message)?;
+        let version = self.version_string();
+        self.send_header("Server", version)?;
+        let date = self.date_time_string();
+        self.send_header("Date", date)
+    }
+
+    /// Sends only the status line: Python's `send_response_only`. `message` defaults to the
+    /// standard reason phrase; control characters in it become spaces.
+    pub fn send_response_only(
+        &mut self,
+        code: impl IntoStatus,
+        message: Option<&str>,
+    ) -> io::Result<()> {
+        let code = code.into_status()?;
+        if self.response.status.is_some() {
+            return Err(invalid("a response was already sent for this request"));
+        }
+        let reason = message.unwrap_or_else(|| status::reason(code));
+        let version = match self.settings.protocol_version {
+            Version::HTTP_11 => "HTTP/1.1",
+            _ => "HTTP/1.0",
+        };
+        let head = self.wfile.head_mut();
+        let _ = write!(head, "{version} {} ", code.as_u16());
+        head.extend(
+            reason
+                .bytes()
+                .map(|b| if b.is_ascii_control() { b' ' } else { b }),
+        );
+        head.extend_from_slice(b"\r\n");
+        self.response = ResponseState {
+            status: (!code.is_informational()).then_some(code),
+            line_sent: true,
+            ..ResponseState::default()
+        };
+        Ok(())
+    }
+
+    /// Adds a header: Python's `send_header`. `Connection: close` / `keep-alive` set
+    /// [`close_connection`](HttpRequest::close_connection). A name that is not a token or a
+    /// value with a line break or control character is refused (`InvalidInput`), so client
+    /// data can never inject a header.
+    pub fn send_header(&mut self, keyword: &str, value: impl fmt::Display) -> io::Result<()> {
+        if self.response.headers_ended {
+            return Err(invalid("send_header after end_headers"));
+        }
+        if !self.response.line_sent {
+            return Err(invalid("send_header before send_response"));
+        }
+        if keyword.is_empty() || !keyword.bytes().all(is_token_byte) {
+            return Err(invalid(format!("invalid header name {keyword:?}")));
+        }
+        let head = self.wfile.head_mut();
+        let start = head.len();
+        let _ = write!(head, "{keyword}: ");
+        let value_start = head.len();
+        let _ = write!(HeadWriter(head), "{value}");
+        let value_ok = head[value_start..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !value_ok {
+            self.wfile.truncate_head(start);
+            return Err(invalid(format!(
+                "invalid value for header {keyword}: control characters or line breaks"
+            )));
+        }
+        let value = String::from_utf8_lossy(&self.wfile.head_mut()[value_start..]).into_owned();
+        self.wfile.push_head(b"\r\n");
+        if keyword.eq_ignore_ascii_case("connection") {
+            self.response.connection_header = true;
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.close_connection = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    self.close_connection = false;
+                }
+            }
+        } else if keyword.eq_ignore_ascii_case("content-length") {
+            self.response.has_length = true;
+        } else if keyword.eq_ignore_ascii_case("transfer-encoding") {
+            self.response.chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+        Ok(())
+    }
+
+    /// Ends the headers: Python's `end_headers`. Adds `Connection: close` when the
+    /// response has no length and the connection would otherwise stay open (the client
+    /// could not tell where the body ends), or `Connection: keep-alive` for an HTTP/1.0
+    /// client that asked for it.
+    pub fn end_headers(&mut self) -> io::Result<()> {
+        if self.response.headers_ended {
+            return Err(invalid("end_headers called twice"));
+        }
+        if !self.response.line_sent {
+            return Err(invalid("end_headers before send_response"));
+        }
+        let Some(code) = self.response.status else {
+            // An interim (1xx) response: send it now, the final one follows.
+            self.wfile.push_head(b"\r\n");
+            self.wfile.flush()?;
+            self.wfile.end_interim();
+            self.response.line_sent = false;
+            return Ok(());
+        };
+        let no_body = status::forbids_body(code) || self.command == Method::HEAD;
+        if !self.close_connection {
+            if !no_body && !self.response.has_length && !self.response.chunked {
+                self.send_header("Connection", "close")?;
+            } else if self.request_version == Version::HTTP_10 && !self.response.connection_header {
+                self.send_header("Connection", "keep-alive")?;
+            }
+        }
+        self.wfile.push_head(b"\r\n");
+        self.response.headers_ended = true;
+        self.wfile
+            .start_body(status::forbids_body(code) || self.command == Method::HEAD);
+        Ok(())
+    }
+
+    /// Writes out what is buffered: Python's `flush_headers`. Needed only to stream (the
+    /// server flushes when the handler returns).
+    pub fn flush_headers(&mut self) -> io::Result<()> {
+        self.wfile.flush()
+    }
+
+    /// Sends an error page: Python's `send_error(code, message)`. `message` defaults to the
+    /// standard reason phrase; use [`send_error_explain`](HttpRequest::send_error_explain)
+    /// for the explanation too.
+    pub fn send_error<'m>(
+        &mut self,
+        code: impl IntoStatus,
+        message: impl Into<Option<&'m str>>,
+    ) -> io::Result<()> {
+        self.send_error_explain(code, message, None)
+    }
+
+    /// Python's `send_error(code, message, explain)`: logs the error, sends the status, and
+    /// unless the status forbids a body (1xx, 204, 205, 304) the `ERROR_MESSAGE_FORMAT`
+    /// page with every value HTML-escaped (no body for `HEAD`).
+    pub fn send_error_explain<'m>(
+        &mut self,
+        code: impl IntoStatus,
+        message: impl Into<Option<&'m str>>,
+        explain: impl Into<Option<&'m str>>,
+    ) -> io::Result<()> {
+        let code = code.into_status()?;
+        let message = message.into().unwrap_or_else(|| status::reason(code));
+        let explain = explain.into().unwrap_or_else(|| status::explain(code));
+        self.log_error(&format!("code {}, message {message}", code.as_u16()));
+        self.send_response_message(code, Some(message))?;
+        if self.close_connection {
+            self.send_header("Connection", "close")?;
+        }
+        let body = (code.as_u16() >= 200 && !status::forbids_body(code)).then(|| {
+            error_page(
+                self.settings.error_message_format,
+                code.as_u16(),
+                message,
+                explain,
+            )
+        });
+        if let Some(body) = &body {
+            self.send_header("Content-Type", self.settings.error_content_type)?;
+            self.send_header("Content-Length", body.len())?;
+        }
+        self.end_headers()?;
+        if let Some(body) = body {
+            self.wfile.write_all(body.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// 501 for a method the handler does not implement.
+    pub fn send_unsupported(&mut self) -> HandlerResult {
+        let message = format!("Unsupported method ({})", self.command);
+        self.send_error(StatusCode::NOT_IMPLEMENTED, message.as_str())?;
+        Ok(())
+    }
+
+    /// `SERVER_VERSION SYS_VERSION`: Python's `version_string`.
+    pub fn version_string(&self) -> String {
+        format!(
+            "{} {}",
+            self.settings.server_version, self.settings.sys_version
+        )
+    }
+
+    /// The current time as an HTTP date: Python's `date_time_string`.
+    pub fn date_time_string(&self) -> String {
+        httpdate::fmt_http_date(SystemTime::now())
+    }
+
+    /// The client's address for the log: Python's `address_string`.
+    pub fn address_string(&self) -> String {
+        match &self.client_address {
+            ClientAddress::Inet(addr) => addr.ip().to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs the request line with `code` and `size`: Python's `log_request`.
+    pub fn log_request(&self, code: impl fmt::Display, size: impl fmt::Display) {
+        self.log_message(&format!("\"{}\" {code} {size}", self.requestline));
+    }
+
+    /// Logs an error at `warn` level: Python's `log_error`.
+    pub fn log_error(&self, message: &str) {
+        log::warn!(target: LOG_TARGET, "{}", self.log_line(message));
+    }
+
+    /// Logs a line at `info` level in Common Log Format: Python's `log_message`. Control
+    /// characters are escaped.
+    pub fn log_message(&self, message: &str) {
+        log::info!(target: LOG_TARGET, "{}", self.log_line(message));
+    }
+
+    fn log_line(&self, message: &str) -> String {
+        format!(
+            "{} - - [{}] {}",
+            escape_control(&self.address_string()),
+            log_date_time_string(SystemTime::now()),
+            escape_control(message)
+        )
+    }
+}
+
+impl fmt::Debug for HttpRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("requestline", &self.requestline)
+            .field("client_address", &self.client_address)
+            .field("headers", &self.headers)
+            .field("close_connection", &self.close_connection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lets `write!` format a header value straight into the head buffer.
+struct HeadWriter<'b>(&'b mut Vec<u8>);
+
+impl fmt::Write for HeadWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Python's `HTTPServer.server_name`: `socket.getfqdn(host)`, without a DNS lookup.
+pub fn server_name(address: &ServerAddress) -> String {
+    match address {
+        ServerAddress::Inet(addr) if addr.ip().is_unspecified() => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| addr.ip().to_string()),
+        ServerAddress::Inet(addr) => addr.ip().to_string(),
+        ServerAddress::Unix(path) => path.display().to_string(),
+    }
+}

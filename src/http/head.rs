@@ -1,0 +1,566 @@
+//! Reading, parsing and checking a request head: everything before the body.
+//!
+//! The head is read with deadlines so a slow client cannot hold a connection, parsed by
+//! `httparse`, then checked for what parsing alone does not catch: the `Host` rules of HTTP/1.1
+//! and every ambiguity of message framing that request smuggling feeds on.
+
+use std::io::{self, BufRead};
+use std::time::{Duration, Instant};
+
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+use super::limits::Limits;
+use super::socket::TimedSocket;
+use crate::handler::Rfile;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub method: Method,
+    pub target: String,
+    pub version: Version,
+    pub raw_requestline: Vec<u8>,
+    pub headers: HeaderMap,
+}
+
+/// How the request's body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+/// A request the server answers with an error status, then closes the connection.
+#[derive(Debug)]
+pub(crate) struct Rejection {
+    pub status: StatusCode,
+    pub message: String,
+    /// The request line, when it was read, for the log.
+    pub requestline: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            message: message.into(),
+            requestline: String::new(),
+        }
+    }
+}
+
+/// Why no request head came.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The client closed the connection between requests.
+    Closed,
+    /// Nothing came within the idle time: close quietly.
+    Idle,
+    /// Part of a head came, not all of it in time.
+    TimedOut,
+    /// The head is malformed or too large.
+    Rejected(Rejection),
+    /// The connection failed.
+    Io(io::Error),
+}
+
+/// Reads one request head into `buf` (cleared first), consuming exactly the head from
+/// `input` so that the body and any pipelined requests stay buffered there.
+///
+/// Waits `idle` for the first byte, then at most `limits.head_timeout` for the rest.
+pub(crate) fn read_head(
+    input: &mut Rfile,
+    socket: &mut TimedSocket,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+    idle: Duration,
+) -> Result<(), HeadError> {
+    buf.clear();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if input.buffer().is_empty() {
+            let wait = match deadline {
+                None => idle,
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            if wait.is_zero() {
+                return Err(HeadError::TimedOut);
+            }
+            socket.set_read_timeout(wait).map_err(HeadError::Io)?;
+            match input.fill_buf() {
+                Ok([]) if deadline.is_none() => return Err(HeadError::Closed),
+                // The client gave up halfway through a head: nobody is left to answer.
+                Ok([]) => return Err(HeadError::Closed),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) && deadline.is_none() => return Err(HeadError::Idle),
+                Err(e) if is_timeout(&e) => return Err(HeadError::TimedOut),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HeadError::Io(e)),
+            }
+            deadline.get_or_insert_with(|| Instant::now() + limits.head_timeout);
+        }
+        let available = input.buffer();
+        if buf.is_empty() {
+            // RFC 9112 2.2: ignore empty lines before a request line (left by old clients
+            // after a POST body).
+            let blank = available
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            if blank > 0 {
+                input.consume(blank);
+                continue;
+            }
+        }
+        let old_len = buf.len();
+        buf.extend_from_slice(available);
+        let end =
+            find_head_end(buf, old_len.saturating_sub(3)).or_else(|| versionless_line_end(buf));
+        let head_len = end.unwrap_or(buf.len());
+        buf.truncate(head_len);
+        input.consume(head_len - old_len);
+        check_size(buf, limits)?;
+        if end.is_some() {
+            return Ok(());
+        }
+    }
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The index just past the blank line that ends a head (`\n\n` or `\n\r\n`), searching
+/// from `from`.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
+        let nl = i + offset;
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// An HTTP/0.9-style request is one line without a version: it has no blank line to wait
+/// for, so its line ends the head (and gets its 505 at once).
+fn versionless_line_end(buf: &[u8]) -> Option<usize> {
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
+    let words = line.split(|&b| b == b' ').count();
+    (words < 3).then_some(nl + 1)
+}
+
+fn check_size(buf: &[u8], limits: &Limits) -> Result<(), HeadError> {
+    let line_len = match buf.iter().position(|&b| b == b'\n') {
+        Some(nl) => nl + 1,
+        None => buf.len(),
+    };
+    if line_len > limits.max_request_line {
+        return Err(HeadError::Rejected(Rejection::new(
+            StatusCode::URI_TOO_LONG,
+            "Request line too long",
+        )));
+    }
+    if buf.len() - line_len > limits.max_header_bytes {
+        return Err(HeadError::Rejected(Rejection::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Header section too large",
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a complete head (as [`read_head`] leaves it in `buf`).
+pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection> {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let raw_requestline = buf[..(line_end + 1).min(buf.len())].to_vec();
+    let line = raw_requestline
+        .strip_suffix(b"\n")
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .unwrap_or(&raw_requestline);
+    let requestline = String::from_utf8_lossy(line).into_owned();
+    let reject = |status: StatusCode, message: String| Rejection {
+        status,
+        message,
+        requestline: requestline.clone(),
+    };
+
+    check_request_line(line).map_err(|(status, message)| reject(status, message))?;
+
+    let mut storage = [httparse::EMPTY_HEADER; Limits::MAX_HEADERS];
+    let max = limits.max_headers.min(Limits::MAX_HEADERS);
+    let mut request = httparse::Request::new(&mut storage[..max]);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => {
+            return Err(reject(StatusCode::BAD_REQUEST, "Incomplete request".into()))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Too many headers".into(),
+            ))
+        }
+        Err(err) => {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                format!("Bad request syntax ({err})"),
+            ))
+        }
+    }
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
+    else {
+        return Err(reject(StatusCode::BAD_REQUEST, "Bad request syntax".into()));
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| reject(StatusCode::BAD_REQUEST, "Bad request method".into()))?;
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    for header in request.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes())
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header name".into()))?;
+        let value = HeaderValue::from_bytes(header.value)
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header value".into()))?;
+        headers.append(name, value);
+    }
+    check_target(&method, target).map_err(|message| reject(StatusCode::BAD_REQUEST, message))?;
+    Ok(Head {
+        method,
+        target: target.to_string(),
+        version,
+        raw_requestline,
+        headers,
+    })
+}
+
+/// Checks the version of a request line before `httparse` sees it, to tell an unsupported
+/// version (505) from a malformed line (400), as Python's `parse_request` does.
+fn check_request_line(line: &[u8]) -> Result<(), (StatusCode, String)> {
+    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    match words.as_slice() {
+        [_, _, version] => {
+            let Some(number) = version.strip_prefix(b"HTTP/") else {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("Bad request version ({})", String::from_utf8_lossy(version)),
+                ));
+            };
+            match number {
+                b"1.0" | b"1.1" => Ok(()),
+                [major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => Err((
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    format!("Invalid HTTP version ({})", String::from_utf8_lossy(number)),
+                )),
+                _ => Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("Bad request version ({})", String::from_utf8_lossy(version)),
+                )),
+            }
+        }
+        [b"GET", _] => Err((
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "HTTP/0.9 requests are not supported".into(),
+        )),
+        _ => Err((StatusCode::BAD_REQUEST, "Bad request syntax".into())),
+    }
+}
+
+/// The request-target forms of RFC 9112 section 3.2.
+fn check_target(method: &Method, target: &str) -> Result<(), String> {
+    let ok = if target.starts_with('/') {
+        true
+    } else if target == "*" {
+        method == Method::OPTIONS
+    } else if method == Method::CONNECT {
+        !target.contains('/')
+    } else {
+        // absolute-form: scheme "://" ...
+        target.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("Bad request target".into())
+    }
+}
+
+/// Applies the framing and `Host` rules of RFC 9112 to a parsed head. Every ambiguity is a
+/// 400 (or 501 for a transfer coding we do not decode): a proxy in front of this server
+/// might read the message differently, which is what request smuggling exploits.
+pub(crate) fn framing(head: &Head) -> Result<Framing, Rejection> {
+    let reject = |status, message: &str| Rejection {
+        status,
+        message: message.into(),
+        requestline: String::from_utf8_lossy(head.raw_requestline.trim_ascii_end()).into_owned(),
+    };
+    let hosts = head.headers.get_all(HOST).iter().count();
+    if hosts > 1 {
+        return Err(reject(StatusCode::BAD_REQUEST, "Multiple Host headers"));
+    }
+    if hosts == 0 && head.version == Version::HTTP_11 {
+        return Err(reject(StatusCode::BAD_REQUEST, "Missing Host header"));
+    }
+
+    let has_length = head.headers.contains_key(CONTENT_LENGTH);
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        if head.version == Version::HTTP_10 {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
+        if has_length {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "Both Content-Length and Transfer-Encoding",
+            ));
+        }
+        let codings = list_elements(head.headers.get_all(TRANSFER_ENCODING))
+            .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "Malformed Transfer-Encoding"))?;
+        let chunked = |c: &str| c.eq_ignore_ascii_case("chunked");
+        let chunked_count = codings.iter().filter(|c| chunked(c)).count();
+        if !codings.last().is_some_and(|c| chunked(c)) || chunked_count > 1 {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "Transfer-Encoding must end in a single chunked",
+            ));
+        }
+        if codings.len() > 1 {
+            return Err(reject(
+                StatusCode::NOT_IMPLEMENTED,
+                "Transfer codings other than chunked are not supported",
+            ));
+        }
+        return Ok(Framing::Chunked);
+    }
+    if has_length {
+        let values = list_elements(head.headers.get_all(CONTENT_LENGTH))
+            .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "Malformed Content-Length"))?;
+        let mut length = None;
+        for value in values {
+            let n = parse_length(value)
+                .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "Malformed Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    "Conflicting Content-Length",
+                ));
+            }
+            length = Some(n);
+        }
+        return Ok(Framing::Length(length.unwrap_or(0)));
+    }
+    Ok(Framing::Length(0))
+}
+
+/// Whether the client sent `Expect: 100-continue`; other expectations get 417.
+pub(crate) fn expects_continue(head: &Head) -> Result<bool, Rejection> {
+    let Some(expect) = head.headers.get(EXPECT) else {
+        return Ok(false);
+    };
+    if head.version == Version::HTTP_10 {
+        // RFC 9110 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request.
+        return Ok(false);
+    }
+    if expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+        Ok(true)
+    } else {
+        Err(Rejection {
+            status: StatusCode::EXPECTATION_FAILED,
+            message: "Unsupported expectation".into(),
+            requestline: String::from_utf8_lossy(head.raw_requestline.trim_ascii_end())
+                .into_owned(),
+        })
+    }
+}
+
+/// The elements of a comma-separated header list over all its fields, or `None` if any
+/// element is empty or not a token.
+fn list_elements<'a>(values: http::header::GetAll<'a, HeaderValue>) -> Option<Vec<&'a str>> {
+    let mut elements = Vec::new();
+    for value in values {
+        let value = value.to_str().ok()?;
+        for element in value.split(',') {
+            let element = element.trim_matches([' ', '\t']);
+            if element.is_empty() || !element.bytes().all(is_token_byte) {
+                return None;
+            }
+            elements.push(element);
+        }
+    }
+    Some(elements)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A Content-Length value: decimal digits only (no sign, no hex, no spaces), no overflow.
+fn parse_length(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> Result<Head, Rejection> {
+        parse_head(raw.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn finds_the_end_of_a_head_with_crlf_or_bare_lf() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest", 0), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nrest", 0), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+    }
+
+    #[test]
+    fn parses_a_request() {
+        let h = head("POST /x?y=1 HTTP/1.1\r\nHost: a\r\nX: 1\r\nX: 2\r\n\r\n").unwrap();
+        assert_eq!(h.method, Method::POST);
+        assert_eq!(h.target, "/x?y=1");
+        assert_eq!(h.version, Version::HTTP_11);
+        assert_eq!(h.headers.get_all("x").iter().count(), 2);
+        assert_eq!(h.raw_requestline, b"POST /x?y=1 HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(head("GET / HTTP/2.0\r\n\r\n").unwrap_err().status, 505);
+        assert_eq!(head("GET / HTTP/1.2\r\n\r\n").unwrap_err().status, 505);
+        assert_eq!(head("GET / HTTP/x.y\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(head("GET / FTP/1.0\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(head("GET /\r\n\r\n").unwrap_err().status, 505);
+        assert_eq!(head("GET  / HTTP/1.1\r\n\r\n").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn framing_rules() {
+        let framing_of = |raw: &str| framing(&head(raw).unwrap()).map_err(|r| r.status);
+        assert_eq!(framing_of("GET / HTTP/1.0\r\n\r\n"), Ok(Framing::Length(0)));
+        assert_eq!(
+            framing_of("GET / HTTP/1.1\r\n\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            framing_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        let post =
+            |headers: &str| framing_of(&format!("POST / HTTP/1.1\r\nHost: a\r\n{headers}\r\n"));
+        assert_eq!(post("Content-Length: 5\r\n"), Ok(Framing::Length(5)));
+        assert_eq!(post("Content-Length: 5, 5\r\n"), Ok(Framing::Length(5)));
+        assert_eq!(
+            post("Content-Length: 5\r\nContent-Length: 5\r\n"),
+            Ok(Framing::Length(5))
+        );
+        for bad in [
+            "+5",
+            "-5",
+            "0x5",
+            "5 5",
+            "5, 6",
+            "",
+            "99999999999999999999999",
+            "5.0",
+        ] {
+            assert_eq!(
+                post(&format!("Content-Length: {bad}\r\n")),
+                Err(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            post("Content-Length: 5\r\nContent-Length: 6\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(post("Transfer-Encoding: chunked\r\n"), Ok(Framing::Chunked));
+        assert_eq!(post("Transfer-Encoding: Chunked\r\n"), Ok(Framing::Chunked));
+        assert_eq!(
+            post("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        for bad in [
+            "chunked, identity",
+            "xchunked",
+            "chunked, chunked",
+            "identity",
+            "\"chunked\"",
+            "chunked;q=1",
+            ",chunked",
+        ] {
+            assert_eq!(
+                post(&format!("Transfer-Encoding: {bad}\r\n")),
+                Err(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            post("Transfer-Encoding: gzip, chunked\r\n"),
+            Err(StatusCode::NOT_IMPLEMENTED)
+        );
+        assert_eq!(
+            framing_of("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn targets() {
+        assert!(head("GET http://example.com/a HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+        assert!(head("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+        assert_eq!(
+            head("GET * HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            head("GET a/b HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn header_limits() {
+        let many: String = (0..101).map(|i| format!("H{i}: v\r\n")).collect();
+        let err = head(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n")).unwrap_err();
+        assert_eq!(err.status, 431);
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHost : a\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHo\x01st: a\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+}

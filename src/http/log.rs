@@ -1,0 +1,55 @@
+//! Request logging in Common Log Format, through the `log` crate.
+//!
+//! Every value that comes from the client is escaped: a request line with a newline or an
+//! ANSI escape in it cannot forge a log line or repaint a terminal.
+
+use std::fmt::Write;
+use std::time::SystemTime;
+
+/// The `log` target of access and error lines; filter it like any other, e.g.
+/// `RUST_LOG=socketserver::http=warn` to drop access lines.
+pub const LOG_TARGET: &str = "socketserver::http";
+
+/// Replaces control characters (C0, DEL, C1) with `\xNN` escapes, and backslashes with `\\`
+/// so that an escape in the input cannot pass for one of ours.
+pub fn escape_control(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The time as Common Log Format writes it, in UTC: `23/Nov/2026:09:12:00 +0000`.
+pub fn log_date_time_string(time: SystemTime) -> String {
+    // IMF-fixdate is `Sun, 06 Nov 1994 08:49:37 GMT`: the same fields, in another order.
+    let date = httpdate::fmt_http_date(time);
+    let (day, month, year, clock) = (&date[5..7], &date[8..11], &date[12..16], &date[17..25]);
+    format!("{day}/{month}/{year}:{clock} +0000")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn escapes_control_characters() {
+        assert_eq!(
+            escape_control("GET /\r\nX: \u{1b}[31m\\x41 \u{85}"),
+            "GET /\\x0d\\x0aX: \\x1b[31m\\\\x41 \\x85"
+        );
+    }
+
+    #[test]
+    fn formats_clf_dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(784111777);
+        assert_eq!(log_date_time_string(t), "06/Nov/1994:08:49:37 +0000");
+    }
+}

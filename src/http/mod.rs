@@ -1,0 +1,53 @@
+//! Python's `http.server`: an HTTP/1.0 and HTTP/1.1 server on the socket server core.
+//!
+//! Implement [`HttpHandler`] (Python's `BaseHTTPRequestHandler`) with `do_get`, `do_post`,
+//! ...; every such type is a stream request handler, so [`HttpServer`] and
+//! [`ThreadingHttpServer`] are the core's TCP servers and everything of the core applies:
+//! hooks, concurrency strategies, `shutdown`, Unix sockets.
+//!
+//! The request you answer is an [`HttpRequest`]: Python's handler `self`, with `command`,
+//! `path`, `headers`, the body as `rfile` and the response as `wfile`, and the methods
+//! `send_response`, `send_header`, `end_headers`, `send_error`.
+//!
+//! Hostile input is answered, never trusted: request lines over 64 KiB get 414, more than
+//! 100 header fields or 64 KiB of them 431, ambiguous framing (the stuff of request
+//! smuggling) 400, bodies over [`Limits::max_body_size`] 413, unsupported versions 505, and
+//! slow clients are cut off by the timeouts of [`Limits`].
+
+mod body;
+mod connection;
+mod form;
+mod handler;
+mod head;
+mod limits;
+mod log;
+mod response;
+mod socket;
+pub mod status;
+
+pub use body::Body;
+pub use form::parse_qsl;
+pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus};
+pub use limits::Limits;
+pub use log::{escape_control, log_date_time_string, LOG_TARGET};
+pub use response::{
+    html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
+};
+
+pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+
+use crate::concurrency::Threading;
+use crate::server::{Server, TcpTransport};
+
+/// Python's `HTTPServer`: one connection at a time (use [`ThreadingHttpServer`] to serve
+/// several clients).
+pub type HttpServer<H> = Server<TcpTransport, H>;
+
+/// Python's `ThreadingHTTPServer`: a thread per connection.
+pub type ThreadingHttpServer<H> = Server<TcpTransport, H, Threading>;
+
+/// The current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`): Python's
+/// `date_time_string()`.
+pub fn date_time_string() -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now())
+}

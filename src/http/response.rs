@@ -1,0 +1,211 @@
+//! Writing the response: Python's `wfile`, with the status line and headers in the same
+//! buffer so a small response leaves in one write.
+
+use std::io::{self, IoSlice, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::connection::Connection;
+
+/// Output kept back before it is written: a whole small response, or the headers of a large
+/// one (which then leave together with the first body write in one `writev`).
+pub(crate) const OUTPUT_BUFFER: usize = 16 * 1024;
+
+/// Python's `DEFAULT_ERROR_MESSAGE`: the page `send_error` fills with `{code}`, `{message}`
+/// and `{explain}` (each HTML-escaped).
+pub const DEFAULT_ERROR_MESSAGE: &str = r#"<!DOCTYPE HTML>
+<html lang="en">
+    <head>
+        <meta charset="utf-8">
+        <title>Error response</title>
+    </head>
+    <body>
+        <h1>Error response</h1>
+        <p>Error code: {code}</p>
+        <p>Message: {message}.</p>
+        <p>Error code explanation: {code} - {explain}.</p>
+    </body>
+</html>
+"#;
+
+/// Python's `DEFAULT_ERROR_CONTENT_TYPE`.
+pub const DEFAULT_ERROR_CONTENT_TYPE: &str = "text/html;charset=utf-8";
+
+/// The response being written: Python's `wfile`.
+///
+/// Writes are buffered until the handler returns (or calls `flush`), so the status line,
+/// headers and a small body go out in one write; a large body goes out directly, headers
+/// first in the same `writev`. After `end_headers`, the body of a `HEAD` request or of a
+/// 204/304 response is discarded, so a handler may share code between GET and HEAD.
+pub struct ResponseWriter<'a> {
+    connection: &'a Connection,
+    buf: &'a mut Vec<u8>,
+    started: &'a AtomicBool,
+    in_body: bool,
+    discard_body: bool,
+    body_bytes: u64,
+}
+
+impl<'a> ResponseWriter<'a> {
+    pub(crate) fn new(
+        connection: &'a Connection,
+        buf: &'a mut Vec<u8>,
+        started: &'a AtomicBool,
+    ) -> Self {
+        ResponseWriter {
+            connection,
+            buf,
+            started,
+            in_body: false,
+            discard_body: false,
+            body_bytes: 0,
+        }
+    }
+
+    /// Bytes of body written (not counting status line and headers).
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+
+    /// Whether anything of the response has been written yet.
+    pub fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends head bytes (status line, headers) without counting them as body.
+    pub(crate) fn push_head(&mut self, bytes: &[u8]) {
+        self.started.store(true, Ordering::Release);
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Removes head bytes appended after `len` (a header that failed validation).
+    pub(crate) fn truncate_head(&mut self, len: usize) {
+        self.buf.truncate(len);
+    }
+
+    pub(crate) fn head_mut(&mut self) -> &mut Vec<u8> {
+        self.started.store(true, Ordering::Release);
+        self.buf
+    }
+
+    /// From now on writes are body; `discard` drops them (HEAD, 204, 304).
+    pub(crate) fn start_body(&mut self, discard: bool) {
+        self.in_body = true;
+        self.discard_body = discard;
+    }
+
+    /// Back to head mode after an interim (1xx) response.
+    pub(crate) fn end_interim(&mut self) {
+        self.in_body = false;
+        self.discard_body = false;
+    }
+
+    fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut slices = [IoSlice::new(self.buf), IoSlice::new(data)];
+        let mut slices: &mut [IoSlice<'_>] = &mut slices;
+        let mut connection = self.connection;
+        while !slices.is_empty() {
+            match connection.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl Write for ResponseWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.started.store(true, Ordering::Release);
+        if self.in_body {
+            if self.discard_body {
+                return Ok(data.len());
+            }
+            self.body_bytes += data.len() as u64;
+        }
+        if self.buf.len() + data.len() <= OUTPUT_BUFFER {
+            self.buf.extend_from_slice(data);
+        } else {
+            self.write_through(data)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.write_through(&[])?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for ResponseWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseWriter")
+            .field("pending", &self.buf.len())
+            .field("body_bytes", &self.body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Fills an error page template: `{code}`, `{message}` and `{explain}`, in one pass so a
+/// placeholder inside a value stays text; the values are escaped here.
+pub(crate) fn error_page(template: &str, code: u16, message: &str, explain: &str) -> String {
+    let mut out = String::with_capacity(template.len() + message.len() + explain.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let (value, len) = if rest.starts_with("{code}") {
+            (code.to_string(), "{code}".len())
+        } else if rest.starts_with("{message}") {
+            (html_escape(message), "{message}".len())
+        } else if rest.starts_with("{explain}") {
+            (html_escape(explain), "{explain}".len())
+        } else {
+            ("{".to_string(), 1)
+        };
+        out.push_str(&value);
+        rest = &rest[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_page_escapes_and_does_not_reexpand() {
+        let page = error_page(
+            "{code}|{message}|{explain}|{x}",
+            404,
+            "<a>{explain}",
+            "\"&'",
+        );
+        assert_eq!(page, "404|&lt;a&gt;{explain}|&quot;&amp;&#x27;|{x}");
+    }
+}
