@@ -71,3 +71,8 @@ pub use server::{
     ThreadingUnixStreamServer, ToAddress, Transport, UdpServer, UdpTransport,
     UnixDatagramServer, UnixDatagramTransport, UnixStreamServer, UnixStreamTransport,
 };
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

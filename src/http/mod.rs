@@ -17,6 +17,8 @@
 mod body;
 mod connection;
 mod form;
+#[doc(hidden)]
+pub mod fuzz;
 mod handler;
 mod head;
 mod limits;

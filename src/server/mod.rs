@@ -32,7 +32,7 @@ pub use unix::{UnixDatagramTransport, UnixStreamTransport};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::concurrency::{Concurrency, Forking, Job, Synchronous, Threading};
 use crate::handler::{RequestContext, RequestError, RequestHandler};
-use control::Control;
+pub(crate) use control::Control;
 
 /// Python's `TCPServer`: one request at a time over TCP.
 pub type TcpServer<H> = Server<TcpTransport, H>;
