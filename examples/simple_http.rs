@@ -1,12 +1,136 @@
-//! `python3 -m http.server`, in Rust: serves the `www/` directory.
+//! `python3 -m http.server`, in Rust: serves a directory over HTTP.
 //!
-//! The HTTP layer is not built yet (see the CHANGELOG); until it lands this example only
-//! says so and exits successfully.
+//! ```text
+//! cargo run --example simple_http                     # www/ on port 8000, all interfaces
+//! cargo run --example simple_http -- 8080 -b 127.0.0.1 -d /srv/files -p HTTP/1.1
+//! RUST_LOG=warn cargo run --example simple_http       # errors only, no access log
+//! ```
+//!
+//! Run from the repository it serves the shipped `www/` site, elsewhere the current
+//! directory (the banner says which). Ctrl-C or SIGTERM stops it after the requests in
+//! flight are answered.
 
-fn main() {
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use socketserver::files::SimpleHttpHandler;
+use socketserver::http::{Limits, Version};
+use socketserver::{Concurrency, Server, TcpTransport, ThreadPool, Threading};
+
+#[derive(Parser)]
+#[command(about = "Serve a directory over HTTP, like python3 -m http.server")]
+struct Args {
+    /// Port to listen on.
+    #[arg(default_value_t = 8000)]
+    port: u16,
+    /// Address to bind to [default: all interfaces, IPv6 and IPv4].
+    #[arg(short, long, value_name = "ADDRESS")]
+    bind: Option<IpAddr>,
+    /// Directory to serve [default: the shipped www/ in the repository, else the current
+    /// directory].
+    #[arg(short, long)]
+    directory: Option<PathBuf>,
+    /// HTTP version of the responses; HTTP/1.1 keeps connections open.
+    #[arg(short, long, default_value = "HTTP/1.0", value_parser = ["HTTP/1.0", "HTTP/1.1"])]
+    protocol: String,
+    /// Serve with this many worker threads instead of a thread per connection.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body_size)]
+    max_body: u64,
+    /// Seconds a client has to send a request head.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    head_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    keep_alive: u64,
+}
+
+fn main() -> io::Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www");
+    let (directory, which) = match &args.directory {
+        Some(dir) => (dir.clone(), "as asked"),
+        None if shipped.is_dir() => (shipped, "the shipped site"),
+        None => (PathBuf::from("."), "the current directory"),
+    };
+    let limits = Limits {
+        max_body_size: args.max_body,
+        head_timeout: Duration::from_secs(args.head_timeout),
+        keep_alive_timeout: Duration::from_secs(args.keep_alive),
+        ..Limits::default()
+    };
+    let protocol = if args.protocol == "HTTP/1.1" {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let handler = SimpleHttpHandler::new(&directory)?
+        .with_limits(limits)
+        .with_protocol_version(protocol);
+    println!("Directory: {} ({which})", handler.directory().display());
+
+    match args.workers {
+        Some(workers) => serve(args.bind, args.port, handler, || {
+            ThreadPool::new(workers, workers * 4)
+        }),
+        None => serve(args.bind, args.port, handler, Threading::new),
+    }
+}
+
+fn serve<C: Concurrency>(
+    bind: Option<IpAddr>,
+    port: u16,
+    handler: SimpleHttpHandler,
+    concurrency: impl Fn() -> C,
+) -> io::Result<()> {
+    let build = |ip: IpAddr| {
+        Server::<TcpTransport, _>::builder(SocketAddr::new(ip, port), handler.clone())
+            .concurrency(concurrency())
+            .allow_reuse_address(true)
+            .ipv6_only(false)
+            .request_queue_size(1024)
+            .build()
+    };
+    let server = match bind {
+        Some(ip) => build(ip)?,
+        // Dual stack where the system has IPv6, else IPv4 only.
+        None => build(IpAddr::V6(Ipv6Addr::UNSPECIFIED)).or_else(|err| {
+            let no_ipv6 = err.kind() == io::ErrorKind::AddrNotAvailable
+                || err.raw_os_error() == Some(libc_eafnosupport());
+            if no_ipv6 {
+                build(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+            } else {
+                Err(err)
+            }
+        })?,
+    };
+    let address = server.server_address().inet().expect("a TCP server");
+    let url_host = match address.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        IpAddr::V4(ip) => ip.to_string(),
+    };
     println!(
-        "simple_http: not yet. The HTTP server lands with the next release; \
-         the socket server examples (tcp_upper, udp_upper, unix_upper, timestamp, menu, \
-         echo_threads) run today."
+        "Serving HTTP on {} port {} (http://{url_host}:{}/) ...",
+        address.ip(),
+        address.port(),
+        address.port()
     );
+    let handle = server.handle();
+    ctrlc::set_handler(move || handle.shutdown()).expect("cannot install the signal handler");
+    server.serve_forever()?;
+    println!("Shutting down, finishing requests in flight ...");
+    server.server_close();
+    Ok(())
+}
+
+/// `EAFNOSUPPORT` on Linux: the kernel has no IPv6.
+fn libc_eafnosupport() -> i32 {
+    97
 }

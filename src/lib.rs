@@ -50,6 +50,7 @@
 mod address;
 pub mod concurrency;
 mod connection;
+pub mod files;
 pub mod http;
 mod handler;
 pub mod server;

@@ -65,6 +65,28 @@ impl Example {
         }
     }
 
+    /// Reads stdout up to `Serving HTTP on ADDR port PORT (...)` and returns PORT.
+    fn port_from_banner(&mut self) -> u16 {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self
+                .stdout
+                .read_line(&mut line)
+                .expect("read example stdout");
+            assert!(n > 0, "the example exited before it served");
+            if let Some(rest) = line.strip_prefix("Serving HTTP on ") {
+                let port = rest.split(" port ").nth(1).expect("a port");
+                return port
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("a number");
+            }
+        }
+    }
+
     fn inet_address(&mut self) -> SocketAddr {
         self.serving_address().parse().expect("a socket address")
     }
@@ -247,7 +269,18 @@ fn echo_threads_prints_three_replies_from_handler_threads() {
 }
 
 #[test]
-fn simple_http_runs() {
-    let mut example = Example::start("simple_http", &[]);
-    assert!(example.wait().success());
+fn simple_http_serves_the_shipped_site() {
+    let mut example = Example::start("simple_http", &["0", "--bind", "127.0.0.1"]);
+    let port = example.port_from_banner();
+    let mut client = connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    client
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    client
+        .read_to_string(&mut response)
+        .expect("the page, then EOF");
+    assert!(response.starts_with("HTTP/1.0 200 OK\r\n"), "{response}");
+    assert!(response.contains("<form method=\"post\""), "{response}");
+    assert!(example.terminate().success());
 }

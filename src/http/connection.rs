@@ -60,7 +60,7 @@ fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest)
         client_address: &stream.client_address,
         server: &stream.server,
         limits,
-        settings: Settings::of::<H>(),
+        settings: Settings::of(handler),
     };
     let mut socket = TimedSocket::new(connection.clone());
     let mut head = Vec::with_capacity(1024);
@@ -202,6 +202,12 @@ fn exchange<H: HttpHandler>(
         ResponseWriter::new(context.connection, out, &started),
         context.settings,
     );
+    // `100 Continue` goes straight to the socket when the handler first reads the body, so
+    // the answers to earlier pipelined requests still buffered must leave before it.
+    if expect_continue && request.wfile.flush().is_err() {
+        // The client is gone or not reading: there is nobody to answer.
+        return Ok(false);
+    }
     let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
         if expect_continue && !handler.handle_expect_100(&mut request)? {
             return Ok(());

@@ -77,6 +77,12 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
         Limits::default()
     }
 
+    /// The protocol version of this handler value: `PROTOCOL_VERSION` unless a handler
+    /// decides at run time (as `simple_http --protocol` does).
+    fn protocol_version(&self) -> Version {
+        Self::PROTOCOL_VERSION
+    }
+
     /// `GET`.
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
         request.send_unsupported()
@@ -192,11 +198,11 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    pub(crate) fn of<H: HttpHandler>() -> Self {
+    pub(crate) fn of<H: HttpHandler>(handler: &H) -> Self {
         Settings {
             server_version: H::SERVER_VERSION,
             sys_version: H::SYS_VERSION,
-            protocol_version: H::PROTOCOL_VERSION,
+            protocol_version: handler.protocol_version(),
             error_message_format: H::ERROR_MESSAGE_FORMAT,
             error_content_type: H::ERROR_CONTENT_TYPE,
         }

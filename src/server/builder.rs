@@ -122,6 +122,13 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
         self
     }
 
+    /// `IPV6_V6ONLY` for a server on an IPv6 address: `false` serves IPv4 clients too on
+    /// `::` (dual stack). Unset, the system default applies.
+    pub fn ipv6_only(mut self, only: bool) -> Self {
+        self.options.ipv6_only = Some(only);
+        self
+    }
+
     /// The listen backlog (Python's `request_queue_size`, default 5).
     pub fn request_queue_size(mut self, size: i32) -> Self {
         self.settings.request_queue_size = size;

@@ -14,6 +14,9 @@ fn new_socket(address: &SocketAddr, ty: Type, options: &SocketOptions) -> io::Re
     let socket = Socket::new(Domain::for_address(*address), ty, None)?;
     socket.set_reuse_address(options.allow_reuse_address)?;
     socket.set_reuse_port(options.allow_reuse_port)?;
+    if let (Some(only), true) = (options.ipv6_only, address.is_ipv6()) {
+        socket.set_only_v6(only)?;
+    }
     socket.set_nonblocking(true)?;
     Ok(socket)
 }

@@ -18,6 +18,9 @@ pub struct SocketOptions {
     pub allow_reuse_address: bool,
     /// `SO_REUSEPORT` (Python's `allow_reuse_port`; default `false`).
     pub allow_reuse_port: bool,
+    /// `IPV6_V6ONLY` for an IPv6 socket: `Some(false)` also accepts IPv4 clients on `::`
+    /// (dual stack, what `python3 -m http.server` does); `None` keeps the system default.
+    pub ipv6_only: Option<bool>,
     /// Largest datagram a datagram server reads (Python's `max_packet_size`; default 8192).
     /// Longer datagrams are truncated by the kernel.
     pub max_packet_size: usize,
@@ -28,6 +31,7 @@ impl Default for SocketOptions {
         SocketOptions {
             allow_reuse_address: false,
             allow_reuse_port: false,
+            ipv6_only: None,
             max_packet_size: 8192,
         }
     }

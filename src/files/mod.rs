@@ -1,0 +1,365 @@
+//! Python's `SimpleHTTPRequestHandler`: serves the files of a directory.
+//!
+//! `GET` and `HEAD` serve files (with `ETag`, `Last-Modified`, conditional and range
+//! requests) and directories (their index page, or a listing); `POST` decodes an
+//! `application/x-www-form-urlencoded` body and hands its fields to a [`FormHandler`].
+//! No request can reach a file outside the directory: see
+//! [`translate_path`](SimpleHttpHandler::translate_path).
+
+mod conditional;
+mod form;
+mod listing;
+mod path;
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::{StatusCode, Version};
+
+pub use form::{EchoForm, FormHandler};
+
+use crate::handler::HandlerResult;
+use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
+use conditional::{RangeRequest, Validators};
+
+/// Serves a directory over HTTP: Python's `SimpleHTTPRequestHandler`.
+///
+/// Cheap to clone (the configuration is shared), so it is the handler value every
+/// connection gets a copy of. Compose it into your own handler to add routes and fall back
+/// to the files (see the `custom_routes` example).
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::ThreadingHttpServer;
+///
+/// let handler = SimpleHttpHandler::new("www")?;
+/// let server = ThreadingHttpServer::bind("127.0.0.1:8000", handler)?;
+/// server.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SimpleHttpHandler<F = EchoForm> {
+    config: Arc<Config>,
+    form: F,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    root: PathBuf,
+    follow_symlinks: bool,
+    index_pages: Vec<String>,
+    extensions: HashMap<String, String>,
+    limits: Limits,
+    protocol_version: Version,
+}
+
+impl SimpleHttpHandler {
+    /// Serves `directory` (Python's `directory`), which must exist. Symlinks that lead out
+    /// of it are not followed; the index pages are `index.html` and `index.htm`.
+    pub fn new(directory: impl AsRef<Path>) -> io::Result<Self> {
+        let root = fs::canonicalize(directory.as_ref())?;
+        if !root.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(SimpleHttpHandler {
+            config: Arc::new(Config {
+                root,
+                follow_symlinks: false,
+                index_pages: vec!["index.html".into(), "index.htm".into()],
+                extensions: HashMap::new(),
+                limits: Limits::default(),
+                protocol_version: Version::HTTP_10,
+            }),
+            form: EchoForm,
+        })
+    }
+}
+
+impl<F: FormHandler> SimpleHttpHandler<F> {
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Follow symlinks that lead out of the directory (default `false`: they answer 404).
+    /// Symlinks that stay inside are always served.
+    pub fn follow_symlinks(mut self, follow: bool) -> Self {
+        self.config_mut().follow_symlinks = follow;
+        self
+    }
+
+    /// The files served for a directory, first found wins (Python's `index_pages`).
+    pub fn index_pages<I: IntoIterator<Item = S>, S: Into<String>>(mut self, pages: I) -> Self {
+        self.config_mut().index_pages = pages.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Serves files ending in `.extension` as `media_type` (Python's `extensions_map`).
+    pub fn extension(mut self, extension: &str, media_type: &str) -> Self {
+        let extension = extension.trim_start_matches('.').to_ascii_lowercase();
+        self.config_mut()
+            .extensions
+            .insert(extension, media_type.to_string());
+        self
+    }
+
+    /// The limits connections are held to.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.config_mut().limits = limits;
+        self
+    }
+
+    /// `HTTP/1.0` (default, like Python) or `HTTP/1.1` (persistent connections).
+    pub fn with_protocol_version(mut self, version: Version) -> Self {
+        self.config_mut().protocol_version = version;
+        self
+    }
+
+    /// Answers forms with `form` instead of [`EchoForm`].
+    pub fn form_handler<G: FormHandler>(self, form: G) -> SimpleHttpHandler<G> {
+        SimpleHttpHandler {
+            config: self.config,
+            form,
+        }
+    }
+
+    /// The directory served (canonical).
+    pub fn directory(&self) -> &Path {
+        &self.config.root
+    }
+
+    /// Maps a request target to the file it names under the directory: Python's
+    /// `translate_path`, with symlinks resolved. The error is the status to answer: 400
+    /// for a target that spells its way out (`..`, `%2e%2e`, NUL, backslashes, bad
+    /// UTF-8), 404 for a missing file or a symlink out of the directory, 403 when the
+    /// system refuses.
+    pub fn translate_path(&self, target: &str) -> Result<PathBuf, StatusCode> {
+        let target = path::translate(&self.config.root, target)?;
+        path::resolve(&self.config.root, &target.path, self.config.follow_symlinks)
+    }
+
+    /// The media type for a file name: the `extension` map, then `mime_guess`; text types
+    /// get `charset=utf-8`; unknown is `application/octet-stream`. Python's `guess_type`.
+    pub fn guess_type(&self, path: &Path) -> String {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if let Some(media) = extension.and_then(|e| self.config.extensions.get(&e)) {
+            return media.clone();
+        }
+        match mime_guess::from_path(path).first() {
+            Some(mime)
+                if mime.type_() == mime_guess::mime::TEXT
+                    && mime.get_param("charset").is_none() =>
+            {
+                format!("{mime}; charset=utf-8")
+            }
+            Some(mime) => mime.to_string(),
+            None => "application/octet-stream".to_string(),
+        }
+    }
+
+    /// Answers GET and HEAD (the response writer drops the body of a HEAD).
+    fn serve(&self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        let target = match path::translate(&self.config.root, &request.path) {
+            Ok(target) => target,
+            Err(status) => return send_status(request, status),
+        };
+        let real = match path::resolve(&self.config.root, &target.path, self.config.follow_symlinks)
+        {
+            Ok(real) => real,
+            Err(status) => return send_status(request, status),
+        };
+        let meta = match fs::metadata(&real) {
+            Ok(meta) => meta,
+            Err(err) => return send_status(request, path::status_for(&err)),
+        };
+        if meta.is_dir() {
+            if !target.raw_path.ends_with('/') {
+                return redirect_to_directory(request, &target.raw_path, target.query.as_deref());
+            }
+            for index in &self.config.index_pages {
+                let candidate = real.join(index);
+                if let Ok(index_real) =
+                    path::resolve(&self.config.root, &candidate, self.config.follow_symlinks)
+                {
+                    if let Ok(index_meta) = fs::metadata(&index_real) {
+                        if index_meta.is_file() {
+                            return self.serve_file(request, &index_real, &index_meta);
+                        }
+                    }
+                }
+            }
+            return self.list_directory(request, &real, &target.decoded);
+        }
+        if target.raw_path.ends_with('/') {
+            // A file named like a directory: Python answers 404 too.
+            return send_status(request, StatusCode::NOT_FOUND);
+        }
+        self.serve_file(request, &real, &meta)
+    }
+
+    /// Sends the listing of `dir`: Python's `list_directory`.
+    fn list_directory(
+        &self,
+        request: &mut HttpRequest<'_>,
+        dir: &Path,
+        display: &str,
+    ) -> HandlerResult {
+        let page = match listing::render(dir, display) {
+            Ok(page) => page,
+            Err(err) => {
+                request.send_error(path::status_for(&err), "No permission to list directory")?;
+                return Ok(());
+            }
+        };
+        request.send_response(200)?;
+        request.send_header("Content-Type", "text/html; charset=utf-8")?;
+        request.send_header("Content-Length", page.len())?;
+        request.end_headers()?;
+        request.wfile.write_all(page.as_bytes())?;
+        Ok(())
+    }
+
+    fn serve_file(
+        &self,
+        request: &mut HttpRequest<'_>,
+        path: &Path,
+        meta: &Metadata,
+    ) -> HandlerResult {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) => return send_status(request, path::status_for(&err)),
+        };
+        let validators = Validators::of(meta);
+        let last_modified = validators.last_modified_string();
+        if validators.not_modified(&request.headers) {
+            request.send_response(StatusCode::NOT_MODIFIED)?;
+            request.send_header("ETag", &validators.etag)?;
+            request.send_header("Last-Modified", &last_modified)?;
+            request.end_headers()?;
+            return Ok(());
+        }
+        let len = meta.len();
+        let (status, start, count) = match conditional::range(&request.headers, len, &validators) {
+            RangeRequest::Full => (StatusCode::OK, 0, len),
+            RangeRequest::Partial { start, end } => {
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
+            RangeRequest::Unsatisfiable => {
+                request.send_response(StatusCode::RANGE_NOT_SATISFIABLE)?;
+                request.send_header("Content-Range", format_args!("bytes */{len}"))?;
+                request.send_header("Content-Length", 0)?;
+                request.end_headers()?;
+                return Ok(());
+            }
+        };
+        request.send_response(status)?;
+        request.send_header("Content-Type", self.guess_type(path))?;
+        request.send_header("Content-Length", count)?;
+        if status == StatusCode::PARTIAL_CONTENT {
+            request.send_header(
+                "Content-Range",
+                format_args!("bytes {start}-{}/{len}", start + count - 1),
+            )?;
+        }
+        request.send_header("Last-Modified", &last_modified)?;
+        request.send_header("ETag", &validators.etag)?;
+        request.send_header("Accept-Ranges", "bytes")?;
+        request.end_headers()?;
+        if request.command == http::Method::HEAD {
+            return Ok(());
+        }
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))?;
+        }
+        let copied = io::copy(&mut (&mut file).take(count), &mut request.wfile)?;
+        if copied < count {
+            // The file shrank while it was sent: the promised length cannot be kept.
+            request.close_connection = true;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was sent", path.display()),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// 301 to the same path with a slash: what Apache and Python do for a directory. The
+/// location keeps the query and starts with exactly one slash, so `//evil.example` cannot
+/// become an open redirect.
+fn redirect_to_directory(
+    request: &mut HttpRequest<'_>,
+    raw_path: &str,
+    query: Option<&str>,
+) -> HandlerResult {
+    let mut location = format!("/{}/", raw_path.trim_start_matches('/'));
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    request.send_response(StatusCode::MOVED_PERMANENTLY)?;
+    request.send_header("Location", location)?;
+    request.send_header("Content-Length", 0)?;
+    request.end_headers()?;
+    Ok(())
+}
+
+fn send_status(request: &mut HttpRequest<'_>, status: StatusCode) -> HandlerResult {
+    let message = match status {
+        StatusCode::NOT_FOUND => Some("File not found"),
+        StatusCode::BAD_REQUEST => Some("Bad path"),
+        _ => None,
+    };
+    request.send_error(status, message)?;
+    Ok(())
+}
+
+impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
+    const SERVER_VERSION: &'static str = concat!("SimpleHTTP/", env!("CARGO_PKG_VERSION"));
+
+    fn limits(&self) -> Limits {
+        self.config.limits
+    }
+
+    fn protocol_version(&self) -> Version {
+        self.config.protocol_version
+    }
+
+    fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        self.serve(request)
+    }
+
+    fn do_head(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        self.serve(request)
+    }
+
+    /// Decodes an `application/x-www-form-urlencoded` body and hands the fields to the
+    /// form handler; any other content type gets 415.
+    fn do_post(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        let media_type = request
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
+            request.send_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Only application/x-www-form-urlencoded forms are accepted",
+            )?;
+            return Ok(());
+        }
+        let body = request.read_body()?;
+        let fields = parse_qsl(&body);
+        self.form.handle_form(request, fields)
+    }
+}
