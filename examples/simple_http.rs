@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::{Limits, Version};
+use socketserver::http::{HttpHandler, Limits, Version};
 use socketserver::{Concurrency, Server, TcpTransport, ThreadPool, Threading};
 
 #[derive(Parser)]
@@ -36,6 +37,9 @@ struct Args {
     /// HTTP version of the responses; HTTP/1.1 keeps connections open.
     #[arg(short, long, default_value = "HTTP/1.0", value_parser = ["HTTP/1.0", "HTTP/1.1"])]
     protocol: String,
+    /// Run executables under /cgi-bin and /htbin as CGI scripts.
+    #[arg(long)]
+    cgi: bool,
     /// Serve with this many worker threads instead of a thread per connection.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -76,18 +80,24 @@ fn main() -> io::Result<()> {
         .with_protocol_version(protocol);
     println!("Directory: {} ({which})", handler.directory().display());
 
-    match args.workers {
-        Some(workers) => serve(args.bind, args.port, handler, || {
-            ThreadPool::new(workers, workers * 4)
-        }),
-        None => serve(args.bind, args.port, handler, Threading::new),
+    if args.cgi {
+        let handler = CgiHttpHandler::from_files(handler);
+        match args.workers {
+            Some(n) => serve(args.bind, args.port, handler, || ThreadPool::new(n, n * 4)),
+            None => serve(args.bind, args.port, handler, Threading::new),
+        }
+    } else {
+        match args.workers {
+            Some(n) => serve(args.bind, args.port, handler, || ThreadPool::new(n, n * 4)),
+            None => serve(args.bind, args.port, handler, Threading::new),
+        }
     }
 }
 
-fn serve<C: Concurrency>(
+fn serve<H: HttpHandler, C: Concurrency>(
     bind: Option<IpAddr>,
     port: u16,
-    handler: SimpleHttpHandler,
+    handler: H,
     concurrency: impl Fn() -> C,
 ) -> io::Result<()> {
     let build = |ip: IpAddr| {

@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 mod address;
+pub mod cgi;
 pub mod concurrency;
 mod connection;
 pub mod files;

@@ -9,7 +9,7 @@
 mod conditional;
 mod form;
 mod listing;
-mod path;
+pub(crate) mod path;
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
@@ -132,6 +132,11 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     /// The directory served (canonical).
     pub fn directory(&self) -> &Path {
         &self.config.root
+    }
+
+    /// Whether symlinks out of the directory are followed.
+    pub fn follows_symlinks(&self) -> bool {
+        self.config.follow_symlinks
     }
 
     /// Maps a request target to the file it names under the directory: Python's
