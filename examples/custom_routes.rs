@@ -14,7 +14,8 @@
 //! - `GET /hello`: "It works" with a `Welcome: Contect` header;
 //! - `GET /api/time`: the time as JSON;
 //! - `POST /echo`: the urldecoded form fields, one `name=value` per line;
-//! - anything else: 404 (the directory handler will serve files here once it exists).
+//! - anything else: the files of `www/`, through `SimpleHttpHandler` (Python's
+//!   `super().do_GET()`).
 //!
 //! Run: `cargo run --example custom_routes -- 8080 --bind 127.0.0.1`, then
 //! `curl -i localhost:8080/hello` or `curl -d 'a=1&b=x+y' localhost:8080/echo`.
@@ -23,6 +24,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use clap::Parser;
+use socketserver::files::SimpleHttpHandler;
 use socketserver::http::{parse_qsl, HttpHandler, HttpRequest, ThreadingHttpServer, Version};
 use socketserver::HandlerResult;
 
@@ -38,7 +40,9 @@ struct Args {
 }
 
 #[derive(Clone)]
-struct Routes;
+struct Routes {
+    files: SimpleHttpHandler,
+}
 
 impl Routes {
     fn send_text(req: &mut HttpRequest<'_>, content_type: &str, body: &str) -> HandlerResult {
@@ -72,10 +76,7 @@ impl HttpHandler for Routes {
                 let json = format!("{{\"time\": \"{now}\", \"unix\": {}}}", now.as_second());
                 Self::send_text(req, "application/json", &json)
             }
-            _ => {
-                req.send_error(404, "File not found")?;
-                Ok(())
-            }
+            _ => self.files.do_get(req),
         }
     }
 
@@ -85,8 +86,7 @@ impl HttpHandler for Routes {
 
     fn do_post(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
         if req.path.split('?').next() != Some("/echo") {
-            req.send_error(404, "File not found")?;
-            return Ok(());
+            return self.files.do_post(req);
         }
         let body = req.read_body()?;
         let mut text = String::new();
@@ -100,10 +100,13 @@ impl HttpHandler for Routes {
 fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let server = ThreadingHttpServer::builder(SocketAddr::new(args.bind, args.port), Routes)
-        .allow_reuse_address(true)
-        .request_queue_size(1024)
-        .build()?;
+    let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
+    let files = SimpleHttpHandler::new(www)?.with_protocol_version(Version::HTTP_11);
+    let server =
+        ThreadingHttpServer::builder(SocketAddr::new(args.bind, args.port), Routes { files })
+            .allow_reuse_address(true)
+            .request_queue_size(1024)
+            .build()?;
     let address = server.server_address();
     println!("custom_routes serving on {address}");
     let handle = server.handle();

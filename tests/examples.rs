@@ -284,3 +284,35 @@ fn simple_http_serves_the_shipped_site() {
     assert!(response.contains("<form method=\"post\""), "{response}");
     assert!(example.terminate().success());
 }
+
+#[test]
+fn custom_routes_answers_its_routes_and_falls_back_to_files() {
+    let mut example = Example::start("custom_routes", &["0", "--bind", "127.0.0.1"]);
+    let address = example.inet_address();
+    let get = |request: &str| -> String {
+        let mut client = connect(address);
+        client.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).expect("a response, then EOF");
+        response
+    };
+    let hello = get("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(hello.starts_with("HTTP/1.1 200 OK\r\n"), "{hello}");
+    assert!(hello.contains("\r\nWelcome: Contect\r\n"), "{hello}");
+    assert!(hello.ends_with("\r\n\r\nIt works"), "{hello}");
+    let time = get("GET /api/time HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(time.contains("Content-Type: application/json"), "{time}");
+    assert!(time.contains("\"unix\": "), "{time}");
+    let body = "a=1&b=x+y&c=%E4%B8%AD";
+    let echo = get(&format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(echo.ends_with("\r\n\r\na=1\nb=x y\nc=中\n"), "{echo}");
+    let css = get("GET /style.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(css.starts_with("HTTP/1.1 200 OK\r\n"), "{css}");
+    assert!(css.contains("Content-Type: text/css"), "{css}");
+    let missing = get("GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    assert!(example.terminate().success());
+}
