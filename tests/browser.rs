@@ -1,0 +1,279 @@
+//! End to end in a real browser: headless Chromium, driven through chromedriver's WebDriver
+//! API, loads the shipped site from `SimpleHttpHandler`, checks that the page rendered (text,
+//! stylesheet, image), submits the form and reads the decoded answer.
+//!
+//! `.ci/run` installs Debian's `chromium` and `chromium-driver`. Where they are missing the
+//! test says so and passes, except under CI (`CI` set), where it fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use socketserver::files::SimpleHttpHandler;
+use socketserver::http::ThreadingHttpServer;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn browser_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromedriver are required under CI (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipping the browser test: install chromium and chromium-driver to run it");
+    }
+    present
+}
+
+/// A free port for chromedriver, which cannot be told to pick one itself.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+struct Driver {
+    process: Child,
+    base: String,
+    session: Option<String>,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        let process = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Driver {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+            session: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(status) = driver.call("GET", "/status", None) {
+                if status["value"]["ready"] == json!(true) {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let url = format!("{}{path}", self.base);
+        let response = match (method, body) {
+            ("GET", _) => agent.get(&url).call(),
+            ("DELETE", _) => agent.delete(&url).call(),
+            (_, body) => agent
+                .post(&url)
+                .send_json(body.unwrap_or_else(|| json!({}))),
+        };
+        let mut response = response.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let value: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(format!("{method} {path}: {status} {value}"))
+        }
+    }
+
+    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let session = self.session.as_ref().expect("a session");
+        self.call(method, &format!("/session/{session}{path}"), body)
+            .unwrap_or_else(|e| panic!("{e}"))["value"]
+            .take()
+    }
+
+    fn open_session(&mut self, profile: &Path) {
+        let capabilities = json!({
+            "capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--disable-quic", "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--window-size=1024,768",
+                        format!("--user-data-dir={}", profile.display()),
+                    ]
+                }
+            }}
+        });
+        let session = self
+            .call("POST", "/session", Some(capabilities))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.session = Some(
+            session["value"]["sessionId"]
+                .as_str()
+                .expect("a session id")
+                .to_string(),
+        );
+    }
+
+    fn navigate(&self, url: &str) {
+        self.session_call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn script(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    fn element(&self, css: &str) -> String {
+        let found = self.session_call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.element(css);
+        self.session_call("GET", &format!("/element/{id}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Polls `script` until it returns true, for page loads after a click.
+    fn wait_for(&self, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.script(script) != json!(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for: {script}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn screenshot(&self, path: &Path) {
+        use std::io::Write;
+        let data = self.session_call("GET", "/screenshot", None);
+        let png = decode_base64(data.as_str().expect("base64 PNG"));
+        assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+        std::fs::File::create(path)
+            .and_then(|mut f| f.write_all(&png))
+            .expect("save the screenshot");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = self.call("DELETE", &format!("/session/{session}"), None);
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => 0,
+        }
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &c)| acc | value(c) << (18 - 6 * i));
+        let real = chunk.iter().filter(|&&c| c != b'=').count();
+        out.extend_from_slice(&n.to_be_bytes()[1..real.max(1)]);
+    }
+    out
+}
+
+#[test]
+fn the_shipped_site_renders_and_its_form_is_answered() {
+    if !browser_available() {
+        return;
+    }
+    let www = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www");
+    let server = Arc::new(
+        ThreadingHttpServer::bind("127.0.0.1:0", SimpleHttpHandler::new(&www).unwrap()).unwrap(),
+    );
+    let port = server.server_address().port().unwrap();
+    let serving = Arc::clone(&server);
+    let loop_thread = thread::spawn(move || serving.serve_forever());
+
+    let profile =
+        std::env::temp_dir().join(format!("socketserver-chromium-{}", std::process::id()));
+    let mut driver = Driver::start();
+    driver.open_session(&profile);
+    let site = format!("http://127.0.0.1:{port}");
+
+    driver.navigate(&format!("{site}/"));
+    assert_eq!(driver.text("h1"), "It works!");
+    // The stylesheet applied: the heading has the accent colour from style.css.
+    assert_eq!(
+        driver.script("return getComputedStyle(document.querySelector('h1')).color;"),
+        json!("rgb(194, 65, 12)")
+    );
+    // The image loaded and decoded.
+    driver.wait_for("return document.getElementById('logo').complete;");
+    assert!(
+        driver
+            .script("return document.getElementById('logo').naturalWidth;")
+            .as_u64()
+            > Some(0),
+        "the logo did not load"
+    );
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-index.png");
+    driver.screenshot(&shot);
+
+    // Submit the form as a user would: click the button.
+    let send = driver.element("#send");
+    driver.session_call("POST", &format!("/element/{send}/click"), None);
+    driver.wait_for("return document.title === 'Form received';");
+    assert_eq!(driver.text("h1"), "Form received");
+    let fields = driver.text("#fields");
+    assert!(fields.contains("Ada Lovelace"), "{fields}");
+    assert!(fields.contains("Hello & welcome, 世界!"), "{fields}");
+
+    // A directory without an index page is listed.
+    driver.navigate(&format!("{site}/docs"));
+    driver.wait_for("return document.title.startsWith('Directory listing for /docs/');");
+    assert!(driver.text("ul").contains("notes.txt"));
+
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    server.shutdown();
+    loop_thread.join().unwrap().unwrap();
+}
