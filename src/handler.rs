@@ -211,7 +211,10 @@ impl RequestContext for StreamRequest {
             request.set_nodelay(true)?;
         }
         Ok(StreamRequest {
-            rfile: Rfile(BufReader::with_capacity(H::RBUFSIZE.max(1), request.clone())),
+            rfile: Rfile(BufReader::with_capacity(
+                H::RBUFSIZE.max(1),
+                request.clone(),
+            )),
             wfile: Wfile::new(request.clone(), H::WBUFSIZE),
             request,
             client_address,
@@ -238,7 +241,9 @@ impl Rfile {
     /// with the rest left unread; an empty result means end-of-file.
     pub fn readline(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut line = Vec::new();
-        (&mut self.0).take(limit as u64).read_until(b'\n', &mut line)?;
+        (&mut self.0)
+            .take(limit as u64)
+            .read_until(b'\n', &mut line)?;
         Ok(line)
     }
 

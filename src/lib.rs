@@ -52,8 +52,8 @@ pub mod cgi;
 pub mod concurrency;
 mod connection;
 pub mod files;
-pub mod http;
 mod handler;
+pub mod http;
 pub mod server;
 mod sys;
 
@@ -70,8 +70,8 @@ pub use server::{
     ForkingTcpServer, ForkingUdpServer, ForkingUnixDatagramServer, ForkingUnixStreamServer,
     NoHooks, Server, ServerBuilder, ServerHandle, ServerHooks, SocketOptions, TcpServer,
     TcpTransport, ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer,
-    ThreadingUnixStreamServer, ToAddress, Transport, UdpServer, UdpTransport,
-    UnixDatagramServer, UnixDatagramTransport, UnixStreamServer, UnixStreamTransport,
+    ThreadingUnixStreamServer, ToAddress, Transport, UdpServer, UdpTransport, UnixDatagramServer,
+    UnixDatagramTransport, UnixStreamServer, UnixStreamTransport,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

@@ -293,7 +293,9 @@ fn custom_routes_answers_its_routes_and_falls_back_to_files() {
         let mut client = connect(address);
         client.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
-        client.read_to_string(&mut response).expect("a response, then EOF");
+        client
+            .read_to_string(&mut response)
+            .expect("a response, then EOF");
         response
     };
     let hello = get("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");

@@ -75,7 +75,11 @@ impl Forking {
                 Err(_) => break,
             }
         }
-        let flags = if blocking { None } else { Some(WaitPidFlag::WNOHANG) };
+        let flags = if blocking {
+            None
+        } else {
+            Some(WaitPidFlag::WNOHANG)
+        };
         let children: Vec<Pid> = self.lock().iter().copied().collect();
         for pid in children {
             if reap(pid, flags) {

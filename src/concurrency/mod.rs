@@ -39,7 +39,10 @@ pub struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(client_address: ClientAddress, work: impl FnOnce() -> bool + Send + 'static) -> Self {
+    pub(crate) fn new(
+        client_address: ClientAddress,
+        work: impl FnOnce() -> bool + Send + 'static,
+    ) -> Self {
         Job {
             client_address,
             work: Box::new(work),

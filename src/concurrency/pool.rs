@@ -96,7 +96,11 @@ impl ThreadPool {
         while threads.len() < self.workers {
             let shared = Arc::clone(&self.shared);
             let name = format!("Worker-{}", threads.len() + 1);
-            threads.push(thread::Builder::new().name(name).spawn(move || shared.work())?);
+            threads.push(
+                thread::Builder::new()
+                    .name(name)
+                    .spawn(move || shared.work())?,
+            );
         }
         Ok(())
     }
@@ -141,7 +145,8 @@ impl Concurrency for ThreadPool {
     fn server_close(&self) {
         self.shared.lock().closing = true;
         self.shared.job_ready.notify_all();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         let me = thread::current().id();
         for thread in threads {
             if thread.thread().id() != me {

@@ -81,7 +81,8 @@ impl Concurrency for Threading {
         if self.daemon_threads || !self.block_on_close {
             return;
         }
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
         let me = thread::current().id();
         for thread in threads {
             // A handler that closes its own server cannot wait for itself.

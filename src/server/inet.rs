@@ -25,7 +25,10 @@ fn bind(fd: BorrowedFd<'_>, address: &SocketAddr) -> io::Result<ServerAddress> {
     let socket = SockRef::from(&fd);
     socket.bind(&(*address).into())?;
     let local = socket.local_addr()?.as_socket().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidData, "bound socket has no inet address")
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bound socket has no inet address",
+        )
     })?;
     Ok(ServerAddress::Inet(local))
 }

@@ -197,7 +197,8 @@ where
 
     /// Starts listening: Python's `server_activate`.
     pub fn server_activate(&self) -> io::Result<()> {
-        self.transport()?.activate(self.settings.request_queue_size)?;
+        self.transport()?
+            .activate(self.settings.request_queue_size)?;
         self.activated.store(true, Ordering::Release);
         Ok(())
     }
