@@ -237,6 +237,9 @@ enum Failure {
 /// calls for: the body's 400/408/413 for a bad body, 500 for anything else (and the
 /// connection closes), or a quiet close when the client went away.
 fn settle(request: &mut HttpRequest<'_>, outcome: std::thread::Result<HandlerResult>) -> Failure {
+    // A head the handler began and never ended is no response: if none of it has left,
+    // drop it so that the client gets the status below instead of a truncated head.
+    request.discard_unended_response();
     let (status, failure) = match outcome {
         Ok(Ok(())) if request.wfile.started() => {
             if !request.response_complete() {

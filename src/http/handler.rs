@@ -335,6 +335,17 @@ impl<'a> HttpRequest<'a> {
         self.response.headers_ended
     }
 
+    /// Drops a response whose status line was sent but whose headers were never ended, if
+    /// none of it has left yet, so that an error status can be sent in its place (Python
+    /// never sends a head that `end_headers` did not end). `true` if it was dropped.
+    pub(crate) fn discard_unended_response(&mut self) -> bool {
+        if !self.response.line_sent || self.response.headers_ended || !self.wfile.discard_unsent() {
+            return false;
+        }
+        self.response = ResponseState::default();
+        true
+    }
+
     /// The final status sent so far, if any.
     pub fn status(&self) -> Option<StatusCode> {
         self.response.status

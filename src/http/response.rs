@@ -43,6 +43,10 @@ pub struct ResponseWriter<'a> {
     in_body: bool,
     discard_body: bool,
     body_bytes: u64,
+    /// Where this response starts in `buf` (earlier pipelined answers may precede it).
+    start: usize,
+    /// Some of this response has been handed to the socket.
+    sent: bool,
 }
 
 impl<'a> ResponseWriter<'a> {
@@ -51,6 +55,7 @@ impl<'a> ResponseWriter<'a> {
         buf: &'a mut Vec<u8>,
         started: &'a AtomicBool,
     ) -> Self {
+        let start = buf.len();
         ResponseWriter {
             connection,
             buf,
@@ -58,6 +63,8 @@ impl<'a> ResponseWriter<'a> {
             in_body: false,
             discard_body: false,
             body_bytes: 0,
+            start,
+            sent: false,
         }
     }
 
@@ -97,6 +104,20 @@ impl<'a> ResponseWriter<'a> {
         self.discard_body = discard;
     }
 
+    /// Drops this response if none of it has been handed to the socket yet; `false` (and
+    /// nothing dropped) otherwise.
+    pub(crate) fn discard_unsent(&mut self) -> bool {
+        if self.sent {
+            return false;
+        }
+        self.buf.truncate(self.start);
+        self.in_body = false;
+        self.discard_body = false;
+        self.body_bytes = 0;
+        self.started.store(false, Ordering::Release);
+        true
+    }
+
     /// Back to head mode after an interim (1xx) response.
     pub(crate) fn end_interim(&mut self) {
         self.in_body = false;
@@ -104,6 +125,7 @@ impl<'a> ResponseWriter<'a> {
     }
 
     fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
+        self.sent |= self.buf.len() > self.start || !data.is_empty();
         let mut slices = [IoSlice::new(self.buf), IoSlice::new(data)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
         let mut connection = self.connection;
@@ -116,6 +138,7 @@ impl<'a> ResponseWriter<'a> {
             }
         }
         self.buf.clear();
+        self.start = 0;
         Ok(())
     }
 }

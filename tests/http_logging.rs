@@ -1,0 +1,286 @@
+//! Request logging through the `log` crate: the Common Log Format access line, error lines,
+//! and escaping of control characters so that a client cannot forge a log line or send
+//! terminal escapes. A test binary can install one logger only, so every log assertion of
+//! the HTTP tests lives in this file.
+
+mod http_support;
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use http_support::{connect, exchange, poll_until, read_to_eof, start, Client, IO_TIMEOUT};
+use log::{Level, Log, Metadata, Record};
+use socketserver::http::{log_date_time_string, HttpHandler, HttpRequest, Version, LOG_TARGET};
+use socketserver::HandlerResult;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    level: Level,
+    target: String,
+    message: String,
+}
+
+struct Collector {
+    entries: Mutex<Vec<Entry>>,
+}
+
+impl Log for Collector {
+    fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        self.entries.lock().unwrap().push(Entry {
+            level: record.level(),
+            target: record.target().to_string(),
+            message: record.args().to_string(),
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+fn collector() -> &'static Collector {
+    static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let collector: &'static Collector = Box::leak(Box::new(Collector {
+            entries: Mutex::new(Vec::new()),
+        }));
+        log::set_logger(collector).expect("the only logger of this test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+        collector
+    })
+}
+
+/// The entries of the HTTP log target whose message contains `needle`.
+fn entries_with(needle: &str) -> Vec<Entry> {
+    collector()
+        .entries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.target == LOG_TARGET && e.message.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Waits until `count` entries contain `needle` (the access line is written after the
+/// response is sent, so the client may see the response first).
+fn wait_for_entries(needle: &str, count: usize) -> Vec<Entry> {
+    poll_until(
+        &format!("{count} log entries with {needle:?}"),
+        IO_TIMEOUT,
+        || entries_with(needle).len() >= count,
+    );
+    entries_with(needle)
+}
+
+/// No log entry of the crate holds a control character (a newline included).
+fn assert_no_control_characters_logged() {
+    for entry in collector().entries.lock().unwrap().iter() {
+        if entry.target.starts_with("socketserver") {
+            assert!(
+                !entry.message.chars().any(char::is_control),
+                "control character in a log entry: {entry:?}"
+            );
+        }
+    }
+}
+
+/// Splits `127.0.0.1 - - [date] rest` and checks the date is a CLF date between `before`
+/// and `after` (give or take a second); returns `rest`.
+fn split_clf(message: &str, before: SystemTime, after: SystemTime) -> String {
+    let rest = message
+        .strip_prefix("127.0.0.1 - - [")
+        .unwrap_or_else(|| panic!("not a CLF line for 127.0.0.1: {message:?}"));
+    let (date, rest) = rest
+        .split_once("] ")
+        .unwrap_or_else(|| panic!("no date in {message:?}"));
+    let mut t = before - Duration::from_secs(1);
+    let mut allowed = Vec::new();
+    while t <= after + Duration::from_secs(1) {
+        allowed.push(log_date_time_string(t));
+        t += Duration::from_secs(1);
+    }
+    assert!(
+        allowed.iter().any(|a| a == date),
+        "date {date:?} is not one of {allowed:?}"
+    );
+    rest.to_string()
+}
+
+#[derive(Clone)]
+struct Logged;
+
+impl HttpHandler for Logged {
+    const PROTOCOL_VERSION: Version = Version::HTTP_11;
+
+    fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        match req.path.as_str() {
+            "/empty" => {
+                req.send_response(204)?;
+                req.end_headers()?;
+            }
+            "/missing" => req.send_error(404, "No such page")?,
+            "/log-header" => {
+                let agent = req
+                    .headers
+                    .get("x-agent")
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                req.log_message(&format!("agent={agent}"));
+                req.log_error(&format!("agent-error={agent}"));
+                http_support::send_body(req, "text/plain", b"logged")?;
+            }
+            "/log-newline" => {
+                req.log_message("line one\nFAKE 127.0.0.1 - - line two\r\x1b[31mred\x07");
+                http_support::send_body(req, "text/plain", b"logged")?;
+            }
+            _ => http_support::send_body(req, "text/plain", b"hello")?,
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn access_line_is_in_common_log_format() {
+    collector();
+    let server = start(Logged);
+    let before = SystemTime::now();
+    let mut client = Client::connect(server.addr());
+    let response = client.request(b"GET /clf-x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(response.text(), "hello");
+    let entries = wait_for_entries("\"GET /clf-x HTTP/1.1\"", 1);
+    let after = SystemTime::now();
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(entries[0].level, Level::Info);
+    let rest = split_clf(&entries[0].message, before, after);
+    assert_eq!(rest, "\"GET /clf-x HTTP/1.1\" 200 5");
+
+    // No body: the size is "-".
+    client.request(b"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n");
+    let entries = wait_for_entries("\"GET /empty HTTP/1.1\"", 1);
+    assert!(
+        entries[0]
+            .message
+            .ends_with("\"GET /empty HTTP/1.1\" 204 -"),
+        "{entries:#?}"
+    );
+}
+
+#[test]
+fn errors_are_logged_at_warn_with_an_access_line() {
+    collector();
+    let server = start(Logged);
+    let before = SystemTime::now();
+    let response =
+        Client::connect(server.addr()).request(b"GET /missing HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(response.status, 404);
+    let size = response.body.len();
+    let access = wait_for_entries("\"GET /missing HTTP/1.1\" 404", 1);
+    let after = SystemTime::now();
+    assert_eq!(
+        split_clf(&access[0].message, before, after),
+        format!("\"GET /missing HTTP/1.1\" 404 {size}")
+    );
+    assert_eq!(access[0].level, Level::Info);
+    let errors: Vec<Entry> = entries_with("code 404, message No such page")
+        .into_iter()
+        .filter(|e| e.level == Level::Warn)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(
+        split_clf(&errors[0].message, before, after),
+        "code 404, message No such page"
+    );
+
+    // A request the parser rejects is logged with the line it sent.
+    let data = exchange(server.addr(), b"GET /rejected HTTP/9.9\r\nHost: a\r\n\r\n");
+    assert!(data.starts_with(b"HTTP/1.1 505 "));
+    let access = wait_for_entries("\"GET /rejected HTTP/9.9\" 505", 1);
+    assert_eq!(access[0].level, Level::Info);
+}
+
+#[test]
+fn control_characters_in_a_rejected_request_line_are_escaped() {
+    collector();
+    let server = start(Logged);
+    // An ESC sequence and a carriage return inside the target: the parser rejects the
+    // line (400), and logs it, escaped.
+    let data = exchange(
+        server.addr(),
+        b"GET /ctl-line\x1b[2J\x1b[31mred\rFAKE HTTP/1.1\r\nHost: a\r\n\r\n",
+    );
+    assert!(
+        data.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&data)
+    );
+    let entries = wait_for_entries("/ctl-line", 1);
+    assert!(
+        entries.iter().any(|e| e
+            .message
+            .contains(r"/ctl-line\x1b[2J\x1b[31mred\x0dFAKE HTTP/1.1")),
+        "{entries:#?}"
+    );
+    // An HTTP/0.9 line is one line: whatever it holds is escaped too.
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"GET /ctl-09\x1b]0;title\x07\r\n")
+        .unwrap();
+    let data = read_to_eof(&mut stream);
+    assert!(data.starts_with(b"HTTP/1.1 505 "));
+    let entries = wait_for_entries("/ctl-09", 1);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.message.contains(r"/ctl-09\x1b]0;title\x07")),
+        "{entries:#?}"
+    );
+    assert_no_control_characters_logged();
+}
+
+#[test]
+fn control_characters_in_header_values_logged_by_a_handler_are_escaped() {
+    collector();
+    let server = start(Logged);
+    // C1 controls (CSI U+009B, NEL U+0085) are obs-text bytes in a field value: the parser
+    // accepts them, so they reach the handler, which logs them.
+    let response = Client::connect(server.addr()).request(
+        b"GET /log-header HTTP/1.1\r\nHost: a\r\nX-Agent: evil\xc2\x9b31m\xc2\x85next\\x41\r\n\r\n",
+    );
+    assert_eq!(response.text(), "logged");
+    let info = wait_for_entries("agent=evil", 1);
+    assert!(
+        info[0].message.ends_with(r"agent=evil\x9b31m\x85next\\x41"),
+        "{info:#?}"
+    );
+    let warn = wait_for_entries("agent-error=evil", 1);
+    assert_eq!(warn[0].level, Level::Warn);
+    // A raw control character in a field value is refused by the parser (400).
+    let data = exchange(
+        server.addr(),
+        b"GET /log-header HTTP/1.1\r\nHost: a\r\nX-Agent: a\x1b[31mb\r\n\r\n",
+    );
+    assert!(data.starts_with(b"HTTP/1.1 400 "));
+    assert_no_control_characters_logged();
+}
+
+#[test]
+fn a_logged_message_cannot_forge_a_line() {
+    collector();
+    let server = start(Logged);
+    let response =
+        Client::connect(server.addr()).request(b"GET /log-newline HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(response.status, 200);
+    let entries = wait_for_entries("line one", 1);
+    assert_eq!(entries.len(), 1);
+    assert!(
+        entries[0]
+            .message
+            .ends_with(r"line one\x0aFAKE 127.0.0.1 - - line two\x0d\x1b[31mred\x07"),
+        "{entries:#?}"
+    );
+    assert_no_control_characters_logged();
+}
