@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use crate::files::path::{resolve, translate};
 use crate::files::{EchoForm, FormHandler, SimpleHttpHandler};
@@ -155,6 +158,8 @@ impl<F: FormHandler> CgiHttpHandler<F> {
             .env_clear()
             .envs(self.environment(request, script_url, path_info, body.len()))
             .current_dir(script.parent().unwrap_or(root))
+            // A group of its own, so that a timeout kills what the script started too.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -188,6 +193,10 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         });
         let stdout = child.stdout.take().expect("piped stdout");
         let result = relay(request, stdout, deadline);
+        if matches!(result, Err(CgiFailure::TimedOut)) {
+            // The script may have exited and left a child holding its output open.
+            kill_group(&child);
+        }
         let status = finish_child(&mut child, deadline);
         let _ = feeder.join();
         let stderr = errors.join().unwrap_or_default();
@@ -463,6 +472,15 @@ enum ChildEnd {
     Killed,
 }
 
+/// Kills the script's process group: a shell script's children (a `sleep`) hold the output
+/// pipes open and would make us wait for them. Called before the script is reaped, so its
+/// group id cannot have been reused.
+fn kill_group(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
 /// Waits for the script until `deadline`, then kills it; always reaps it.
 fn finish_child(child: &mut Child, deadline: Instant) -> ChildEnd {
     let mut pause = Duration::from_millis(1);
@@ -476,6 +494,7 @@ fn finish_child(child: &mut Child, deadline: Instant) -> ChildEnd {
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             _ => {
+                kill_group(child);
                 let _ = child.kill();
                 let _ = child.wait();
                 return ChildEnd::Killed;
