@@ -588,3 +588,20 @@ fn error_page_on_a_keep_alive_connection_keeps_it_open() {
         assert_eq!(response.content_length(), Some(response.body.len()));
     }
 }
+
+#[test]
+fn head_request_rejected_before_the_handler_gets_no_error_page() {
+    let server = start(Errors);
+    // 431: more header fields than the limit; the request line was read, so it was a HEAD.
+    let mut request = b"HEAD / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..200 {
+        request.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let data = exchange(server.addr(), &request);
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+    let body_start = text.find("\r\n\r\n").expect("a complete head") + 4;
+    assert!(text.contains("Content-Length: "), "{text}");
+    assert_eq!(&text[body_start..], "", "an error page for HEAD");
+}

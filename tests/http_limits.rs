@@ -89,6 +89,41 @@ fn content_length_over_max_body_size_gets_413_before_the_handler_runs() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the handler ran for a 413");
 }
 
+/// Answers a POST with a large body without reading the request's.
+#[derive(Clone)]
+struct BigAnswer;
+
+const BIG_ANSWER: usize = 4 * 1024 * 1024;
+
+impl HttpHandler for BigAnswer {
+    const PROTOCOL_VERSION: Version = Version::HTTP_11;
+
+    fn do_post(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        http_support::send_body(req, "application/octet-stream", &vec![b'a'; BIG_ANSWER])
+    }
+}
+
+#[test]
+fn response_survives_the_close_of_a_connection_with_unread_body() {
+    // The body is larger than the server drains, so the connection closes with input
+    // unread. Closing such a socket resets it, and the reset throws away the part of the
+    // response still queued in the kernel; the server must close its side and linger.
+    let server = start(BigAnswer);
+    let mut stream = connect(server.addr());
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
+        .unwrap();
+    stream.write_all(&vec![b'u'; 256 * 1024]).unwrap();
+    let responses = http_support::parse_all(&read_to_eof(&mut stream));
+    assert_eq!(responses.len(), 1);
+    assert_eq!(responses[0].status, 200);
+    assert_eq!(
+        responses[0].body.len(),
+        BIG_ANSWER,
+        "the response was cut short"
+    );
+}
+
 #[test]
 fn chunked_body_growing_past_max_body_size_gets_413() {
     let (handler, calls) = Upload::new(small_bodies());

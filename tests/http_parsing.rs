@@ -524,7 +524,8 @@ fn expect_100_continue_is_not_answered_when_the_body_is_not_read() {
     assert_eq!(response.status, 200, "{response:#?}");
     assert_eq!(response.body, b"not read");
     // The client was never told to send the body, so the server cannot reuse the
-    // connection (it would read the body as a request): it closes.
+    // connection (it would read the body as a request): it says so, and closes.
+    assert!(response.connection_has("close"), "{response:#?}");
     client.expect_closed();
 }
 
@@ -564,6 +565,7 @@ fn handle_expect_100_can_refuse_the_body_with_417() {
     );
     let response = client.read_response();
     assert_eq!(response.status, 417, "{response:#?}");
+    assert!(response.connection_has("close"), "{response:#?}");
     assert!(
         response.text().contains("Not that body"),
         "{}",

@@ -125,6 +125,11 @@ impl<'a> Body<'a> {
     /// After the handler: reads and discards up to `max` unread bytes so the connection can
     /// carry the next request. `false` if the body is not done by then (or a client waiting
     /// for `100 Continue` was never told to send it): the connection must close.
+    /// The client asked for `100 Continue` and has not been sent it: it holds the body back.
+    pub(crate) fn awaits_continue(&self) -> bool {
+        self.continue_pending
+    }
+
     pub(crate) fn drain(&mut self, max: u64) -> bool {
         if self.state == State::Done {
             return true;

@@ -7,10 +7,10 @@
 //! body is drained or the connection closed, and malformed requests get their 4xx.
 
 use std::any::Any;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode, Version};
 
@@ -80,7 +80,7 @@ fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest)
             Err(HeadError::Io(err)) if is_disconnect(&err) => break,
             Err(HeadError::Io(err)) => return Err(err.into()),
         };
-        let keep_alive = match parsed {
+        let (keep_alive, unread_input) = match parsed {
             Ok((head, framing, expect)) => exchange(
                 handler,
                 &context,
@@ -99,14 +99,49 @@ fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest)
                     &mut out,
                     rejection,
                 )?;
-                false
+                (false, true)
             }
         };
         if !keep_alive {
+            if unread_input {
+                linger(&mut socket);
+            }
             break;
         }
     }
     Ok(())
+}
+
+/// How long, and for how many bytes, a connection closed with input unread waits for the
+/// client to stop sending.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes our side and reads what the client still sends, for a while. Closing a socket with
+/// unread input makes the kernel answer with a reset, and a reset can destroy the response
+/// before the client has read it: the 413 for an upload it is still sending, say (nginx's
+/// "lingering close").
+fn linger(socket: &mut TimedSocket) {
+    if socket
+        .connection()
+        .shutdown(std::net::Shutdown::Write)
+        .is_err()
+    {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut budget = LINGER_BYTES;
+    let mut scratch = [0u8; 8192];
+    while budget > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(left).is_err() {
+            return;
+        }
+        match socket.connection().read(&mut scratch) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => budget = budget.saturating_sub(n),
+        }
+    }
 }
 
 /// Parses and checks a head read into `buf`.
@@ -140,8 +175,13 @@ fn reject(
     rejection: Rejection,
 ) -> HandlerResult {
     let started = AtomicBool::new(false);
+    // Only the method matters for the answer: a HEAD gets the error's head, no page.
+    let method = match rejection.requestline.split(' ').next() {
+        Some("HEAD") => Method::HEAD,
+        _ => Method::GET,
+    };
     let mut request = HttpRequest::new(
-        Method::GET,
+        method,
         String::new(),
         Version::HTTP_10,
         rejection.requestline.into_bytes(),
@@ -166,8 +206,8 @@ fn reject(
     Ok(())
 }
 
-/// Runs the handler on one request and completes its response; `true` if the connection
-/// stays open for the next request.
+/// Runs the handler on one request and completes its response: whether the connection
+/// stays open for the next request, and whether the client sent more than was read.
 #[allow(clippy::too_many_arguments)]
 fn exchange<H: HttpHandler>(
     handler: &mut H,
@@ -178,7 +218,7 @@ fn exchange<H: HttpHandler>(
     head: Head,
     framing: Framing,
     expect_continue: bool,
-) -> Result<bool, BoxError> {
+) -> Result<(bool, bool), BoxError> {
     let started = AtomicBool::new(false);
     let limits = &context.limits;
     let body = Body::new(
@@ -206,7 +246,7 @@ fn exchange<H: HttpHandler>(
     // the answers to earlier pipelined requests still buffered must leave before it.
     if expect_continue && request.wfile.flush().is_err() {
         // The client is gone or not reading: there is nobody to answer.
-        return Ok(false);
+        return Ok((false, false));
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
         if expect_continue && !handler.handle_expect_100(&mut request)? {
@@ -215,12 +255,16 @@ fn exchange<H: HttpHandler>(
         dispatch(handler, &mut request)
     }));
     let failure = settle(&mut request, outcome);
-    if !request.close_connection && !request.rfile.drain(limits.max_drain) {
-        request.close_connection = true;
+    if !request.close_connection && !request.rfile.is_complete() {
+        // The client may wait for the answer before it sends the rest of the body.
+        if request.wfile.flush().is_err() || !request.rfile.drain(limits.max_drain) {
+            request.close_connection = true;
+        }
     }
     let keep_alive = complete(&mut request);
+    let unread_input = !request.rfile.is_complete() || !request.rfile.input_buffer().is_empty();
     match failure {
-        Failure::None => Ok(keep_alive),
+        Failure::None => Ok((keep_alive, unread_input)),
         Failure::Error(err) => Err(err),
         Failure::Panic(payload) => resume_unwind(payload),
     }

@@ -481,7 +481,10 @@ impl<'a> HttpRequest<'a> {
         };
         let no_body = status::forbids_body(code) || self.command == Method::HEAD;
         if !self.close_connection {
-            if !no_body && !self.response.has_length && !self.response.chunked {
+            let unframed = !no_body && !self.response.has_length && !self.response.chunked;
+            // A client still waiting for `100 Continue` will never send the body, so the
+            // connection cannot carry another request (RFC 9110, 10.1.1: say so).
+            if unframed || self.rfile.awaits_continue() {
                 self.send_header("Connection", "close")?;
             } else if self.request_version == Version::HTTP_10 && !self.response.connection_header {
                 self.send_header("Connection", "keep-alive")?;

@@ -311,8 +311,9 @@ pub fn parse_all(buf: &[u8]) -> Vec<Response> {
                 rest = &rest[used..];
             }
             Ok(None) => panic!(
-                "truncated response: {:?} (after {} complete ones)",
-                String::from_utf8_lossy(rest),
+                "truncated response of {} bytes: {:?}... (after {} complete ones)",
+                rest.len(),
+                String::from_utf8_lossy(&rest[..rest.len().min(512)]),
                 responses.len()
             ),
             Err(err) => panic!("{err}: {:?}", String::from_utf8_lossy(rest)),
