@@ -4,8 +4,11 @@
 //! sockets; here each is one enum so a handler can serve every transport.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::mem::offset_of;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{SockaddrLike, SockaddrStorage, UnixAddr};
 
 /// The peer of a request: Python's `client_address`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +31,24 @@ impl ClientAddress {
 
     pub(crate) fn from_unix(addr: &std::os::unix::net::SocketAddr) -> Self {
         ClientAddress::Unix(addr.as_pathname().map(Path::to_path_buf))
+    }
+
+    /// The sender of a UDP datagram, as the kernel reported it.
+    pub(crate) fn from_inet(addr: Option<&SockaddrStorage>) -> Option<Self> {
+        let addr = addr?;
+        let inet = match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+            (Some(v4), _) => SocketAddrV4::from(*v4).into(),
+            (None, Some(v6)) => SocketAddrV6::from(*v6).into(),
+            (None, None) => return None,
+        };
+        Some(ClientAddress::Inet(inet))
+    }
+
+    /// The sender of a Unix datagram, as the kernel reported it.
+    pub(crate) fn from_unix_addr(addr: Option<&UnixAddr>) -> Self {
+        // An unnamed sender comes with no path at all, which `UnixAddr::path` does not expect.
+        let named = addr.filter(|a| a.len() as usize > offset_of!(libc::sockaddr_un, sun_path));
+        ClientAddress::Unix(named.and_then(UnixAddr::path).map(Path::to_path_buf))
     }
 }
 

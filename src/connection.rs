@@ -8,9 +8,18 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::io::IoSliceMut;
+
+use nix::sys::socket::{recvmsg, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 
 use crate::address::ClientAddress;
+
+/// One datagram into `buf`, and its sender, if one is queued.
+fn recv_now<S: SockaddrLike>(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<S>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let message = recvmsg::<S>(fd.as_raw_fd(), &mut iov, None, MsgFlags::MSG_DONTWAIT)?;
+    Ok((message.bytes, message.address))
+}
 
 /// A connected stream socket, TCP or Unix: Python's `self.request` in a stream handler.
 ///
@@ -201,24 +210,21 @@ impl DatagramSocket {
 
     /// Sends `data` as one datagram to `address`. Python's `socket.sendto(data, address)`.
     ///
-    /// The server's socket is non-blocking (the serve loop polls it); when the send buffer is
-    /// full this waits until it drains, as a blocking socket would.
+    /// Waits while the receiver has no room (a Unix datagram client that does not read), but
+    /// fails with [`io::ErrorKind::TimedOut`] after 10 seconds rather than blocking the server
+    /// forever; set another limit with `set_write_timeout` on [`as_udp`](Self::as_udp) or
+    /// [`as_unix`](Self::as_unix).
     pub fn sendto(&self, data: &[u8], address: &ClientAddress) -> io::Result<usize> {
-        loop {
-            match self.try_sendto(data, address) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(self.as_fd(), PollFlags::POLLOUT)];
-                    match poll(&mut fds, PollTimeout::NONE) {
-                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                        Err(errno) => return Err(errno.into()),
-                    }
-                }
-                result => return result,
-            }
-        }
+        self.send_to(data, address).map_err(|err| match err.kind() {
+            io::ErrorKind::WouldBlock => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{address} did not take the datagram in time"),
+            ),
+            _ => err,
+        })
     }
 
-    fn try_sendto(&self, data: &[u8], address: &ClientAddress) -> io::Result<usize> {
+    fn send_to(&self, data: &[u8], address: &ClientAddress) -> io::Result<usize> {
         match (&*self.0, address) {
             (DgramSocket::Udp(s), ClientAddress::Inet(addr)) => s.send_to(data, addr),
             (DgramSocket::Unix(s), ClientAddress::Unix(Some(path))) => s.send_to(data, path),
@@ -233,14 +239,25 @@ impl DatagramSocket {
         }
     }
 
-    /// Receives one datagram of at most `max` bytes without blocking.
+    /// Receives one datagram of at most `max` bytes (the rest of a longer one is dropped, as
+    /// in Python) without waiting: `WouldBlock` when none is queued.
     pub(crate) fn recv_from(&self, max: usize) -> io::Result<(Vec<u8>, ClientAddress)> {
         let mut buf = vec![0; max];
         let (n, from) = match &*self.0 {
-            DgramSocket::Udp(s) => s.recv_from(&mut buf).map(|(n, a)| (n, a.into()))?,
-            DgramSocket::Unix(s) => s
-                .recv_from(&mut buf)
-                .map(|(n, a)| (n, ClientAddress::from_unix(&a)))?,
+            DgramSocket::Udp(s) => {
+                let (n, from) = recv_now::<SockaddrStorage>(s.as_fd(), &mut buf)?;
+                let from = ClientAddress::from_inet(from.as_ref()).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "datagram from a non-inet sender",
+                    )
+                })?;
+                (n, from)
+            }
+            DgramSocket::Unix(s) => {
+                let (n, from) = recv_now::<UnixAddr>(s.as_fd(), &mut buf)?;
+                (n, ClientAddress::from_unix_addr(from.as_ref()))
+            }
         };
         buf.truncate(n);
         Ok((buf, from))

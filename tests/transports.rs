@@ -13,7 +13,8 @@ use std::time::Duration;
 use common::*;
 use socketserver::{
     ClientAddress, DatagramRequest, HandlerResult, RequestError, RequestHandler, ServerHooks,
-    StreamRequest, TcpServer, TcpTransport, UdpServer, UnixDatagramServer, UnixStreamServer,
+    StreamRequest, TcpServer, TcpTransport, UdpServer, UnixDatagramServer, UnixDatagramTransport,
+    UnixStreamServer,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -125,6 +126,80 @@ fn unix_datagram_round_trip() {
     let (n, from) = client.recv_from(&mut buf).expect("a reply");
     assert_eq!(&buf[..n], b"UNIX DATAGRAM");
     assert_eq!(from.as_pathname(), Some(path.as_path()));
+    stop(&server, thread);
+}
+
+/// Upper-cases datagrams, but gives up on a reply after 100 ms instead of 10 s.
+#[derive(Clone, Debug, Default)]
+struct ImpatientUpper;
+
+impl RequestHandler for ImpatientUpper {
+    type Request = DatagramRequest;
+
+    fn setup(&mut self, req: &mut DatagramRequest) -> HandlerResult {
+        let socket = req.socket.as_unix().expect("a Unix datagram server");
+        socket.set_write_timeout(Some(Duration::from_millis(100)))?;
+        Ok(())
+    }
+
+    fn handle(&mut self, req: &mut DatagramRequest) -> HandlerResult {
+        UpperDatagram.handle(req)
+    }
+}
+
+/// Sends the kind of every failed request to the test.
+struct ReportKinds(Sender<io::ErrorKind>);
+
+impl ServerHooks<UnixDatagramTransport> for ReportKinds {
+    fn handle_error(&self, _client: &ClientAddress, error: &RequestError) {
+        let kind = match error {
+            RequestError::Failed(err) => err
+                .downcast_ref::<io::Error>()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
+            RequestError::Panicked(_) => io::ErrorKind::Other,
+        };
+        let _ = self.0.send(kind);
+    }
+}
+
+#[test]
+fn unix_datagram_reply_to_a_client_that_never_reads_times_out() {
+    // A Unix datagram client that does not read fills its queue; the reply must then fail
+    // after the send timeout, not block (or spin) forever.
+    let dir = TempDir::new();
+    let path = dir.join("dgram.sock");
+    let (errors, reported) = mpsc::channel();
+    let server = UnixDatagramServer::builder(&path, ImpatientUpper)
+        .hooks(ReportKinds(errors))
+        .build()
+        .unwrap();
+    let (server, thread) = serve(server);
+
+    let deaf_path = dir.join("deaf.sock");
+    let deaf = UnixDatagram::bind(&deaf_path).unwrap();
+    deaf.set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut first_error = None;
+    for _ in 0..100_000 {
+        // Sending blocks too once the server stops reading: a timed-out send is fine.
+        let _ = deaf.send_to(b"never read", &path);
+        if let Ok(kind) = reported.try_recv() {
+            first_error = Some(kind);
+            break;
+        }
+    }
+    assert_eq!(first_error, Some(io::ErrorKind::TimedOut));
+
+    // Once the deaf client is gone, its queued datagrams fail fast and others are served.
+    drop(deaf);
+    std::fs::remove_file(&deaf_path).unwrap();
+    let client_path = dir.join("client.sock");
+    let client = UnixDatagram::bind(&client_path).unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    client.send_to(b"still serving", &path).unwrap();
+    let mut buf = [0; 64];
+    let (n, _) = client.recv_from(&mut buf).expect("a reply");
+    assert_eq!(&buf[..n], b"STILL SERVING");
     stop(&server, thread);
 }
 

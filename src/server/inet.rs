@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{SocketOptions, Transport};
+use super::transport::{configure_blocking, SocketOptions, Transport};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::connection::{Connection, Datagram, DatagramSocket};
 
@@ -17,7 +17,7 @@ fn new_socket(address: &SocketAddr, ty: Type, options: &SocketOptions) -> io::Re
     if let (Some(only), true) = (options.ipv6_only, address.is_ipv6()) {
         socket.set_only_v6(only)?;
     }
-    socket.set_nonblocking(true)?;
+    configure_blocking(&socket, ty)?;
     Ok(socket)
 }
 

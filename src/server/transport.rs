@@ -1,15 +1,37 @@
 //! The socket a server binds and takes requests from: one trait, four transports.
 //!
 //! Python picks the transport by subclass (`TCPServer`, `UDPServer`, ...); here it is the
-//! first type parameter of [`Server`](crate::Server). Listening sockets are non-blocking:
-//! the serve loop polls them together with the shutdown waker and takes requests until the
-//! kernel has none left.
+//! first type parameter of [`Server`](crate::Server). The serve loop polls the server's
+//! socket together with the shutdown waker and takes requests until the kernel has none
+//! left, so taking a request never blocks: listening sockets are non-blocking, datagram
+//! sockets are read with `MSG_DONTWAIT`.
 
 use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
+use std::time::Duration;
+
+use socket2::{Socket, Type};
 
 use crate::address::{ClientAddress, ServerAddress};
+
+/// How long a reply on a datagram socket may wait for room at the receiver before `sendto`
+/// fails. A Unix datagram client that never reads fills its queue; Python would block the
+/// server forever.
+pub(crate) const DATAGRAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listening socket is non-blocking, so that accepting never waits. A datagram socket
+/// blocks, so that a reply can wait in the kernel for a full receiver (the only way to wait
+/// for a Unix datagram peer: `poll` reports the socket writable all along), up to
+/// [`DATAGRAM_SEND_TIMEOUT`]; it is read with `MSG_DONTWAIT` instead.
+pub(crate) fn configure_blocking(socket: &Socket, ty: Type) -> io::Result<()> {
+    if ty == Type::DGRAM {
+        socket.set_nonblocking(false)?;
+        socket.set_write_timeout(Some(DATAGRAM_SEND_TIMEOUT))
+    } else {
+        socket.set_nonblocking(true)
+    }
+}
 
 /// Socket options fixed when the server's socket is created, before it is bound.
 #[derive(Clone, Debug)]

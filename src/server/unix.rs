@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-use super::transport::{SocketOptions, Transport};
+use super::transport::{configure_blocking, SocketOptions, Transport};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::connection::{Connection, Datagram, DatagramSocket};
 
@@ -48,7 +48,7 @@ impl SocketFile {
 
 fn new_socket(ty: Type) -> io::Result<Socket> {
     let socket = Socket::new(Domain::UNIX, ty, None)?;
-    socket.set_nonblocking(true)?;
+    configure_blocking(&socket, ty)?;
     Ok(socket)
 }
 
