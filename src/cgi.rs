@@ -38,7 +38,8 @@ const MAX_STDERR: usize = 16 * 1024;
 /// limit is killed; one that prints no valid header gets a 502 for it.
 ///
 /// The environment holds only the meta-variables and `PATH`: nothing of the server's own
-/// environment leaks to scripts, and the `Proxy` header never becomes `HTTP_PROXY`.
+/// environment leaks to scripts, the `Proxy` header never becomes `HTTP_PROXY`, and header
+/// names with an underscore are dropped (they would pass for the same name with a dash).
 #[derive(Clone, Debug)]
 pub struct CgiHttpHandler<F = EchoForm> {
     files: SimpleHttpHandler<F>,
@@ -290,15 +291,18 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         for name in request.headers.keys() {
             let lower = name.as_str();
             // Proxy: the httpoxy hole (HTTP_PROXY). Authorization: credentials stay with us.
-            // The rest are already meta-variables.
-            if matches!(
-                lower,
-                "proxy"
-                    | "authorization"
-                    | "proxy-authorization"
-                    | "content-type"
-                    | "content-length"
-            ) {
+            // The rest are already meta-variables. A name with `_` would pass for the one
+            // with `-` (`X_User` for `X-User`, set by a trusted proxy): dropped, as Apache does.
+            if lower.contains('_')
+                || matches!(
+                    lower,
+                    "proxy"
+                        | "authorization"
+                        | "proxy-authorization"
+                        | "content-type"
+                        | "content-length"
+                )
+            {
                 continue;
             }
             let mut value = Vec::new();
