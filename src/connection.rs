@@ -8,9 +8,9 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::io::IoSliceMut;
+use std::io::{IoSlice, IoSliceMut};
 
-use nix::sys::socket::{recvmsg, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
+use nix::sys::socket::{recv, recvmsg, sendmsg, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 
 use crate::address::ClientAddress;
 
@@ -50,6 +50,23 @@ impl Connection {
         let n = (&*self).read(&mut buf)?;
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// Reads what has arrived, without waiting: `WouldBlock` if nothing has.
+    pub(crate) fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(recv(self.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?)
+    }
+
+    /// Writes what the socket takes now, without waiting: `WouldBlock` if it takes nothing.
+    pub(crate) fn send_now(&self, data: &[IoSlice<'_>]) -> io::Result<usize> {
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        Ok(sendmsg::<()>(
+            self.as_fd().as_raw_fd(),
+            data,
+            &[],
+            flags,
+            None,
+        )?)
     }
 
     /// Writes all of `data`. Python's `request.sendall(data)`.

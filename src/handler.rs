@@ -10,11 +10,12 @@
 use std::any::Any;
 use std::error::Error;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, BufWriter, Cursor, Read, Write};
+use std::io::{self, BufRead, BufWriter, Cursor, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::address::ClientAddress;
+use crate::buffer;
 use crate::connection::{Connection, Datagram, DatagramSocket};
 use crate::server::ServerHandle;
 
@@ -70,6 +71,13 @@ pub trait RequestHandler: Clone + Send + Sync + 'static {
     const WBUFSIZE: usize = 0;
     /// Sets `TCP_NODELAY` on the connection (Python's `disable_nagle_algorithm`).
     const DISABLE_NAGLE_ALGORITHM: bool = false;
+    /// `handle` never waits: it reads only what has arrived (on an event loop, `rfile` then
+    /// fails with `WouldBlock` instead of waiting, and the handler
+    /// [parks](StreamRequest::park)) and its replies are small. An
+    /// [`EventLoop`](crate::concurrency::EventLoop) server runs such a handler on its own
+    /// thread, the fastest way; any other handler runs on one of its workers. Every other
+    /// strategy ignores this.
+    const NONBLOCKING: bool = false;
 
     /// Called before [`handle`](RequestHandler::handle).
     fn setup(&mut self, _request: &mut Self::Request) -> HandlerResult {
@@ -136,12 +144,42 @@ impl From<io::Error> for RequestError {
 /// [`ServerHooks::finish_request`](crate::ServerHooks::finish_request).
 ///
 /// `finish` runs even if `handle` fails or panics; the first failure is returned.
+///
+/// If `handle` [parks](StreamRequest::park) the connection, `finish` waits: the server keeps
+/// the handler with the connection and calls `handle` again when the client sends more.
 pub fn run_handler<H: RequestHandler>(
     mut handler: H,
     request: &mut H::Request,
 ) -> Result<(), RequestError> {
     handler.setup(request).map_err(RequestError::Failed)?;
+    continue_handler(handler, request)
+}
+
+/// `handle`, then `finish` unless `handle` parked the connection (then the handler is kept
+/// with the connection for the next run).
+pub(crate) fn continue_handler<H: RequestHandler>(
+    mut handler: H,
+    request: &mut H::Request,
+) -> Result<(), RequestError> {
     let handled = catch_unwind(AssertUnwindSafe(|| handler.handle(request)));
+    if let (Ok(Ok(())), Some(stream)) = (&handled, request.as_stream()) {
+        if stream.parking.requested.is_some() {
+            stream.parking.handler = Some(Box::new(handler));
+            return Ok(());
+        }
+    }
+    if let Some(stream) = request.as_stream() {
+        stream.parking.requested = None;
+    }
+    finish_handler(handler, request, handled)
+}
+
+/// `finish`, after `handle` ended with `handled`; the first failure is returned.
+pub(crate) fn finish_handler<H: RequestHandler>(
+    mut handler: H,
+    request: &mut H::Request,
+    handled: std::thread::Result<HandlerResult>,
+) -> Result<(), RequestError> {
     let finished = catch_unwind(AssertUnwindSafe(|| handler.finish(request)));
     for outcome in [handled, finished] {
         match outcome {
@@ -177,6 +215,60 @@ pub trait RequestContext: sealed::Sealed + Send + Sized + 'static {
 
     #[doc(hidden)]
     fn into_raw(self) -> Self::Raw;
+
+    /// The stream request, for parking; `None` for a datagram.
+    #[doc(hidden)]
+    fn as_stream(&mut self) -> Option<&mut StreamRequest>;
+
+    #[doc(hidden)]
+    fn as_stream_ref(&self) -> Option<&StreamRequest>;
+}
+
+/// What a stream request needs to be parked between runs of `handle`; set by the server.
+#[derive(Default)]
+pub(crate) struct Parking {
+    /// The server's strategy can park this connection: it runs an event loop.
+    pub(crate) available: bool,
+    /// `handle` runs on the event loop's own thread and must not wait.
+    pub(crate) inline: bool,
+    /// What `handle` asked for before it returned.
+    pub(crate) requested: Option<Park>,
+    /// The handler, kept between runs of `handle`.
+    pub(crate) handler: Option<Box<dyn Any + Send>>,
+    /// Protocol state kept between runs (the HTTP layer's).
+    pub(crate) state: Option<Box<dyn Any + Send>>,
+    /// This run of `handle` is for a passed deadline.
+    pub(crate) timed_out: bool,
+}
+
+impl fmt::Debug for Parking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Parking")
+            .field("available", &self.available)
+            .field("inline", &self.inline)
+            .field("requested", &self.requested)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a parked connection is taken up again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// When the client has sent something (or closed).
+    Readable,
+    /// When the socket takes more output.
+    Writable,
+    /// At once, on a worker thread: the rest may wait.
+    Worker,
+}
+
+/// A parked connection's wake-up condition, and when it is given up if that never comes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Park {
+    pub(crate) wake: Wake,
+    pub(crate) deadline: Option<Instant>,
+    /// At the deadline, run `handle` again (with `timed_out` set) instead of ending.
+    pub(crate) resume_at_deadline: bool,
 }
 
 /// A connection being handled: `self.request`, `self.rfile`, `self.wfile`,
@@ -193,6 +285,68 @@ pub struct StreamRequest {
     pub client_address: ClientAddress,
     /// The server that accepted the connection.
     pub server: ServerHandle,
+    pub(crate) parking: Parking,
+    /// Output written for the client that the socket has not taken yet (the HTTP layer's
+    /// response buffer); sent before the connection closes.
+    pub(crate) output: Vec<u8>,
+}
+
+impl StreamRequest {
+    /// Whether [`park`](StreamRequest::park) can keep this connection: the server runs an
+    /// [`EventLoop`](crate::concurrency::EventLoop).
+    pub fn can_park(&self) -> bool {
+        self.parking.available
+    }
+
+    /// Keeps the connection open, without a thread, once `handle` returns: the server calls
+    /// `handle` again when the client sends more, or ends the request (`finish`, then the
+    /// socket closes) if nothing comes within `idle`. Returns `false`, and does nothing, if
+    /// the server cannot park; the handler then goes on reading as Python's would.
+    pub fn park(&mut self, idle: Option<Duration>) -> bool {
+        self.park_until(Park {
+            wake: Wake::Readable,
+            deadline: idle.map(|idle| Instant::now() + idle),
+            resume_at_deadline: false,
+        })
+    }
+
+    /// Whether `handle` runs on the event loop's own thread (a
+    /// [`NONBLOCKING`](RequestHandler::NONBLOCKING) handler): `rfile` then takes only what
+    /// has arrived.
+    pub fn is_inline(&self) -> bool {
+        self.parking.inline
+    }
+
+    /// Sends what the socket takes now of the waiting output; `true` once all is sent.
+    pub(crate) fn send_output_now(&mut self) -> io::Result<bool> {
+        while !self.output.is_empty() {
+            match self.request.send_now(&[io::IoSlice::new(&self.output)]) {
+                Ok(n) => {
+                    self.output.drain(..n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(true)
+    }
+
+    pub(crate) fn park_until(&mut self, park: Park) -> bool {
+        if self.parking.available {
+            self.parking.requested = Some(park);
+        }
+        self.parking.available
+    }
+
+    /// Sets how the next run of `handle` may park: `None` when it cannot, else whether it
+    /// runs inline on the event loop.
+    pub(crate) fn set_run_mode(&mut self, inline: Option<bool>) {
+        self.parking.available = inline.is_some();
+        self.parking.inline = inline == Some(true);
+        self.parking.requested = None;
+        self.rfile.set_nonblocking(self.parking.inline);
+    }
 }
 
 impl RequestContext for StreamRequest {
@@ -211,68 +365,184 @@ impl RequestContext for StreamRequest {
             request.set_nodelay(true)?;
         }
         Ok(StreamRequest {
-            rfile: Rfile(BufReader::with_capacity(
-                H::RBUFSIZE.max(1),
-                request.clone(),
-            )),
+            rfile: Rfile::new(request.clone(), H::RBUFSIZE),
             wfile: Wfile::new(request.clone(), H::WBUFSIZE),
             request,
             client_address,
             server,
+            parking: Parking::default(),
+            output: Vec::new(),
         })
     }
 
     fn deliver(&mut self) -> io::Result<()> {
-        self.wfile.flush()
+        self.wfile.flush()?;
+        if !self.output.is_empty() {
+            let output = std::mem::take(&mut self.output);
+            (&self.request).write_all(&output)?;
+        }
+        Ok(())
     }
 
     fn into_raw(self) -> Connection {
         self.request
     }
+
+    fn as_stream(&mut self) -> Option<&mut StreamRequest> {
+        Some(self)
+    }
+
+    fn as_stream_ref(&self) -> Option<&StreamRequest> {
+        Some(self)
+    }
 }
 
 /// The buffered reading side of a connection: Python's `rfile`.
-#[derive(Debug)]
-pub struct Rfile(BufReader<Connection>);
+///
+/// While a non-blocking handler runs on an event loop's thread, reads take only what has
+/// arrived and fail with [`io::ErrorKind::WouldBlock`] instead of waiting.
+pub struct Rfile {
+    connection: Connection,
+    /// Empty while released; otherwise `capacity` bytes, of which `pos..filled` are unread.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    capacity: usize,
+    nonblocking: bool,
+}
 
 impl Rfile {
+    fn new(connection: Connection, capacity: usize) -> Self {
+        Rfile {
+            connection,
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
+            capacity: capacity.max(1),
+            nonblocking: false,
+        }
+    }
+
     /// Reads one line, newline included, of at most `limit` bytes: Python's
     /// `rfile.readline(limit)`. A line longer than `limit` comes back cut at `limit` bytes
     /// with the rest left unread; an empty result means end-of-file.
     pub fn readline(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut line = Vec::new();
-        (&mut self.0)
-            .take(limit as u64)
-            .read_until(b'\n', &mut line)?;
+        self.take(limit as u64).read_until(b'\n', &mut line)?;
         Ok(line)
     }
 
     /// The bytes read from the socket and not yet consumed; never reads.
     pub fn buffer(&self) -> &[u8] {
-        self.0.buffer()
+        &self.buf[self.pos..self.filled]
     }
 
     /// Reads until end-of-file or `limit` bytes, whichever comes first.
     pub fn read_to_limit(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut data = Vec::new();
-        (&mut self.0).take(limit as u64).read_to_end(&mut data)?;
+        self.take(limit as u64).read_to_end(&mut data)?;
         Ok(data)
+    }
+
+    /// How many bytes the buffer holds at most.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Whether the buffer is full: no more input fits until some is consumed.
+    pub(crate) fn is_full(&self) -> bool {
+        self.filled - self.pos >= self.capacity
+    }
+
+    /// Reads more input after what is buffered, moving the unread bytes to the front if
+    /// needed; `Ok(0)` at end-of-file or when the buffer is full.
+    pub(crate) fn fill_more(&mut self) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf = buffer::take(self.capacity);
+        }
+        if self.filled == self.buf.len() && self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        if self.filled == self.buf.len() {
+            return Ok(0);
+        }
+        let n = recv_into(
+            &self.connection,
+            &mut self.buf[self.filled..],
+            self.nonblocking,
+        )?;
+        self.filled += n;
+        Ok(n)
+    }
+
+    /// Reads more input after what is buffered without waiting: `WouldBlock` if none came.
+    pub(crate) fn fill_more_now(&mut self) -> io::Result<usize> {
+        let nonblocking = std::mem::replace(&mut self.nonblocking, true);
+        let result = self.fill_more();
+        self.nonblocking = nonblocking;
+        result
+    }
+
+    /// Reads of this file take only what has arrived (an event loop runs the handler).
+    pub(crate) fn set_nonblocking(&mut self, nonblocking: bool) {
+        self.nonblocking = nonblocking;
+    }
+
+    /// Gives the buffer back to the thread's pool if nothing is left in it.
+    pub(crate) fn release(&mut self) {
+        if self.pos == self.filled && !self.buf.is_empty() {
+            buffer::give(std::mem::take(&mut self.buf));
+            self.pos = 0;
+            self.filled = 0;
+        }
+    }
+}
+
+fn recv_into(connection: &Connection, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
+    if nonblocking {
+        connection.recv_now(buf)
+    } else {
+        (&*connection).read(buf)
     }
 }
 
 impl Read for Rfile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // Large reads of an empty buffer skip the copy.
+        if self.pos == self.filled && out.len() >= self.capacity {
+            return recv_into(&self.connection, out, self.nonblocking);
+        }
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
     }
 }
 
 impl BufRead for Rfile {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.0.fill_buf()
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+            self.fill_more()?;
+        }
+        Ok(self.buffer())
     }
 
     fn consume(&mut self, amt: usize) {
-        self.0.consume(amt)
+        self.pos = (self.pos + amt).min(self.filled);
+    }
+}
+
+impl fmt::Debug for Rfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rfile")
+            .field("buffered", &(self.filled - self.pos))
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -372,5 +642,13 @@ impl RequestContext for DatagramRequest {
             data: self.rfile.into_inner(),
             socket: self.socket,
         }
+    }
+
+    fn as_stream(&mut self) -> Option<&mut StreamRequest> {
+        None
+    }
+
+    fn as_stream_ref(&self) -> Option<&StreamRequest> {
+        None
     }
 }

@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 mod address;
+mod buffer;
 pub mod cgi;
 pub mod concurrency;
 mod connection;
@@ -59,7 +60,8 @@ mod sys;
 
 pub use address::{ClientAddress, ServerAddress};
 pub use concurrency::{
-    Concurrency, Forking, ForkingMixIn, Job, Synchronous, ThreadPool, Threading, ThreadingMixIn,
+    Concurrency, EventLoop, Forking, ForkingMixIn, Job, Readiness, Synchronous, ThreadPool,
+    Threading, ThreadingMixIn,
 };
 pub use connection::{Connection, Datagram, DatagramSocket};
 pub use handler::{

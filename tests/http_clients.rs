@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use http_support::{start, Client, Running, TempDir};
+use http_support::{start, Client, Running, TempDir, TestConcurrency};
 use socketserver::http::{parse_qsl, HttpHandler, HttpRequest, Version};
-use socketserver::{HandlerResult, Server, TcpTransport, Threading, UnixStreamTransport};
+use socketserver::{HandlerResult, Server, TcpTransport, UnixStreamTransport};
 
 /// A small application: a greeting, a form decoder, an upload checksum, the client's
 /// address, and 404 for the rest.
@@ -406,8 +406,7 @@ fn ureq_get_and_post() {
 fn the_same_handler_serves_over_a_unix_socket() {
     let dir = TempDir::new("unix");
     let path = dir.path().join("http.sock");
-    let server = Server::<UnixStreamTransport, App, Threading>::builder(&path, App)
-        .concurrency(Threading::new().daemon_threads(true))
+    let server = Server::<UnixStreamTransport, App, TestConcurrency>::builder(&path, App)
         .build()
         .expect("bind the Unix socket");
     let running = Running::serve(server);
@@ -434,9 +433,7 @@ fn the_same_handler_serves_over_a_unix_socket() {
 
 #[test]
 fn a_request_over_ipv6_loopback() {
-    let server = match Server::<TcpTransport, App, Threading>::builder("[::1]:0", App)
-        .concurrency(Threading::new().daemon_threads(true))
-        .build()
+    let server = match Server::<TcpTransport, App, TestConcurrency>::builder("[::1]:0", App).build()
     {
         Ok(server) => server,
         Err(err) => {

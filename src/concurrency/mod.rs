@@ -10,16 +10,26 @@
 //! | [`Threading`] | `ThreadingMixIn` | on a new thread |
 //! | [`ThreadPool`] | — | on one of a fixed set of threads, with a bounded queue |
 //! | [`Forking`] | `ForkingMixIn` | in a forked child process |
+//! | [`EventLoop`] | — | on the serving thread or a worker, between waits in epoll |
 
+mod event_loop;
 mod forking;
 mod pool;
 mod threading;
 
 use std::fmt;
 use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::address::ClientAddress;
+use crate::connection::Connection;
+use crate::handler::Park;
 
+pub use event_loop::EventLoop;
 pub use forking::Forking;
 pub use pool::ThreadPool;
 pub use threading::Threading;
@@ -35,16 +45,59 @@ pub type ForkingMixIn = Forking;
 /// Dropping a job without running it closes the request unanswered.
 pub struct Job {
     client_address: ClientAddress,
-    work: Box<dyn FnOnce() -> bool + Send>,
+    nonblocking: bool,
+    work: Box<dyn FnOnce(RunMode) -> Step + Send>,
+}
+
+/// Where a job or a parked connection runs, and so whether its handler may park.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunMode {
+    /// To the end, on a thread of its own: no parking.
+    Blocking,
+    /// On an event loop's worker thread: may park.
+    Worker,
+    /// On the event loop's own thread: may park, must not wait.
+    Inline,
+}
+
+/// How far a job (or a parked connection taken up again) got.
+pub(crate) enum Step {
+    /// The request is over; `false` if it failed.
+    Done(bool),
+    /// The handler parked the connection: it waits for its wake-up.
+    Parked(Box<dyn Resumable>),
+}
+
+/// A connection parked between runs of its handler, with everything to take it up again.
+pub(crate) trait Resumable: Send {
+    /// What it waits for, and until when.
+    fn park(&self) -> Park;
+    /// The handler is `NONBLOCKING`: it may run on the event loop's thread.
+    fn nonblocking(&self) -> bool;
+    /// Runs `handle` again.
+    fn resume(self: Box<Self>, mode: RunMode) -> Step;
+    /// The deadline passed: `finish` and close.
+    fn expire(self: Box<Self>);
+    /// The deadline passed and the handler asked to run again then: the next `resume` is
+    /// for that.
+    fn time_out(&mut self);
+    /// The connection (a clone), to watch it.
+    fn connection(&self) -> Connection;
+    /// Output the socket did not take yet waits to be sent.
+    fn has_output(&self) -> bool;
+    /// Sends what the socket takes now of the waiting output; `true` once all is sent.
+    fn flush_output(&mut self) -> io::Result<bool>;
 }
 
 impl Job {
     pub(crate) fn new(
         client_address: ClientAddress,
-        work: impl FnOnce() -> bool + Send + 'static,
+        nonblocking: bool,
+        work: impl FnOnce(RunMode) -> Step + Send + 'static,
     ) -> Self {
         Job {
             client_address,
+            nonblocking,
             work: Box::new(work),
         }
     }
@@ -57,7 +110,24 @@ impl Job {
     /// Processes the request; `false` if it failed (the failure went to `handle_error`).
     /// Never panics: a panicking handler is reported, not propagated.
     pub fn run(self) -> bool {
-        (self.work)()
+        match (self.work)(RunMode::Blocking) {
+            Step::Done(ok) => ok,
+            // Parking needs RunMode::Worker or Inline: the handler was told it cannot.
+            Step::Parked(parked) => {
+                parked.expire();
+                true
+            }
+        }
+    }
+
+    /// Processes the request as far as it goes in `mode`.
+    pub(crate) fn start(self, mode: RunMode) -> Step {
+        (self.work)(mode)
+    }
+
+    /// The handler is `NONBLOCKING`.
+    pub(crate) fn nonblocking(&self) -> bool {
+        self.nonblocking
     }
 }
 
@@ -96,6 +166,49 @@ pub trait Concurrency: Send + Sync + 'static {
 
     /// Called by `server_close` after the socket is closed.
     fn server_close(&self) {}
+
+    /// Waits until the server socket or the shutdown waker (if given) is readable, or
+    /// `timeout` passes, and says which: the serve loop's wait. The default polls them; a
+    /// strategy with sockets of its own serves those meanwhile ([`EventLoop`]).
+    fn wait(
+        &self,
+        server: BorrowedFd<'_>,
+        waker: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        let mut fds = vec![PollFd::new(server, PollFlags::POLLIN)];
+        fds.extend(waker.map(|waker| PollFd::new(waker, PollFlags::POLLIN)));
+        match poll(&mut fds, poll_timeout(timeout)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        Ok(Readiness {
+            server: ready(&fds[0]),
+            shutdown: fds.get(1).is_some_and(ready),
+        })
+    }
+}
+
+/// What [`Concurrency::wait`] saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// The server socket has a request (or a connection) to take.
+    pub server: bool,
+    /// A shutdown was requested.
+    pub shutdown: bool,
+}
+
+/// A poll timeout from an optional duration, rounded up so that a sub-millisecond remainder
+/// does not become a busy loop.
+pub(crate) fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
+    match timeout {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            PollTimeout::try_from(ms.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
+        }
+    }
 }
 
 /// Processes each request inline on the serving thread: plain `TCPServer`/`UDPServer`.

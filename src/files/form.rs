@@ -9,6 +9,10 @@ use crate::http::{html_escape, HttpRequest};
 /// order, repeated names kept). Implement it to give [`SimpleHttpHandler`](super::SimpleHttpHandler)
 /// your own form processing.
 pub trait FormHandler: Clone + Send + Sync + 'static {
+    /// `handle_form` never waits (see [`HttpHandler::NONBLOCKING`](crate::http::HttpHandler::NONBLOCKING)):
+    /// the file handler then runs on an event loop's own thread.
+    const NONBLOCKING: bool = false;
+
     /// Answers the form.
     fn handle_form(
         &mut self,
@@ -23,6 +27,8 @@ pub trait FormHandler: Clone + Send + Sync + 'static {
 pub struct EchoForm;
 
 impl FormHandler for EchoForm {
+    const NONBLOCKING: bool = true;
+
     fn handle_form(
         &mut self,
         request: &mut HttpRequest<'_>,

@@ -330,6 +330,8 @@ fn send_status(request: &mut HttpRequest<'_>, status: StatusCode) -> HandlerResu
 
 impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
     const SERVER_VERSION: &'static str = concat!("SimpleHTTP/", env!("CARGO_PKG_VERSION"));
+    // Files are read from local disk, as nginx does in its event loop; forms go to `F`.
+    const NONBLOCKING: bool = F::NONBLOCKING;
 
     fn limits(&self) -> Limits {
         self.config.limits

@@ -7,7 +7,7 @@
 //! body is drained or the connection closed, and malformed requests get their 4xx.
 
 use std::any::Any;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -17,15 +17,15 @@ use http::{HeaderMap, Method, StatusCode, Version};
 use super::body::Body;
 use super::handler::{dispatch, HttpHandler, HttpRequest, Settings};
 use super::head::{
-    expects_continue, find_head_end, framing, parse_head, read_head, Framing, Head, HeadError,
-    Rejection,
+    expects_continue, find_head_end, framing, head_is_complete, parse_head, read_head, Framing,
+    Head, HeadError, Rejection,
 };
 use super::limits::Limits;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
 use super::socket::TimedSocket;
 use crate::address::ClientAddress;
 use crate::connection::Connection;
-use crate::handler::{BoxError, HandlerResult, RequestHandler, Rfile, StreamRequest};
+use crate::handler::{BoxError, HandlerResult, Park, RequestHandler, Rfile, StreamRequest, Wake};
 use crate::server::ServerHandle;
 
 /// Every [`HttpHandler`] serves connections of a stream server: the request loop of
@@ -36,6 +36,7 @@ impl<H: HttpHandler> RequestHandler for H {
     const RBUFSIZE: usize = 16 * 1024;
     // Responses leave in as few writes as possible; Nagle would only delay the last one.
     const DISABLE_NAGLE_ALGORITHM: bool = true;
+    const NONBLOCKING: bool = <H as HttpHandler>::NONBLOCKING;
 
     fn handle(&mut self, stream: &mut StreamRequest) -> HandlerResult {
         serve_connection(self, stream)
@@ -49,67 +50,396 @@ struct ConnectionContext<'c> {
     server: &'c ServerHandle,
     limits: Limits,
     settings: Settings,
+    /// On the event loop's thread: writes never wait.
+    inline: bool,
+}
+
+/// A connection's state between runs of `handle` on an event loop.
+struct ConnectionState {
+    socket: TimedSocket,
+    send_timeout: Duration,
+    head: Vec<u8>,
+    /// No request served yet: the idle time is the head timeout.
+    first: bool,
+    /// When a head that has begun must be complete.
+    head_deadline: Option<Instant>,
+    /// A request whose head is read and whose body is awaited (here or on a worker).
+    pending: Option<(Head, Framing, bool)>,
+    /// When the body of the pending request must be here.
+    body_deadline: Option<Instant>,
+    /// The connection closes once its output has left; then linger if input was unread.
+    closing: Option<Closing>,
+    /// Discarding input until this time before closing.
+    lingering: Option<Instant>,
+}
+
+/// Why the connection closes, kept while its last output leaves.
+struct Closing {
+    linger: bool,
+    failure: Failure,
+}
+
+impl ConnectionState {
+    fn new(connection: Connection, send_timeout: Duration) -> Self {
+        ConnectionState {
+            socket: TimedSocket::new(connection),
+            send_timeout,
+            head: Vec::with_capacity(1024),
+            first: true,
+            head_deadline: None,
+            pending: None,
+            body_deadline: None,
+            closing: None,
+            lingering: None,
+        }
+    }
 }
 
 fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest) -> HandlerResult {
     let limits = handler.limits();
     let connection = stream.request.clone();
-    connection.set_write_timeout(Some(limits.send_timeout.max(Duration::from_millis(1))))?;
+    let mut state = match stream
+        .parking
+        .state
+        .take()
+        .map(|s| s.downcast::<ConnectionState>())
+    {
+        Some(Ok(state)) => state,
+        _ => {
+            connection
+                .set_write_timeout(Some(limits.send_timeout.max(Duration::from_millis(1))))?;
+            Box::new(ConnectionState::new(
+                connection.clone(),
+                limits.send_timeout,
+            ))
+        }
+    };
+    let client_address = stream.client_address.clone();
+    let server = stream.server.clone();
     let context = ConnectionContext {
         connection: &connection,
-        client_address: &stream.client_address,
-        server: &stream.server,
+        client_address: &client_address,
+        server: &server,
         limits,
         settings: Settings::of(handler),
+        inline: stream.is_inline(),
     };
-    let mut socket = TimedSocket::new(connection.clone());
-    let mut head = Vec::with_capacity(1024);
-    let mut out = Vec::with_capacity(OUTPUT_BUFFER);
-    let mut idle = limits.head_timeout;
+    let result = serve_requests(handler, &context, stream, &mut state);
+    if stream.parking.requested.is_some() {
+        stream.parking.state = Some(state);
+    }
+    result
+}
+
+/// What a run of `handle` on an event loop does next.
+enum Next {
+    /// Serve the request whose head is buffered.
+    Serve,
+    /// Answer 408: part of a head came, not the rest in time.
+    Late,
+    /// Park until the wake-up.
+    Park(Wake, Option<Instant>),
+    /// The connection is over.
+    Close,
+}
+
+/// Serves requests while they are buffered or arriving; parks the connection when it would
+/// wait, if it can.
+fn serve_requests<H: HttpHandler>(
+    handler: &mut H,
+    context: &ConnectionContext<'_>,
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+) -> HandlerResult {
+    let limits = &context.limits;
+    let parking = stream.can_park();
+    let timed_out = std::mem::take(&mut stream.parking.timed_out);
+    if parking {
+        if let Some(next) = close_step(stream, state, timed_out) {
+            return finish_step(stream, state, next);
+        }
+    }
     loop {
-        let read = read_head(&mut stream.rfile, &mut socket, &mut head, &limits, idle);
-        idle = limits.keep_alive_timeout;
-        let parsed = match read {
-            Ok(()) => parse_request(&head, &limits),
-            Err(HeadError::Closed | HeadError::Idle) => break,
-            Err(HeadError::TimedOut) => Err(Rejection::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "Request timed out",
-            )),
-            Err(HeadError::Rejected(rejection)) => Err(rejection),
-            Err(HeadError::Io(err)) if is_disconnect(&err) => break,
-            Err(HeadError::Io(err)) => return Err(err.into()),
-        };
-        let (keep_alive, unread_input) = match parsed {
-            Ok((head, framing, expect)) => exchange(
-                handler,
-                &context,
-                &mut stream.rfile,
-                &mut socket,
-                &mut out,
-                head,
-                framing,
-                expect,
-            )?,
-            Err(rejection) => {
-                reject(
-                    &context,
-                    &mut stream.rfile,
-                    &mut socket,
-                    &mut out,
-                    rejection,
-                )?;
-                (false, true)
+        let parsed = match state.pending.take() {
+            Some(pending) => Ok(pending),
+            None => {
+                let late = if parking {
+                    match next_request(stream, state, limits, timed_out)? {
+                        Next::Serve => false,
+                        Next::Late => true,
+                        next => return finish_step(stream, state, next),
+                    }
+                } else {
+                    false
+                };
+                let idle = if state.first {
+                    limits.head_timeout
+                } else {
+                    limits.keep_alive_timeout
+                };
+                let read = if late {
+                    Err(HeadError::TimedOut)
+                } else {
+                    read_head(
+                        &mut stream.rfile,
+                        &mut state.socket,
+                        &mut state.head,
+                        limits,
+                        idle,
+                    )
+                };
+                state.head_deadline = None;
+                match read {
+                    Ok(()) => parse_request(&state.head, limits),
+                    Err(HeadError::Closed | HeadError::Idle) => break,
+                    Err(HeadError::TimedOut) => Err(Rejection::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "Request timed out",
+                    )),
+                    Err(HeadError::Rejected(rejection)) => Err(rejection),
+                    Err(HeadError::Io(err)) if is_disconnect(&err) => break,
+                    Err(HeadError::Io(err)) => return Err(err.into()),
+                }
             }
         };
+        state.first = false;
+        let (keep_alive, unread_input, failure) = match parsed {
+            Ok((head, framing, expect)) => {
+                if context.inline && !timed_out {
+                    let wait = match body_arrival(&framing, expect, &mut stream.rfile)? {
+                        Arrival::Here => None,
+                        Arrival::Coming => {
+                            let deadline = *state
+                                .body_deadline
+                                .get_or_insert(Instant::now() + limits.body_timeout);
+                            Some(Next::Park(Wake::Readable, Some(deadline)))
+                        }
+                        // Larger than the buffer, chunked, or held back for a 100 Continue:
+                        // read it where waiting is allowed.
+                        Arrival::Streamed => Some(Next::Park(Wake::Worker, None)),
+                    };
+                    if let Some(next) = wait {
+                        state.pending = Some((head, framing, expect));
+                        return finish_step(stream, state, next);
+                    }
+                }
+                state.body_deadline = None;
+                exchange(
+                    handler,
+                    context,
+                    &mut stream.rfile,
+                    &mut state.socket,
+                    &mut stream.output,
+                    head,
+                    framing,
+                    expect,
+                )
+            }
+            Err(rejection) => {
+                reject(
+                    context,
+                    &mut stream.rfile,
+                    &mut state.socket,
+                    &mut stream.output,
+                    rejection,
+                )?;
+                (false, true, Failure::None)
+            }
+        };
+        if parking {
+            if !keep_alive {
+                state.closing = Some(Closing {
+                    linger: unread_input,
+                    failure,
+                });
+                let next = close_step(stream, state, false).unwrap_or(Next::Close);
+                return finish_step(stream, state, next);
+            }
+            failure.into_result()?;
+            if !stream.output.is_empty() {
+                // The socket took only part of the answer: send the rest before reading on.
+                let deadline = Instant::now() + limits.send_timeout;
+                return finish_step(stream, state, Next::Park(Wake::Writable, Some(deadline)));
+            }
+            continue;
+        }
         if !keep_alive {
+            failure.into_result()?;
             if unread_input {
-                linger(&mut socket);
+                linger(&mut state.socket);
             }
             break;
         }
+        failure.into_result()?;
     }
     Ok(())
+}
+
+/// Where a request's body is, for a handler that must not wait for it.
+enum Arrival {
+    /// All buffered (or the client closed: the handler's read fails at once).
+    Here,
+    /// On its way, and it fits the buffer.
+    Coming,
+    /// To be read as it comes.
+    Streamed,
+}
+
+/// Reads what has arrived of a request's body without waiting, and says where it is.
+fn body_arrival(framing: &Framing, expect: bool, rfile: &mut Rfile) -> io::Result<Arrival> {
+    let Framing::Length(length) = *framing else {
+        return Ok(Arrival::Streamed);
+    };
+    if expect && (length as usize) > rfile.buffer().len() {
+        return Ok(Arrival::Streamed);
+    }
+    loop {
+        if rfile.buffer().len() as u64 >= length {
+            return Ok(Arrival::Here);
+        }
+        if length > rfile.capacity() as u64 {
+            return Ok(Arrival::Streamed);
+        }
+        match rfile.fill_more_now() {
+            Ok(0) => return Ok(Arrival::Here),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Arrival::Coming),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Ok(Arrival::Here),
+        }
+    }
+}
+
+/// On an event loop: whether a whole head is buffered, reading what has arrived, and if
+/// not, until when to wait for it.
+fn next_request(
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    limits: &Limits,
+    timed_out: bool,
+) -> io::Result<Next> {
+    loop {
+        let buffered = stream.rfile.buffer();
+        let blank = buffered
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        if blank > 0 {
+            stream.rfile.consume(blank);
+            continue;
+        }
+        if !buffered.is_empty() && head_is_complete(buffered) {
+            return Ok(Next::Serve);
+        }
+        if stream.rfile.is_full() {
+            // A head longer than the buffer: read on the blocking way (on a worker).
+            return Ok(if stream.is_inline() {
+                Next::Park(Wake::Worker, None)
+            } else {
+                Next::Serve
+            });
+        }
+        match stream.rfile.fill_more_now() {
+            Ok(0) => return Ok(Next::Close),
+            Ok(_) => continue,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if is_disconnect(&err) => return Ok(Next::Close),
+            Err(err) => return Err(err),
+        }
+    }
+    let now = Instant::now();
+    if stream.rfile.buffer().is_empty() {
+        if timed_out {
+            return Ok(Next::Close);
+        }
+        let idle = if state.first {
+            limits.head_timeout
+        } else {
+            limits.keep_alive_timeout
+        };
+        stream.rfile.release();
+        return Ok(Next::Park(Wake::Readable, Some(now + idle)));
+    }
+    let deadline = *state.head_deadline.get_or_insert(now + limits.head_timeout);
+    if timed_out || now >= deadline {
+        return Ok(Next::Late);
+    }
+    Ok(Next::Park(Wake::Readable, Some(deadline)))
+}
+
+/// On an event loop, for a connection that is closing: waits for its output to leave, then
+/// lingers; `None` if it is not closing.
+fn close_step(
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    timed_out: bool,
+) -> Option<Next> {
+    if let Some(until) = state.lingering {
+        if timed_out || !discard_input(stream) {
+            return Some(Next::Close);
+        }
+        return Some(Next::Park(Wake::Readable, Some(until)));
+    }
+    let closing = state.closing.as_ref()?;
+    if !stream.output.is_empty() {
+        if timed_out {
+            // The client does not read: give up on the rest.
+            stream.output.clear();
+            return Some(Next::Close);
+        }
+        let deadline = Instant::now() + state.send_timeout;
+        return Some(Next::Park(Wake::Writable, Some(deadline)));
+    }
+    if !closing.linger || stream.request.shutdown(std::net::Shutdown::Write).is_err() {
+        return Some(Next::Close);
+    }
+    let until = Instant::now() + LINGER_TIME;
+    state.lingering = Some(until);
+    if !discard_input(stream) {
+        return Some(Next::Close);
+    }
+    Some(Next::Park(Wake::Readable, Some(until)))
+}
+
+/// Reads and drops what the client sent; `false` once it closed (or failed).
+fn discard_input(stream: &mut StreamRequest) -> bool {
+    let mut scratch = [0u8; 8192];
+    loop {
+        match stream.request.recv_now(&mut scratch) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Parks the connection, or ends this run of `handle` for good (with the failure that
+/// closed it, if any).
+fn finish_step(
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    next: Next,
+) -> HandlerResult {
+    match next {
+        Next::Park(wake, deadline) => {
+            if stream.rfile.buffer().is_empty() {
+                stream.rfile.release();
+            }
+            stream.park_until(Park {
+                wake,
+                deadline,
+                resume_at_deadline: true,
+            });
+            Ok(())
+        }
+        Next::Serve | Next::Late | Next::Close => match state.closing.take() {
+            Some(closing) => closing.failure.into_result(),
+            None => Ok(()),
+        },
+    }
 }
 
 /// How long, and for how many bytes, a connection closed with input unread waits for the
@@ -120,7 +450,7 @@ const LINGER_BYTES: usize = 1 << 20;
 /// Closes our side and reads what the client still sends, for a while. Closing a socket with
 /// unread input makes the kernel answer with a reset, and a reset can destroy the response
 /// before the client has read it: the 413 for an upload it is still sending, say (nginx's
-/// "lingering close").
+/// "lingering close"). On an event loop the connection lingers parked instead.
 fn linger(socket: &mut TimedSocket) {
     if socket
         .connection()
@@ -197,7 +527,7 @@ fn reject(
             false,
             &started,
         ),
-        ResponseWriter::new(context.connection, out, &started),
+        ResponseWriter::new(context.connection, out, &started, context.inline),
         context.settings,
     );
     request.close_connection = true;
@@ -218,7 +548,7 @@ fn exchange<H: HttpHandler>(
     head: Head,
     framing: Framing,
     expect_continue: bool,
-) -> Result<(bool, bool), BoxError> {
+) -> (bool, bool, Failure) {
     let started = AtomicBool::new(false);
     let limits = &context.limits;
     let body = Body::new(
@@ -239,14 +569,14 @@ fn exchange<H: HttpHandler>(
         context.client_address.clone(),
         context.server.clone(),
         body,
-        ResponseWriter::new(context.connection, out, &started),
+        ResponseWriter::new(context.connection, out, &started, context.inline),
         context.settings,
     );
     // `100 Continue` goes straight to the socket when the handler first reads the body, so
     // the answers to earlier pipelined requests still buffered must leave before it.
     if expect_continue && request.wfile.flush().is_err() {
         // The client is gone or not reading: there is nobody to answer.
-        return Ok((false, false));
+        return (false, false, Failure::None);
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
         if expect_continue && !handler.handle_expect_100(&mut request)? {
@@ -263,11 +593,7 @@ fn exchange<H: HttpHandler>(
     }
     let keep_alive = complete(&mut request);
     let unread_input = !request.rfile.is_complete() || !request.rfile.input_buffer().is_empty();
-    match failure {
-        Failure::None => Ok((keep_alive, unread_input)),
-        Failure::Error(err) => Err(err),
-        Failure::Panic(payload) => resume_unwind(payload),
-    }
+    (keep_alive, unread_input, failure)
 }
 
 /// What the handler left to report once the response is complete.
@@ -275,6 +601,17 @@ enum Failure {
     None,
     Error(BoxError),
     Panic(Box<dyn Any + Send>),
+}
+
+impl Failure {
+    /// The handler's outcome, reported now: its error returned, its panic resumed.
+    fn into_result(self) -> HandlerResult {
+        match self {
+            Failure::None => Ok(()),
+            Failure::Error(err) => Err(err),
+            Failure::Panic(payload) => resume_unwind(payload),
+        }
+    }
 }
 
 /// Makes sure the request has a response, turning the handler's failure into the status it

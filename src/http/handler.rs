@@ -67,6 +67,13 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// connections and pipelining; every response then needs a `Content-Length` or the
     /// server closes the connection after it).
     const PROTOCOL_VERSION: Version = Version::HTTP_10;
+    /// The `do_*` methods never wait: they answer from memory or local files, without
+    /// sleeping, calling other services or streaming a long response. An
+    /// [`EventLoop`](crate::concurrency::EventLoop) server then runs them on its own thread,
+    /// which is the fastest way to serve (a body still arriving is awaited in the loop first;
+    /// a large or chunked one is read on a worker). Leave it `false` otherwise: the requests
+    /// run on the loop's workers.
+    const NONBLOCKING: bool = false;
     /// The page `send_error` sends, with `{code}`, `{message}` and `{explain}`.
     const ERROR_MESSAGE_FORMAT: &'static str = DEFAULT_ERROR_MESSAGE;
     /// The `Content-Type` of that page.

@@ -149,6 +149,11 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Whether `buf` begins with a whole head.
+pub(crate) fn head_is_complete(buf: &[u8]) -> bool {
+    find_head_end(buf, 0).is_some() || versionless_line_end(buf).is_some()
+}
+
 /// An HTTP/0.9-style request is one line without a version: it has no blank line to wait
 /// for, so its line ends the head (and gets its 505 at once).
 fn versionless_line_end(buf: &[u8]) -> Option<usize> {

@@ -10,6 +10,12 @@ use crate::connection::Connection;
 /// one (which then leave together with the first body write in one `writev`).
 pub(crate) const OUTPUT_BUFFER: usize = 16 * 1024;
 
+/// Output a handler on an event loop's thread may leave waiting for the socket; beyond it,
+/// writes wait for the client as on any other thread (a handler that streams that much is
+/// not one that never waits), so that a client that does not read cannot make the server
+/// hold a whole large response in memory.
+const INLINE_OUTPUT_LIMIT: usize = 256 * 1024;
+
 /// Python's `DEFAULT_ERROR_MESSAGE`: the page `send_error` fills with `{code}`, `{message}`
 /// and `{explain}` (each HTML-escaped).
 pub const DEFAULT_ERROR_MESSAGE: &str = r#"<!DOCTYPE HTML>
@@ -47,6 +53,9 @@ pub struct ResponseWriter<'a> {
     start: usize,
     /// Some of this response has been handed to the socket.
     sent: bool,
+    /// On the event loop's thread: never wait for the socket; what it does not take stays
+    /// in the buffer and leaves as the socket drains.
+    nonblocking: bool,
 }
 
 impl<'a> ResponseWriter<'a> {
@@ -54,6 +63,7 @@ impl<'a> ResponseWriter<'a> {
         connection: &'a Connection,
         buf: &'a mut Vec<u8>,
         started: &'a AtomicBool,
+        nonblocking: bool,
     ) -> Self {
         let start = buf.len();
         ResponseWriter {
@@ -65,6 +75,7 @@ impl<'a> ResponseWriter<'a> {
             body_bytes: 0,
             start,
             sent: false,
+            nonblocking,
         }
     }
 
@@ -126,6 +137,9 @@ impl<'a> ResponseWriter<'a> {
 
     fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
         self.sent |= self.buf.len() > self.start || !data.is_empty();
+        if self.nonblocking && self.buf.len() + data.len() <= INLINE_OUTPUT_LIMIT {
+            return self.write_now(data);
+        }
         let mut slices = [IoSlice::new(self.buf), IoSlice::new(data)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
         let mut connection = self.connection;
@@ -139,6 +153,41 @@ impl<'a> ResponseWriter<'a> {
         }
         self.buf.clear();
         self.start = 0;
+        Ok(())
+    }
+}
+
+impl ResponseWriter<'_> {
+    /// Sends what the socket takes now of the buffer and `data`; keeps the rest buffered.
+    fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
+        let total = self.buf.len() + data.len();
+        let mut sent = 0;
+        while sent < total {
+            let slices = if sent < self.buf.len() {
+                [IoSlice::new(&self.buf[sent..]), IoSlice::new(data)]
+            } else {
+                [
+                    IoSlice::new(&data[sent - self.buf.len()..]),
+                    IoSlice::new(&[]),
+                ]
+            };
+            match self.connection.send_now(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if sent >= self.buf.len() {
+            let rest = &data[sent - self.buf.len()..];
+            self.buf.clear();
+            self.buf.extend_from_slice(rest);
+        } else {
+            self.buf.drain(..sent);
+            self.buf.extend_from_slice(data);
+        }
+        self.start = self.start.saturating_sub(sent);
         Ok(())
     }
 }

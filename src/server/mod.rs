@@ -8,6 +8,7 @@ mod builder;
 mod control;
 mod hooks;
 mod inet;
+mod session;
 mod transport;
 mod unix;
 
@@ -20,7 +21,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 
 pub use builder::{ServerBuilder, ToAddress};
 pub use control::ServerHandle;
@@ -30,9 +31,10 @@ pub use transport::{SocketOptions, Transport};
 pub use unix::{UnixDatagramTransport, UnixStreamTransport};
 
 use crate::address::{ClientAddress, ServerAddress};
-use crate::concurrency::{Concurrency, Forking, Job, Synchronous, Threading};
+use crate::concurrency::{poll_timeout, Concurrency, Forking, Job, Synchronous, Threading};
 use crate::handler::{RequestContext, RequestError, RequestHandler};
 pub(crate) use control::Control;
+use session::Session;
 
 /// Python's `TCPServer`: one request at a time over TCP.
 pub type TcpServer<H> = Server<TcpTransport, H>;
@@ -213,22 +215,16 @@ where
         let transport = self.active_transport()?;
         let _running = self.control.enter()?;
         let handle = self.handle();
-        let interval = poll_timeout(self.settings.poll_interval);
         loop {
-            let mut fds = [
-                PollFd::new(transport.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.control.waker(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, interval) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(errno.into()),
-            }
-            let (requests, shutdown) = (ready(&fds[0]), ready(&fds[1]));
-            if shutdown {
+            let ready = self.concurrency.wait(
+                transport.as_fd(),
+                Some(self.control.waker()),
+                self.settings.poll_interval,
+            )?;
+            if ready.shutdown {
                 return Ok(());
             }
-            if requests {
+            if ready.server {
                 self.handle_pending(&transport, MAX_REQUESTS_PER_TURN);
             }
             self.hooks.service_actions(&handle);
@@ -243,13 +239,8 @@ where
         let deadline = self.settings.timeout.map(|t| Instant::now() + t);
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let mut fds = [PollFd::new(transport.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, poll_timeout(remaining)) {
-                Ok(_) => {}
-                Err(Errno::EINTR) => continue,
-                Err(errno) => return Err(errno.into()),
-            }
-            if ready(&fds[0]) && self.handle_pending(&transport, 1) > 0 {
+            let ready = self.concurrency.wait(transport.as_fd(), None, remaining)?;
+            if ready.server && self.handle_pending(&transport, 1) > 0 {
                 return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -320,24 +311,8 @@ where
         let handler = self.handler.clone();
         let hooks = Arc::clone(&self.hooks);
         let server = self.handle();
-        Job::new(client_address.clone(), move || {
-            let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<(), RequestError> {
-                let mut request = H::Request::new::<H>(raw, client_address.clone(), server)?;
-                let handled = hooks.finish_request(handler, &mut request);
-                let delivered = request.deliver();
-                hooks.shutdown_request(request.into_raw());
-                handled?;
-                Ok(delivered?)
-            }));
-            let error = match outcome {
-                Ok(Ok(())) => return true,
-                Ok(Err(err)) => err,
-                Err(panic) => RequestError::from_panic(panic),
-            };
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                hooks.handle_error(&client_address, &error)
-            }));
-            false
+        Job::new(client_address.clone(), H::NONBLOCKING, move |mode| {
+            Session::<T, H, K>::start(raw, client_address, handler, hooks, server, mode)
         })
     }
 }
@@ -443,21 +418,6 @@ impl<T: Transport, H, C: Concurrency, K> fmt::Debug for Server<T, H, C, K> {
             .field("server_address", &self.server_address())
             .field("fileno", &self.fileno())
             .finish_non_exhaustive()
-    }
-}
-
-fn ready(fd: &PollFd<'_>) -> bool {
-    fd.revents().is_some_and(|r| !r.is_empty())
-}
-
-fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
-    match timeout {
-        None => PollTimeout::NONE,
-        // Round up so a sub-millisecond remainder does not become a busy loop.
-        Some(d) => {
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            PollTimeout::try_from(ms.min(i32::MAX as u128)).unwrap_or(PollTimeout::MAX)
-        }
     }
 }
 

@@ -17,8 +17,13 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use socketserver::http::{HttpHandler, ThreadingHttpServer};
-use socketserver::Threading;
+use socketserver::http::HttpHandler;
+use socketserver::{Server, TcpTransport};
+
+#[path = "../strategy/mod.rs"]
+pub mod strategy;
+#[allow(unused_imports)]
+pub use strategy::{flavor, Flavor, TestConcurrency};
 
 /// Read/write timeout of every client and the limit of every wait.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,9 +134,10 @@ pub fn running_as_root() -> bool {
 // ---------------------------------------------------------------------------------------
 // The server
 
-/// A `ThreadingHttpServer` serving on a thread of its own; shut down on drop.
+/// An HTTP server (on the binary's strategy) serving on a thread of its own; shut down on
+/// drop.
 pub struct Served<H: HttpHandler> {
-    pub server: Arc<ThreadingHttpServer<H>>,
+    pub server: Arc<Server<TcpTransport, H, TestConcurrency>>,
     pub addr: SocketAddr,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -141,8 +147,7 @@ pub struct Served<H: HttpHandler> {
 /// Handler threads are daemon threads, so a connection a failing test leaves open cannot
 /// make the drop wait for it.
 pub fn serve<H: HttpHandler>(handler: H) -> Served<H> {
-    let server = ThreadingHttpServer::builder("127.0.0.1:0", handler)
-        .concurrency(Threading::new().daemon_threads(true))
+    let server = Server::<TcpTransport, H, TestConcurrency>::builder("127.0.0.1:0", handler)
         .build()
         .expect("bind the HTTP server on 127.0.0.1:0");
     let addr = server

@@ -17,9 +17,13 @@ use std::time::{Duration, Instant};
 
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::{
-    HandlerResult, RequestContext, RequestHandler, Server, ServerAddress, TcpTransport, Threading,
-    Transport,
+    HandlerResult, RequestContext, RequestHandler, Server, ServerAddress, TcpTransport, Transport,
 };
+
+#[path = "../strategy/mod.rs"]
+pub mod strategy;
+#[allow(unused_imports)]
+pub use strategy::{flavor, Flavor, TestConcurrency};
 
 /// Read/write timeout of test clients and the limit of every wait: long enough for a loaded
 /// CI machine, short enough that a broken feature fails instead of hanging.
@@ -30,7 +34,7 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handler threads are daemon threads, so a connection a failing test leaves open cannot
 /// make the drop wait for it.
 pub struct Running<T: Transport, H> {
-    pub server: Arc<Server<T, H, Threading>>,
+    pub server: Arc<Server<T, H, TestConcurrency>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -41,7 +45,7 @@ where
     H::Request: RequestContext<Raw = T::Request>,
 {
     /// Serves an already built server.
-    pub fn serve(server: Server<T, H, Threading>) -> Self {
+    pub fn serve(server: Server<T, H, TestConcurrency>) -> Self {
         let server = Arc::new(server);
         let serving = Arc::clone(&server);
         let thread = thread::Builder::new()
@@ -97,8 +101,7 @@ pub fn start<H: HttpHandler>(handler: H) -> Running<TcpTransport, H> {
 
 /// A threading HTTP server for `handler` on `address` (port 0).
 pub fn start_on<H: HttpHandler>(address: &str, handler: H) -> Running<TcpTransport, H> {
-    let server = Server::<TcpTransport, H, Threading>::builder(address, handler)
-        .concurrency(Threading::new().daemon_threads(true))
+    let server = Server::<TcpTransport, H, TestConcurrency>::builder(address, handler)
         .request_queue_size(1024)
         .build()
         .expect("bind the HTTP server");

@@ -1,0 +1,597 @@
+//! The event loop: connections wait in epoll, not on threads.
+//!
+//! A thread per connection cannot hold ten thousand idle keep-alive clients cheaply, nor
+//! switch threads at tens of thousands of requests a second. Here the serving thread waits in
+//! `epoll` for the server socket, the shutdown waker and every parked connection at once. A
+//! handler that [parks](crate::StreamRequest::park) its connection gives its thread back;
+//! when the client sends more, the handler's `handle` runs again: on the loop's own thread
+//! if the handler is [`NONBLOCKING`](crate::RequestHandler::NONBLOCKING), else on one of the
+//! workers (Apache's event MPM). Output the socket would not take at once waits with the
+//! connection and is sent as the socket drains, without the handler.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use super::{Concurrency, Job, Readiness, Resumable, RunMode, Step};
+use crate::connection::Connection;
+use crate::handler::Wake;
+
+/// Events taken from epoll per wait.
+const EVENTS: usize = 256;
+/// Tokens of the two sockets of the server itself.
+const SERVER: u64 = u64::MAX;
+const WAKER: u64 = u64::MAX - 1;
+
+/// Serves connections from an event loop on the serving thread, with `workers` threads for
+/// handlers that may block.
+///
+/// A parked connection costs no thread and no buffer: ten thousand idle keep-alive clients
+/// are a few megabytes. Requests to a [`NONBLOCKING`](crate::RequestHandler::NONBLOCKING)
+/// handler run on the loop's thread; the others run on a worker and go back to the loop
+/// when they park. `server_close` ends the parked connections and joins the workers, which
+/// finish what they are running first.
+///
+/// Only stream servers park; `handle_request` serves parked connections only while it waits.
+#[derive(Debug)]
+pub struct EventLoop {
+    workers: usize,
+    reactor: Arc<Reactor>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl EventLoop {
+    /// An event loop with `workers` threads for handlers that may block. With none, every
+    /// handler runs on the loop's thread: one thread for the whole server, the fastest way
+    /// when no handler ever waits (a request body that is still arriving is then read on
+    /// the loop's thread too).
+    pub fn new(workers: usize) -> io::Result<Self> {
+        Ok(EventLoop {
+            workers,
+            reactor: Arc::new(Reactor::new()?),
+            threads: Mutex::default(),
+        })
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Connections parked now.
+    pub fn parked(&self) -> usize {
+        self.reactor.lock().parked
+    }
+
+    fn start_workers(&self) -> io::Result<()> {
+        let mut threads = lock(&self.threads);
+        while threads.len() < self.workers {
+            let reactor = Arc::clone(&self.reactor);
+            let name = format!("Worker-{}", threads.len() + 1);
+            threads.push(
+                thread::Builder::new()
+                    .name(name)
+                    .spawn(move || reactor.work())?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs a task on a worker; without workers, here and now, waiting as it must.
+    fn hand_off(&self, task: Task) -> io::Result<()> {
+        if self.workers == 0 {
+            let step = self.reactor.run(task);
+            self.reactor.after_run(step);
+            return Ok(());
+        }
+        self.start_workers()?;
+        self.reactor.queue(task);
+        Ok(())
+    }
+
+    /// Whether `handle` runs on the loop's thread.
+    fn inline(&self, nonblocking: bool) -> bool {
+        nonblocking || self.workers == 0
+    }
+
+    /// What to do with a connection after a run of its handler on the loop's thread.
+    fn settle(&self, step: Step) {
+        if let Step::Parked(session) = step {
+            if session.park().wake == Wake::Worker && !session.has_output() {
+                if let Err(err) = self.hand_off(Task::Resume(session)) {
+                    log::error!("cannot start a worker thread: {err}");
+                }
+                return;
+            }
+            self.reactor.park(session, None);
+        }
+    }
+
+    /// A parked connection's socket is ready.
+    fn on_event(&self, token: u64, events: EpollFlags) {
+        let Some((mut session, connection)) = self.reactor.take_ready(token) else {
+            return;
+        };
+        if session.has_output() {
+            match session.flush_output() {
+                Ok(true) => {}
+                Ok(false) => return self.reactor.park(session, Some((token, connection))),
+                Err(_) => {
+                    // The client is gone; the handler learns it when it runs.
+                }
+            }
+        }
+        let park = session.park();
+        let readable =
+            events.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
+        if park.wake == Wake::Readable && !readable {
+            // The output drained; now wait for the client.
+            return self.reactor.park(session, Some((token, connection)));
+        }
+        if self.inline(session.nonblocking()) && park.wake != Wake::Worker {
+            let step = session.resume(RunMode::Inline);
+            match step {
+                Step::Parked(session) if session.park().wake != Wake::Worker => {
+                    self.reactor.park(session, Some((token, connection)));
+                }
+                step => {
+                    self.reactor.forget(token, &connection);
+                    self.settle(step);
+                }
+            }
+        } else {
+            self.reactor.forget(token, &connection);
+            if let Err(err) = self.hand_off(Task::Resume(session)) {
+                log::error!("cannot start a worker thread: {err}");
+            }
+        }
+    }
+}
+
+impl Default for EventLoop {
+    /// 16 workers. Panics if the kernel refuses an epoll instance (out of file descriptors).
+    fn default() -> Self {
+        EventLoop::new(16).expect("an epoll instance")
+    }
+}
+
+impl Concurrency for EventLoop {
+    fn process_request(&self, job: Job) -> io::Result<()> {
+        if self.inline(job.nonblocking()) {
+            self.settle(job.start(RunMode::Inline));
+            Ok(())
+        } else {
+            self.hand_off(Task::Start(job))
+        }
+    }
+
+    fn wait(
+        &self,
+        server: BorrowedFd<'_>,
+        waker: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        self.reactor.watch_server(server, waker)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut events = vec![EpollEvent::empty(); EVENTS];
+        loop {
+            let next = match (deadline, self.reactor.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = next.map(|t| t.saturating_duration_since(Instant::now()));
+            let n = match self
+                .reactor
+                .epoll
+                .wait(&mut events, super::poll_timeout(wait))
+            {
+                Ok(n) => n,
+                Err(Errno::EINTR) => 0,
+                Err(errno) => return Err(errno.into()),
+            };
+            let mut ready = Readiness::default();
+            for event in &events[..n] {
+                match event.data() {
+                    SERVER => ready.server = true,
+                    WAKER => ready.shutdown = true,
+                    token => self.on_event(token, event.events()),
+                }
+            }
+            for mut session in self.reactor.expired(Instant::now()) {
+                if !session.park().resume_at_deadline {
+                    session.expire();
+                } else if self.inline(session.nonblocking()) {
+                    session.time_out();
+                    self.settle(session.resume(RunMode::Inline));
+                } else {
+                    session.time_out();
+                    if let Err(err) = self.hand_off(Task::Resume(session)) {
+                        log::error!("cannot start a worker thread: {err}");
+                    }
+                }
+            }
+            if ready.server || ready.shutdown || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(ready);
+            }
+        }
+    }
+
+    fn server_close(&self) {
+        for session in self.reactor.close() {
+            session.expire();
+        }
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        let me = thread::current().id();
+        for thread in threads {
+            if thread.thread().id() != me {
+                let _ = thread.join();
+            }
+        }
+        self.reactor.reopen();
+    }
+}
+
+/// What a worker runs.
+enum Task {
+    Start(Job),
+    Resume(Box<dyn Resumable>),
+}
+
+/// The epoll instance, the parked connections and the workers' queue.
+struct Reactor {
+    epoll: Epoll,
+    state: Mutex<State>,
+    task_ready: Condvar,
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Indexed by the low 32 bits of a token; the high 32 are the slot's generation, so an
+    /// event for a connection that has since left its slot finds nothing.
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    parked: usize,
+    /// (deadline, token): possibly stale, checked against the slot when due.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    tasks: VecDeque<Task>,
+    closing: bool,
+    watched: Option<Watched>,
+}
+
+/// The server's own descriptors as epoll watches them.
+struct Watched {
+    /// The server's descriptor numbers these duplicate.
+    fds: (RawFd, Option<RawFd>),
+    server: OwnedFd,
+    waker: Option<OwnedFd>,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    /// Held while the connection is registered, so its descriptor stays valid for epoll.
+    connection: Option<Connection>,
+    /// `None` while its handler runs.
+    session: Option<Box<dyn Resumable>>,
+    interest: Option<EpollFlags>,
+    deadline: Option<Instant>,
+    /// The time of this slot's entry in the timer heap, if it has one.
+    timer: Option<Instant>,
+}
+
+impl Reactor {
+    fn new() -> io::Result<Self> {
+        Ok(Reactor {
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            state: Mutex::default(),
+            task_ready: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Registers the server socket and the waker, as given for this wait. Epoll watches
+    /// duplicates of them, so that they can be taken out again whatever the server does
+    /// with its own descriptors.
+    fn watch_server(
+        &self,
+        server: BorrowedFd<'_>,
+        waker: Option<BorrowedFd<'_>>,
+    ) -> io::Result<()> {
+        let wanted = (server.as_raw_fd(), waker.map(|w| w.as_raw_fd()));
+        let mut state = self.lock();
+        if state.watched.as_ref().is_some_and(|w| w.fds == wanted) {
+            return Ok(());
+        }
+        if let Some(old) = state.watched.take() {
+            let _ = self.epoll.delete(&old.server);
+            if let Some(waker) = &old.waker {
+                let _ = self.epoll.delete(waker);
+            }
+        }
+        let watched = Watched {
+            fds: wanted,
+            server: server.try_clone_to_owned()?,
+            waker: waker.map(|w| w.try_clone_to_owned()).transpose()?,
+        };
+        self.epoll.add(
+            &watched.server,
+            EpollEvent::new(EpollFlags::EPOLLIN, SERVER),
+        )?;
+        if let Some(waker) = &watched.waker {
+            self.epoll
+                .add(waker, EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+        }
+        state.watched = Some(watched);
+        Ok(())
+    }
+
+    /// Parks `session` until its wake-up: in its old slot (`token`, still registered), or a
+    /// new one. A session whose socket cannot be watched is ended.
+    fn park(&self, session: Box<dyn Resumable>, slot: Option<(u64, Connection)>) {
+        let park = session.park();
+        let interest = if session.has_output() || park.wake != Wake::Readable {
+            EpollFlags::EPOLLOUT
+        } else {
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP
+        };
+        let mut state = self.lock();
+        if state.closing {
+            drop(state);
+            session.expire();
+            return;
+        }
+        let (token, connection) = match slot {
+            Some(slot) => slot,
+            None => {
+                let connection = session.connection();
+                let index = state.free.pop().unwrap_or_else(|| {
+                    state.slots.push(Slot::default());
+                    (state.slots.len() - 1) as u32
+                });
+                let generation = state.slots[index as usize].generation;
+                (token(index, generation), connection)
+            }
+        };
+        let index = (token & 0xffff_ffff) as usize;
+        let registered = state.slots[index].interest;
+        let result = match registered {
+            Some(old) if old == interest => Ok(()),
+            Some(_) => self
+                .epoll
+                .modify(&connection, &mut EpollEvent::new(interest, token)),
+            None => self
+                .epoll
+                .add(&connection, EpollEvent::new(interest, token)),
+        };
+        if let Err(err) = result {
+            log::error!("cannot watch a parked connection: {err}");
+            let slot = &mut state.slots[index];
+            let registered = slot.interest.take().is_some();
+            slot.connection = None;
+            release(
+                &mut state,
+                index,
+                registered.then_some(&connection),
+                &self.epoll,
+            );
+            drop(state);
+            session.expire();
+            return;
+        }
+        state.parked += 1;
+        let slot = &mut state.slots[index];
+        slot.interest = Some(interest);
+        slot.connection = Some(connection);
+        slot.session = Some(session);
+        slot.deadline = park.deadline;
+        if let Some(deadline) = park.deadline {
+            if slot.timer.is_none_or(|t| deadline < t) {
+                slot.timer = Some(deadline);
+                state.timers.push(Reverse((deadline, token)));
+            }
+        }
+    }
+
+    /// Takes the session of `token` out of its slot to run it; `None` for a stale event.
+    fn take_ready(&self, token: u64) -> Option<(Box<dyn Resumable>, Connection)> {
+        let mut state = self.lock();
+        let slot = slot_of(&mut state, token)?;
+        let session = slot.session.take()?;
+        let connection = slot.connection.clone()?;
+        state.parked -= 1;
+        Some((session, connection))
+    }
+
+    /// Frees the slot of a session that left the loop.
+    fn forget(&self, token: u64, connection: &Connection) {
+        let mut state = self.lock();
+        let index = (token & 0xffff_ffff) as usize;
+        if slot_of(&mut state, token).is_some() {
+            let registered = state.slots[index].interest.take().is_some();
+            state.slots[index].connection = None;
+            release(
+                &mut state,
+                index,
+                registered.then_some(connection),
+                &self.epoll,
+            );
+        }
+    }
+
+    /// The earliest deadline of a parked connection (possibly one that moved later).
+    fn next_deadline(&self) -> Option<Instant> {
+        self.lock().timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Takes out the parked connections whose deadline has passed.
+    fn expired(&self, now: Instant) -> Vec<Box<dyn Resumable>> {
+        let mut expired = Vec::new();
+        let mut state = self.lock();
+        while let Some(&Reverse((due, token))) = state.timers.peek() {
+            if due > now {
+                break;
+            }
+            state.timers.pop();
+            let Some(slot) = slot_of(&mut state, token) else {
+                continue;
+            };
+            if slot.timer != Some(due) {
+                continue;
+            }
+            slot.timer = None;
+            match slot.deadline {
+                Some(deadline) if deadline > now => {
+                    slot.timer = Some(deadline);
+                    state.timers.push(Reverse((deadline, token)));
+                }
+                Some(_) => {
+                    if let Some(session) = slot.session.take() {
+                        let connection = slot.connection.take();
+                        let registered = slot.interest.take().is_some();
+                        let index = (token & 0xffff_ffff) as usize;
+                        state.parked -= 1;
+                        release(
+                            &mut state,
+                            index,
+                            connection.as_ref().filter(|_| registered),
+                            &self.epoll,
+                        );
+                        expired.push(session);
+                    }
+                }
+                None => {}
+            }
+        }
+        expired
+    }
+
+    /// Takes out every parked connection and refuses new ones.
+    fn close(&self) -> Vec<Box<dyn Resumable>> {
+        let mut state = self.lock();
+        state.closing = true;
+        self.task_ready.notify_all();
+        let mut sessions = Vec::new();
+        for index in 0..state.slots.len() {
+            if let Some(session) = state.slots[index].session.take() {
+                let connection = state.slots[index].connection.take();
+                let registered = state.slots[index].interest.take().is_some();
+                state.parked -= 1;
+                release(
+                    &mut state,
+                    index,
+                    connection.as_ref().filter(|_| registered),
+                    &self.epoll,
+                );
+                sessions.push(session);
+            }
+        }
+        sessions
+    }
+
+    /// Accepts work again after `server_close` (a server can serve again after closing).
+    fn reopen(&self) {
+        let mut state = self.lock();
+        state.closing = false;
+        if let Some(old) = state.watched.take() {
+            let _ = self.epoll.delete(&old.server);
+            if let Some(waker) = &old.waker {
+                let _ = self.epoll.delete(waker);
+            }
+        }
+    }
+
+    fn queue(&self, task: Task) {
+        self.lock().tasks.push_back(task);
+        self.task_ready.notify_one();
+    }
+
+    /// A worker: runs tasks until the loop closes and none are left.
+    fn work(&self) {
+        loop {
+            let task = {
+                let mut state = self.lock();
+                loop {
+                    if let Some(task) = state.tasks.pop_front() {
+                        break task;
+                    }
+                    if state.closing {
+                        return;
+                    }
+                    state = self
+                        .task_ready
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            let step = self.run(task);
+            self.after_run(step);
+        }
+    }
+
+    fn run(&self, task: Task) -> Step {
+        match task {
+            Task::Start(job) => job.start(RunMode::Worker),
+            Task::Resume(session) => session.resume(RunMode::Worker),
+        }
+    }
+
+    /// Parks what a worker run left parked; a session that asks for a worker at once runs
+    /// again (it has work it may wait for).
+    fn after_run(&self, mut step: Step) {
+        loop {
+            step = match step {
+                Step::Parked(session)
+                    if session.park().wake == Wake::Worker && !session.has_output() =>
+                {
+                    session.resume(RunMode::Worker)
+                }
+                Step::Parked(session) => return self.park(session, None),
+                Step::Done(_) => return,
+            }
+        }
+    }
+}
+
+fn token(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+fn slot_of(state: &mut State, token: u64) -> Option<&mut Slot> {
+    let slot = state.slots.get_mut((token & 0xffff_ffff) as usize)?;
+    (u64::from(slot.generation) == token >> 32 && slot.connection.is_some()).then_some(slot)
+}
+
+/// Empties slot `index` for reuse, taking its connection out of epoll if it was registered.
+fn release(state: &mut State, index: usize, registered: Option<&Connection>, epoll: &Epoll) {
+    if let Some(connection) = registered {
+        let _ = epoll.delete(connection.as_fd());
+    }
+    let slot = &mut state.slots[index];
+    slot.session = None;
+    slot.connection = None;
+    slot.interest = None;
+    slot.deadline = None;
+    slot.timer = None;
+    slot.generation = slot.generation.wrapping_add(1);
+    state.free.push(index as u32);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,200 @@
+//! The life of one request after `verify_request`: the handler, delivering what it wrote,
+//! `shutdown_request`, and `handle_error` for whatever failed. A stream handler that parks
+//! its connection leaves the session waiting in the event loop between runs of `handle`.
+
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use super::{ServerHandle, ServerHooks, Transport};
+use crate::address::ClientAddress;
+use crate::concurrency::{Resumable, RunMode, Step};
+use crate::connection::Connection;
+use crate::handler::{continue_handler, finish_handler, Park, RequestContext, RequestHandler};
+use crate::handler::{RequestError, StreamRequest};
+
+pub(super) struct Session<T: Transport, H: RequestHandler, K> {
+    request: H::Request,
+    client_address: ClientAddress,
+    hooks: Arc<K>,
+    connection: Option<Connection>,
+    /// What the handler parked the connection for, while it is parked.
+    park: Option<Park>,
+    transport: PhantomData<fn() -> T>,
+}
+
+impl<T, H, K> Session<T, H, K>
+where
+    T: Transport,
+    H: RequestHandler,
+    H::Request: RequestContext<Raw = T::Request>,
+    K: ServerHooks<T>,
+{
+    /// Runs a new request in `mode`: `setup`, `handle`, and unless the handler parks,
+    /// `finish` and the end of the request.
+    pub(super) fn start(
+        raw: T::Request,
+        client_address: ClientAddress,
+        handler: H,
+        hooks: Arc<K>,
+        server: ServerHandle,
+        mode: RunMode,
+    ) -> Step {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            H::Request::new::<H>(raw, client_address.clone(), server)
+        }));
+        let mut request = match outcome {
+            Ok(Ok(request)) => request,
+            Ok(Err(err)) => return report(&*hooks, &client_address, err.into()),
+            Err(panic) => return report(&*hooks, &client_address, RequestError::from_panic(panic)),
+        };
+        let connection = request.as_stream().map(|s| s.request.clone());
+        set_mode(&mut request, mode);
+        let handled = catch_unwind(AssertUnwindSafe(|| {
+            hooks.finish_request(handler, &mut request)
+        }));
+        let session = Box::new(Session::<T, H, K> {
+            request,
+            client_address,
+            hooks,
+            connection,
+            park: None,
+            transport: PhantomData,
+        });
+        session.after(flatten(handled))
+    }
+
+    /// Parks the session if the handler asked for it, else ends the request.
+    fn after(mut self: Box<Self>, handled: Result<(), RequestError>) -> Step {
+        self.park = self.request.as_stream().and_then(|s| s.parking.requested);
+        if handled.is_ok() && self.park.is_some() {
+            return Step::Parked(self);
+        }
+        if let Some(stream) = self.request.as_stream() {
+            // A handler that failed after parking: end it now.
+            stream.parking.requested = None;
+            if let Some(handler) = take_handler::<H>(stream) {
+                let _ = finish_handler(handler, &mut self.request, Ok(Ok(())));
+            }
+        }
+        (*self).end(handled)
+    }
+
+    /// Delivers what the handler wrote, ends the request, reports a failure.
+    fn end(self, handled: Result<(), RequestError>) -> Step {
+        let Session {
+            mut request,
+            client_address,
+            hooks,
+            ..
+        } = self;
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<(), RequestError> {
+            let delivered = request.deliver();
+            hooks.shutdown_request(request.into_raw());
+            handled?;
+            Ok(delivered?)
+        }));
+        match flatten(outcome) {
+            Ok(()) => Step::Done(true),
+            Err(err) => report(&*hooks, &client_address, err),
+        }
+    }
+}
+
+impl<T, H, K> Resumable for Session<T, H, K>
+where
+    T: Transport,
+    H: RequestHandler,
+    H::Request: RequestContext<Raw = T::Request>,
+    K: ServerHooks<T>,
+{
+    fn park(&self) -> Park {
+        self.park.expect("only a parked session is asked")
+    }
+
+    fn nonblocking(&self) -> bool {
+        H::NONBLOCKING
+    }
+
+    fn resume(mut self: Box<Self>, mode: RunMode) -> Step {
+        set_mode(&mut self.request, mode);
+        let handler = self.request.as_stream().and_then(take_handler::<H>);
+        let Some(handler) = handler else {
+            return (*self).end(Ok(()));
+        };
+        let handled = continue_handler(handler, &mut self.request);
+        self.after(handled)
+    }
+
+    fn time_out(&mut self) {
+        if let Some(stream) = self.request.as_stream() {
+            stream.parking.timed_out = true;
+        }
+    }
+
+    fn connection(&self) -> Connection {
+        self.connection
+            .clone()
+            .expect("only a stream request parks")
+    }
+
+    fn has_output(&self) -> bool {
+        self.request
+            .as_stream_ref()
+            .is_some_and(|s| !s.output.is_empty())
+    }
+
+    fn flush_output(&mut self) -> io::Result<bool> {
+        let Some(stream) = self.request.as_stream() else {
+            return Ok(true);
+        };
+        stream.send_output_now()
+    }
+
+    fn expire(mut self: Box<Self>) {
+        if let Some(stream) = self.request.as_stream() {
+            stream.parking.requested = None;
+            stream.set_run_mode(None);
+        }
+        let handler = self.request.as_stream().and_then(take_handler::<H>);
+        let finished = match handler {
+            Some(handler) => finish_handler(handler, &mut self.request, Ok(Ok(()))),
+            None => Ok(()),
+        };
+        (*self).end(finished);
+    }
+}
+
+fn set_mode<R: RequestContext>(request: &mut R, mode: RunMode) {
+    if let Some(stream) = request.as_stream() {
+        stream.set_run_mode(match mode {
+            RunMode::Blocking => None,
+            RunMode::Worker => Some(false),
+            RunMode::Inline => Some(true),
+        });
+    }
+}
+
+fn take_handler<H: RequestHandler>(stream: &mut StreamRequest) -> Option<H> {
+    let handler = stream.parking.handler.take()?;
+    handler.downcast::<H>().ok().map(|h| *h)
+}
+
+fn flatten(outcome: std::thread::Result<Result<(), RequestError>>) -> Result<(), RequestError> {
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => Err(RequestError::from_panic(panic)),
+    }
+}
+
+fn report<T: Transport, K: ServerHooks<T>>(
+    hooks: &K,
+    client_address: &ClientAddress,
+    error: RequestError,
+) -> Step {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        hooks.handle_error(client_address, &error)
+    }));
+    Step::Done(false)
+}

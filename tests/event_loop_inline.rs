@@ -1,0 +1,29 @@
+//! The HTTP, file and CGI suites again, every server on an `EventLoop` without workers:
+//! each handler runs on the loop's own thread (`tests/strategy` picks the strategy by
+//! this binary's name).
+
+// Each suite brings its support module, as it does in its own binary.
+#![allow(clippy::duplicate_mod)]
+
+#[path = "cgi.rs"]
+mod cgi;
+#[path = "files_forms.rs"]
+mod files_forms;
+#[path = "files_paths.rs"]
+mod files_paths;
+#[path = "files_serving.rs"]
+mod files_serving;
+#[path = "http_clients.rs"]
+mod http_clients;
+#[path = "http_errors.rs"]
+mod http_errors;
+#[path = "http_keepalive.rs"]
+mod http_keepalive;
+#[path = "http_limits.rs"]
+mod http_limits;
+#[path = "http_logging.rs"]
+mod http_logging;
+#[path = "http_parsing.rs"]
+mod http_parsing;
+#[path = "http_smuggling.rs"]
+mod http_smuggling;

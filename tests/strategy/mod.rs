@@ -1,0 +1,88 @@
+//! The concurrency strategy of the test servers. The HTTP, file and CGI suites run three
+//! times: as their own test binaries (a thread per connection), and included again by
+//! `tests/event_loop_inline.rs` (an `EventLoop` without workers: every handler on the loop's
+//! thread) and `tests/event_loop_workers.rs` (an `EventLoop` with workers). The binary is
+//! told by the module path this file is compiled at.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use socketserver::concurrency::{Concurrency, EventLoop, Job, Readiness, Threading};
+
+/// Which strategy this test binary's servers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Threads,
+    LoopInline,
+    LoopWorkers,
+}
+
+pub fn flavor() -> Flavor {
+    let path = module_path!();
+    if path.starts_with("event_loop_inline") {
+        Flavor::LoopInline
+    } else if path.starts_with("event_loop_workers") {
+        Flavor::LoopWorkers
+    } else {
+        Flavor::Threads
+    }
+}
+
+/// `Threading` with daemon threads (a connection a failing test leaves open cannot make the
+/// server's drop wait), or an `EventLoop`, as the binary says.
+#[derive(Debug)]
+pub enum TestConcurrency {
+    Threads(Threading),
+    Loop(EventLoop),
+}
+
+impl Default for TestConcurrency {
+    fn default() -> Self {
+        match flavor() {
+            Flavor::Threads => TestConcurrency::Threads(Threading::new().daemon_threads(true)),
+            Flavor::LoopInline => TestConcurrency::Loop(EventLoop::new(0).expect("epoll")),
+            Flavor::LoopWorkers => TestConcurrency::Loop(EventLoop::new(4).expect("epoll")),
+        }
+    }
+}
+
+impl TestConcurrency {
+    fn inner(&self) -> &dyn Concurrency {
+        match self {
+            TestConcurrency::Threads(c) => c,
+            TestConcurrency::Loop(c) => c,
+        }
+    }
+}
+
+impl Concurrency for TestConcurrency {
+    fn process_request(&self, job: Job) -> io::Result<()> {
+        self.inner().process_request(job)
+    }
+
+    fn service_actions(&self) {
+        self.inner().service_actions()
+    }
+
+    fn handle_timeout(&self) {
+        self.inner().handle_timeout()
+    }
+
+    fn shutdown_requested(&self) {
+        self.inner().shutdown_requested()
+    }
+
+    fn server_close(&self) {
+        self.inner().server_close()
+    }
+
+    fn wait(
+        &self,
+        server: BorrowedFd<'_>,
+        waker: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> io::Result<Readiness> {
+        self.inner().wait(server, waker, timeout)
+    }
+}
