@@ -69,6 +69,14 @@ impl Connection {
         )?)
     }
 
+    /// Makes every operation on the socket fail with `WouldBlock` instead of waiting.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match &*self.0 {
+            StreamSocket::Tcp(s) => s.set_nonblocking(nonblocking),
+            StreamSocket::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
     /// Writes all of `data`. Python's `request.sendall(data)`.
     pub fn sendall(&self, data: &[u8]) -> io::Result<()> {
         (&*self).write_all(data)

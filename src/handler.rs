@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::address::ClientAddress;
 use crate::buffer;
 use crate::connection::{Connection, Datagram, DatagramSocket};
+use crate::output::Output;
 use crate::server::ServerHandle;
 
 /// Any error a handler hook returns; `?` works on every error type.
@@ -288,7 +289,7 @@ pub struct StreamRequest {
     pub(crate) parking: Parking,
     /// Output written for the client that the socket has not taken yet (the HTTP layer's
     /// response buffer); sent before the connection closes.
-    pub(crate) output: Vec<u8>,
+    pub(crate) output: Output,
 }
 
 impl StreamRequest {
@@ -319,17 +320,7 @@ impl StreamRequest {
 
     /// Sends what the socket takes now of the waiting output; `true` once all is sent.
     pub(crate) fn send_output_now(&mut self) -> io::Result<bool> {
-        while !self.output.is_empty() {
-            match self.request.send_now(&[io::IoSlice::new(&self.output)]) {
-                Ok(n) => {
-                    self.output.drain(..n);
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(true)
+        self.output.send_now(&self.request)
     }
 
     pub(crate) fn park_until(&mut self, park: Park) -> bool {
@@ -371,17 +362,13 @@ impl RequestContext for StreamRequest {
             client_address,
             server,
             parking: Parking::default(),
-            output: Vec::new(),
+            output: Output::default(),
         })
     }
 
     fn deliver(&mut self) -> io::Result<()> {
         self.wfile.flush()?;
-        if !self.output.is_empty() {
-            let output = std::mem::take(&mut self.output);
-            (&self.request).write_all(&output)?;
-        }
-        Ok(())
+        self.output.send_all(&self.request)
     }
 
     fn into_raw(self) -> Connection {
@@ -409,6 +396,8 @@ pub struct Rfile {
     filled: usize,
     capacity: usize,
     nonblocking: bool,
+    /// The last read took less than it had room for: the socket had nothing more then.
+    drained: bool,
 }
 
 impl Rfile {
@@ -420,6 +409,7 @@ impl Rfile {
             filled: 0,
             capacity: capacity.max(1),
             nonblocking: false,
+            drained: false,
         }
     }
 
@@ -468,21 +458,38 @@ impl Rfile {
         if self.filled == self.buf.len() {
             return Ok(0);
         }
+        let room = self.buf.len() - self.filled;
         let n = recv_into(
             &self.connection,
             &mut self.buf[self.filled..],
             self.nonblocking,
         )?;
         self.filled += n;
+        self.drained = n < room;
         Ok(n)
     }
 
-    /// Reads more input after what is buffered without waiting: `WouldBlock` if none came.
-    pub(crate) fn fill_more_now(&mut self) -> io::Result<usize> {
+    /// Reads what has arrived after what is buffered, without waiting: the way for a
+    /// handler that [parks](StreamRequest::park) to take its input. Returns how many bytes
+    /// came; `Ok(0)` means end-of-file, [`io::ErrorKind::WouldBlock`] that nothing new has
+    /// arrived. Fails with [`io::ErrorKind::InvalidInput`] if the buffer is full (consume
+    /// some of it first).
+    pub fn read_available(&mut self) -> io::Result<usize> {
+        if self.is_full() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the read buffer is full: consume some of it first",
+            ));
+        }
         let nonblocking = std::mem::replace(&mut self.nonblocking, true);
         let result = self.fill_more();
         self.nonblocking = nonblocking;
         result
+    }
+
+    /// Whether the last read emptied the socket (it took less than it had room for).
+    pub(crate) fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Reads of this file take only what has arrived (an event loop runs the handler).

@@ -55,6 +55,7 @@ mod connection;
 pub mod files;
 mod handler;
 pub mod http;
+mod output;
 pub mod server;
 mod sys;
 

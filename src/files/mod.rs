@@ -26,6 +26,10 @@ use crate::handler::HandlerResult;
 use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
 use conditional::{RangeRequest, Validators};
 
+/// Files up to this size are read into the response buffer and leave with the headers in
+/// one write; larger ones are sent by the kernel (`sendfile`).
+const SMALL_FILE: u64 = 16 * 1024;
+
 /// Serves a directory over HTTP: Python's `SimpleHTTPRequestHandler`.
 ///
 /// Cheap to clone (the configuration is shared), so it is the handler value every
@@ -279,6 +283,11 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         request.send_header("Accept-Ranges", "bytes")?;
         request.end_headers()?;
         if request.command == http::Method::HEAD {
+            return Ok(());
+        }
+        if count > SMALL_FILE {
+            // A shrinking file fails the send and closes the connection.
+            request.wfile.send_file(file, start, count)?;
             return Ok(());
         }
         if start > 0 {

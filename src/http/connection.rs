@@ -26,6 +26,7 @@ use super::socket::TimedSocket;
 use crate::address::ClientAddress;
 use crate::connection::Connection;
 use crate::handler::{BoxError, HandlerResult, Park, RequestHandler, Rfile, StreamRequest, Wake};
+use crate::output::Output;
 use crate::server::ServerHandle;
 
 /// Every [`HttpHandler`] serves connections of a stream server: the request loop of
@@ -159,12 +160,16 @@ fn serve_requests<H: HttpHandler>(
             return finish_step(stream, state, next);
         }
     }
+    // Whether the socket may hold input not read yet: at first yes (the loop woke us), then
+    // only if the last read filled the buffer. Not reading when it cannot saves a read that
+    // would only say "nothing yet" before every park.
+    let mut may_read = true;
     loop {
         let parsed = match state.pending.take() {
             Some(pending) => Ok(pending),
             None => {
                 let late = if parking {
-                    match next_request(stream, state, limits, timed_out)? {
+                    match next_request(stream, state, limits, timed_out, may_read)? {
                         Next::Serve => false,
                         Next::Late => true,
                         next => return finish_step(stream, state, next),
@@ -256,6 +261,7 @@ fn serve_requests<H: HttpHandler>(
                 return finish_step(stream, state, next);
             }
             failure.into_result()?;
+            may_read = !stream.rfile.drained();
             if !stream.output.is_empty() {
                 // The socket took only part of the answer: send the rest before reading on.
                 let deadline = Instant::now() + limits.send_timeout;
@@ -300,7 +306,7 @@ fn body_arrival(framing: &Framing, expect: bool, rfile: &mut Rfile) -> io::Resul
         if length > rfile.capacity() as u64 {
             return Ok(Arrival::Streamed);
         }
-        match rfile.fill_more_now() {
+        match rfile.read_available() {
             Ok(0) => return Ok(Arrival::Here),
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Arrival::Coming),
@@ -317,6 +323,7 @@ fn next_request(
     state: &mut ConnectionState,
     limits: &Limits,
     timed_out: bool,
+    may_read: bool,
 ) -> io::Result<Next> {
     loop {
         let buffered = stream.rfile.buffer();
@@ -339,7 +346,10 @@ fn next_request(
                 Next::Serve
             });
         }
-        match stream.rfile.fill_more_now() {
+        if !may_read {
+            break;
+        }
+        match stream.rfile.read_available() {
             Ok(0) => return Ok(Next::Close),
             Ok(_) => continue,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -385,7 +395,7 @@ fn close_step(
     if !stream.output.is_empty() {
         if timed_out {
             // The client does not read: give up on the rest.
-            stream.output.clear();
+            stream.output = Output::default();
             return Some(Next::Close);
         }
         let deadline = Instant::now() + state.send_timeout;
@@ -501,7 +511,7 @@ fn reject(
     context: &ConnectionContext<'_>,
     rfile: &mut Rfile,
     socket: &mut TimedSocket,
-    out: &mut Vec<u8>,
+    out: &mut Output,
     rejection: Rejection,
 ) -> HandlerResult {
     let started = AtomicBool::new(false);
@@ -544,7 +554,7 @@ fn exchange<H: HttpHandler>(
     context: &ConnectionContext<'_>,
     rfile: &mut Rfile,
     socket: &mut TimedSocket,
-    out: &mut Vec<u8>,
+    out: &mut Output,
     head: Head,
     framing: Framing,
     expect_continue: bool,

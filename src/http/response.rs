@@ -1,10 +1,12 @@
 //! Writing the response: Python's `wfile`, with the status line and headers in the same
 //! buffer so a small response leaves in one write.
 
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::connection::Connection;
+use crate::output::{send_file, FileRange, Output};
 
 /// Output kept back before it is written: a whole small response, or the headers of a large
 /// one (which then leave together with the first body write in one `writev`).
@@ -44,7 +46,7 @@ pub const DEFAULT_ERROR_CONTENT_TYPE: &str = "text/html;charset=utf-8";
 /// 204/304 response is discarded, so a handler may share code between GET and HEAD.
 pub struct ResponseWriter<'a> {
     connection: &'a Connection,
-    buf: &'a mut Vec<u8>,
+    out: &'a mut Output,
     started: &'a AtomicBool,
     in_body: bool,
     discard_body: bool,
@@ -61,14 +63,14 @@ pub struct ResponseWriter<'a> {
 impl<'a> ResponseWriter<'a> {
     pub(crate) fn new(
         connection: &'a Connection,
-        buf: &'a mut Vec<u8>,
+        out: &'a mut Output,
         started: &'a AtomicBool,
         nonblocking: bool,
     ) -> Self {
-        let start = buf.len();
+        let start = out.bytes.len();
         ResponseWriter {
             connection,
-            buf,
+            out,
             started,
             in_body: false,
             discard_body: false,
@@ -90,23 +92,23 @@ impl<'a> ResponseWriter<'a> {
     }
 
     pub(crate) fn pending(&self) -> usize {
-        self.buf.len()
+        self.out.bytes.len()
     }
 
     /// Appends head bytes (status line, headers) without counting them as body.
     pub(crate) fn push_head(&mut self, bytes: &[u8]) {
         self.started.store(true, Ordering::Release);
-        self.buf.extend_from_slice(bytes);
+        self.out.bytes.extend_from_slice(bytes);
     }
 
     /// Removes head bytes appended after `len` (a header that failed validation).
     pub(crate) fn truncate_head(&mut self, len: usize) {
-        self.buf.truncate(len);
+        self.out.bytes.truncate(len);
     }
 
     pub(crate) fn head_mut(&mut self) -> &mut Vec<u8> {
         self.started.store(true, Ordering::Release);
-        self.buf
+        &mut self.out.bytes
     }
 
     /// From now on writes are body; `discard` drops them (HEAD, 204, 304).
@@ -121,7 +123,7 @@ impl<'a> ResponseWriter<'a> {
         if self.sent {
             return false;
         }
-        self.buf.truncate(self.start);
+        self.out.bytes.truncate(self.start);
         self.in_body = false;
         self.discard_body = false;
         self.body_bytes = 0;
@@ -136,11 +138,11 @@ impl<'a> ResponseWriter<'a> {
     }
 
     fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
-        self.sent |= self.buf.len() > self.start || !data.is_empty();
-        if self.nonblocking && self.buf.len() + data.len() <= INLINE_OUTPUT_LIMIT {
+        self.sent |= self.out.bytes.len() > self.start || !data.is_empty();
+        if self.nonblocking && self.out.bytes.len() + data.len() <= INLINE_OUTPUT_LIMIT {
             return self.write_now(data);
         }
-        let mut slices = [IoSlice::new(self.buf), IoSlice::new(data)];
+        let mut slices = [IoSlice::new(&self.out.bytes), IoSlice::new(data)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
         let mut connection = self.connection;
         while !slices.is_empty() {
@@ -151,7 +153,7 @@ impl<'a> ResponseWriter<'a> {
                 Err(e) => return Err(e),
             }
         }
-        self.buf.clear();
+        self.out.bytes.clear();
         self.start = 0;
         Ok(())
     }
@@ -160,14 +162,14 @@ impl<'a> ResponseWriter<'a> {
 impl ResponseWriter<'_> {
     /// Sends what the socket takes now of the buffer and `data`; keeps the rest buffered.
     fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
-        let total = self.buf.len() + data.len();
+        let total = self.out.bytes.len() + data.len();
         let mut sent = 0;
         while sent < total {
-            let slices = if sent < self.buf.len() {
-                [IoSlice::new(&self.buf[sent..]), IoSlice::new(data)]
+            let slices = if sent < self.out.bytes.len() {
+                [IoSlice::new(&self.out.bytes[sent..]), IoSlice::new(data)]
             } else {
                 [
-                    IoSlice::new(&data[sent - self.buf.len()..]),
+                    IoSlice::new(&data[sent - self.out.bytes.len()..]),
                     IoSlice::new(&[]),
                 ]
             };
@@ -179,15 +181,56 @@ impl ResponseWriter<'_> {
                 Err(e) => return Err(e),
             }
         }
-        if sent >= self.buf.len() {
-            let rest = &data[sent - self.buf.len()..];
-            self.buf.clear();
-            self.buf.extend_from_slice(rest);
+        if sent >= self.out.bytes.len() {
+            let rest = &data[sent - self.out.bytes.len()..];
+            self.out.bytes.clear();
+            self.out.bytes.extend_from_slice(rest);
         } else {
-            self.buf.drain(..sent);
-            self.buf.extend_from_slice(data);
+            self.out.bytes.drain(..sent);
+            self.out.bytes.extend_from_slice(data);
         }
         self.start = self.start.saturating_sub(sent);
+        Ok(())
+    }
+}
+
+impl ResponseWriter<'_> {
+    /// Sends `length` bytes of `file` from `offset` as (part of) the body: Python's
+    /// `shutil.copyfileobj(f, self.wfile)`, done by the kernel with `sendfile`, so a large
+    /// file costs no copy through memory. On an event loop's thread it leaves as the socket
+    /// drains, like everything else written.
+    pub fn send_file(&mut self, file: File, offset: u64, length: u64) -> io::Result<()> {
+        self.started.store(true, Ordering::Release);
+        if self.in_body {
+            if self.discard_body {
+                return Ok(());
+            }
+            self.body_bytes += length;
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        self.finish_file()?;
+        self.sent = true;
+        let mut range = FileRange {
+            file,
+            offset,
+            length,
+        };
+        if self.nonblocking {
+            self.out.file = Some(range);
+            self.out.send_now(self.connection)?;
+            return Ok(());
+        }
+        self.flush()?;
+        send_file(self.connection, &mut range)
+    }
+
+    /// Sends a file still waiting, so that what is written next goes after it.
+    fn finish_file(&mut self) -> io::Result<()> {
+        if self.out.file.is_some() {
+            self.out.send_all(self.connection)?;
+        }
         Ok(())
     }
 }
@@ -201,8 +244,9 @@ impl Write for ResponseWriter<'_> {
             }
             self.body_bytes += data.len() as u64;
         }
-        if self.buf.len() + data.len() <= OUTPUT_BUFFER {
-            self.buf.extend_from_slice(data);
+        self.finish_file()?;
+        if self.out.bytes.len() + data.len() <= OUTPUT_BUFFER {
+            self.out.bytes.extend_from_slice(data);
         } else {
             self.write_through(data)?;
         }
@@ -210,8 +254,11 @@ impl Write for ResponseWriter<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        if !self.out.bytes.is_empty() {
             self.write_through(&[])?;
+        }
+        if self.nonblocking && self.out.file.is_some() && self.out.bytes.is_empty() {
+            self.out.send_now(self.connection)?;
         }
         Ok(())
     }
@@ -220,7 +267,7 @@ impl Write for ResponseWriter<'_> {
 impl std::fmt::Debug for ResponseWriter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseWriter")
-            .field("pending", &self.buf.len())
+            .field("pending", &self.out.bytes.len())
             .field("body_bytes", &self.body_bytes)
             .finish_non_exhaustive()
     }
