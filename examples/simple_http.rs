@@ -19,7 +19,7 @@ use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::{HttpHandler, Limits, Version};
-use socketserver::{Concurrency, Server, TcpTransport, ThreadPool, Threading};
+use socketserver::{Concurrency, EventLoop, Server, TcpTransport, Threading};
 
 #[derive(Parser)]
 #[command(about = "Serve a directory over HTTP, like python3 -m http.server")]
@@ -40,9 +40,13 @@ struct Args {
     /// Run executables under /cgi-bin and /htbin as CGI scripts.
     #[arg(long)]
     cgi: bool,
-    /// Serve with this many worker threads instead of a thread per connection.
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
+    /// Worker threads of the event loop, for requests that may wait (CGI scripts); files
+    /// are served on the loop's own thread.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    workers: usize,
+    /// A thread per connection instead of the event loop (Python's ThreadingHTTPServer).
+    #[arg(long, conflicts_with = "workers")]
+    threading: bool,
     /// Largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body_size)]
     max_body: u64,
@@ -80,17 +84,23 @@ fn main() -> io::Result<()> {
         .with_protocol_version(protocol);
     println!("Directory: {} ({which})", handler.directory().display());
 
-    if args.cgi {
-        let handler = CgiHttpHandler::from_files(handler);
-        match args.workers {
-            Some(n) => serve(args.bind, args.port, handler, || ThreadPool::new(n, n * 4)),
-            None => serve(args.bind, args.port, handler, Threading::new),
-        }
-    } else {
-        match args.workers {
-            Some(n) => serve(args.bind, args.port, handler, || ThreadPool::new(n, n * 4)),
-            None => serve(args.bind, args.port, handler, Threading::new),
-        }
+    let workers = args.workers;
+    let event_loop = || EventLoop::new(workers).expect("an epoll instance");
+    match (args.cgi, args.threading) {
+        (true, true) => serve(
+            args.bind,
+            args.port,
+            CgiHttpHandler::from_files(handler),
+            Threading::new,
+        ),
+        (true, false) => serve(
+            args.bind,
+            args.port,
+            CgiHttpHandler::from_files(handler),
+            event_loop,
+        ),
+        (false, true) => serve(args.bind, args.port, handler, Threading::new),
+        (false, false) => serve(args.bind, args.port, handler, event_loop),
     }
 }
 

@@ -38,12 +38,16 @@ pub use response::{
 
 pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
-use crate::concurrency::Threading;
+use crate::concurrency::{EventLoop, Threading};
 use crate::server::{Server, TcpTransport};
 
 /// Python's `HTTPServer`: one connection at a time (use [`ThreadingHttpServer`] to serve
 /// several clients).
 pub type HttpServer<H> = Server<TcpTransport, H>;
+
+/// An HTTP server on an [`EventLoop`](crate::concurrency::EventLoop): idle keep-alive
+/// connections cost no thread, and a handler with `NONBLOCKING` runs on the loop's thread.
+pub type EventLoopHttpServer<H> = Server<TcpTransport, H, EventLoop>;
 
 /// Python's `ThreadingHTTPServer`: a thread per connection.
 pub type ThreadingHttpServer<H> = Server<TcpTransport, H, Threading>;
