@@ -382,10 +382,9 @@ impl<'a> HttpRequest<'a> {
         message: Option<&str>,
     ) -> io::Result<()> {
         self.send_response_only(code, message)?;
-        let version = self.version_string();
-        self.send_header("Server", version)?;
-        let date = self.date_time_string();
-        self.send_header("Date", date)
+        let (server, sys) = (self.settings.server_version, self.settings.sys_version);
+        self.send_header("Server", format_args!("{server} {sys}"))?;
+        super::date::with_now(|date| self.send_header("Date", date))
     }
 
     /// Sends only the status line: Python's `send_response_only`. `message` defaults to the
@@ -448,21 +447,26 @@ impl<'a> HttpRequest<'a> {
                 "invalid value for header {keyword}: control characters or line breaks"
             )));
         }
-        let value = String::from_utf8_lossy(&self.wfile.head_mut()[value_start..]).into_owned();
+        let value_end = self.wfile.head_mut().len();
         self.wfile.push_head(b"\r\n");
         if keyword.eq_ignore_ascii_case("connection") {
             self.response.connection_header = true;
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
+            let head = self.wfile.head_mut();
+            for token in head[value_start..value_end].split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
                     self.close_connection = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     self.close_connection = false;
                 }
             }
         } else if keyword.eq_ignore_ascii_case("content-length") {
             self.response.has_length = true;
         } else if keyword.eq_ignore_ascii_case("transfer-encoding") {
-            self.response.chunked = value.to_ascii_lowercase().contains("chunked");
+            let head = self.wfile.head_mut();
+            self.response.chunked = head[value_start..value_end]
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"));
         }
         Ok(())
     }
@@ -574,7 +578,7 @@ impl<'a> HttpRequest<'a> {
 
     /// The current time as an HTTP date: Python's `date_time_string`.
     pub fn date_time_string(&self) -> String {
-        httpdate::fmt_http_date(SystemTime::now())
+        super::date::with_now(str::to_string)
     }
 
     /// The client's address for the log: Python's `address_string`.

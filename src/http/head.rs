@@ -7,6 +7,7 @@
 use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -191,11 +192,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection>
         .strip_suffix(b"\n")
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .unwrap_or(&raw_requestline);
-    let requestline = String::from_utf8_lossy(line).into_owned();
     let reject = |status: StatusCode, message: String| Rejection {
         status,
         message,
-        requestline: requestline.clone(),
+        requestline: String::from_utf8_lossy(line).into_owned(),
     };
 
     check_request_line(line).map_err(|(status, message)| reject(status, message))?;
@@ -232,11 +232,14 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection>
     } else {
         Version::HTTP_11
     };
+    // The values share one copy of the head instead of a copy each.
+    let shared = Bytes::copy_from_slice(buf);
     let mut headers = HeaderMap::with_capacity(request.headers.len());
     for header in request.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header name".into()))?;
-        let value = HeaderValue::from_bytes(header.value)
+        let start = header.value.as_ptr().addr() - buf.as_ptr().addr();
+        let value = HeaderValue::from_maybe_shared(shared.slice(start..start + header.value.len()))
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header value".into()))?;
         headers.append(name, value);
     }
@@ -253,9 +256,10 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection>
 /// Checks the version of a request line before `httparse` sees it, to tell an unsupported
 /// version (505) from a malformed line (400), as Python's `parse_request` does.
 fn check_request_line(line: &[u8]) -> Result<(), (StatusCode, String)> {
-    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    match words.as_slice() {
-        [_, _, version] => {
+    let mut words = line.split(|&b| b == b' ');
+    let words = [words.next(), words.next(), words.next(), words.next()];
+    match words {
+        [Some(_), Some(_), Some(version), None] => {
             let Some(number) = version.strip_prefix(b"HTTP/") else {
                 return Err((
                     StatusCode::BAD_REQUEST,
@@ -274,7 +278,7 @@ fn check_request_line(line: &[u8]) -> Result<(), (StatusCode, String)> {
                 )),
             }
         }
-        [b"GET", _] => Err((
+        [Some(b"GET"), Some(_), None, _] => Err((
             StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             "HTTP/0.9 requests are not supported".into(),
         )),

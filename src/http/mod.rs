@@ -16,6 +16,7 @@
 
 mod body;
 mod connection;
+mod date;
 mod form;
 #[doc(hidden)]
 pub mod fuzz;
@@ -55,5 +56,5 @@ pub type ThreadingHttpServer<H> = Server<TcpTransport, H, Threading>;
 /// The current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`): Python's
 /// `date_time_string()`.
 pub fn date_time_string() -> String {
-    httpdate::fmt_http_date(std::time::SystemTime::now())
+    date::with_now(str::to_string)
 }
