@@ -262,7 +262,7 @@ fn serve_requests<H: HttpHandler>(
             }
             failure.into_result()?;
             may_read = !stream.rfile.drained();
-            if !stream.output.is_empty() {
+            if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
                 // The socket took only part of the answer: send the rest before reading on.
                 let deadline = Instant::now() + limits.send_timeout;
                 return finish_step(stream, state, Next::Park(Wake::Writable, Some(deadline)));
@@ -660,13 +660,19 @@ fn settle(request: &mut HttpRequest<'_>, outcome: std::thread::Result<HandlerRes
     failure
 }
 
-/// Sends what is buffered (unless the next pipelined request is already here, so that the
-/// answers to one read leave in one write) and logs the request. `true` if the connection
-/// stays open.
+/// Whether answers are held back to leave together with the answer to the next pipelined
+/// request, which is already here: the answers to one read leave in one write.
+pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
+    output.file.is_none()
+        && output.bytes.len() < OUTPUT_BUFFER / 2
+        && find_head_end(input, 0).is_some()
+}
+
+/// Sends what is buffered (unless [held back](holds_back) for the next pipelined answer)
+/// and logs the request. `true` if the connection stays open.
 fn complete(request: &mut HttpRequest<'_>) -> bool {
     let mut keep_alive = !request.close_connection;
-    let next_is_here = find_head_end(request.rfile.input_buffer(), 0).is_some();
-    if !keep_alive || !next_is_here || request.wfile.pending() >= OUTPUT_BUFFER / 2 {
+    if !keep_alive || !request.wfile.holds_back(request.rfile.input_buffer()) {
         if let Err(err) = request.wfile.flush() {
             if !is_disconnect(&err) {
                 request.log_error(&format!("cannot send the response: {err}"));

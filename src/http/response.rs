@@ -91,8 +91,10 @@ impl<'a> ResponseWriter<'a> {
         self.started.load(Ordering::Acquire)
     }
 
-    pub(crate) fn pending(&self) -> usize {
-        self.out.bytes.len()
+    /// Whether the output waits for the answer to the next pipelined request (see
+    /// `connection::holds_back`).
+    pub(crate) fn holds_back(&self, input: &[u8]) -> bool {
+        super::connection::holds_back(self.out, input)
     }
 
     /// Appends head bytes (status line, headers) without counting them as body.
@@ -267,7 +269,7 @@ impl Write for ResponseWriter<'_> {
 impl std::fmt::Debug for ResponseWriter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseWriter")
-            .field("pending", &self.out.bytes.len())
+            .field("buffered", &self.out.bytes.len())
             .field("body_bytes", &self.body_bytes)
             .finish_non_exhaustive()
     }
