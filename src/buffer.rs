@@ -30,6 +30,13 @@ pub(crate) fn take(len: usize) -> Vec<u8> {
     }
 }
 
+/// An empty vector with room for `capacity` bytes.
+pub(crate) fn take_empty(capacity: usize) -> Vec<u8> {
+    let mut buf = take(capacity);
+    buf.clear();
+    buf
+}
+
 /// Returns a buffer for reuse by this thread.
 pub(crate) fn give(buf: Vec<u8>) {
     if buf.capacity() == 0 {

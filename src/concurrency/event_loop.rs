@@ -44,6 +44,8 @@ const WAKER: u64 = u64::MAX - 1;
 pub struct EventLoop {
     workers: usize,
     reactor: Arc<Reactor>,
+    /// The events of one wait (only the serving thread waits).
+    events: Mutex<Vec<EpollEvent>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -56,6 +58,7 @@ impl EventLoop {
         Ok(EventLoop {
             workers,
             reactor: Arc::new(Reactor::new()?),
+            events: Mutex::new(vec![EpollEvent::empty(); EVENTS]),
             threads: Mutex::default(),
         })
     }
@@ -180,7 +183,7 @@ impl Concurrency for EventLoop {
     ) -> io::Result<Readiness> {
         self.reactor.watch_server(server, waker)?;
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut events = vec![EpollEvent::empty(); EVENTS];
+        let mut events = lock(&self.events);
         loop {
             let next = match (deadline, self.reactor.next_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),

@@ -24,6 +24,7 @@ use super::limits::Limits;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
 use super::socket::TimedSocket;
 use crate::address::ClientAddress;
+use crate::buffer;
 use crate::connection::Connection;
 use crate::handler::{BoxError, HandlerResult, Park, RequestHandler, Rfile, StreamRequest, Wake};
 use crate::output::Output;
@@ -437,6 +438,10 @@ fn finish_step(
         Next::Park(wake, deadline) => {
             if stream.rfile.buffer().is_empty() {
                 stream.rfile.release();
+            }
+            if wake == Wake::Readable && stream.output.is_empty() {
+                // An idle connection keeps no buffer: ten thousand of them cost nothing.
+                buffer::give(std::mem::take(&mut stream.output.bytes));
             }
             stream.park_until(Park {
                 wake,

@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::buffer;
 use crate::connection::Connection;
 use crate::output::{send_file, FileRange, Output};
 
@@ -67,6 +68,9 @@ impl<'a> ResponseWriter<'a> {
         started: &'a AtomicBool,
         nonblocking: bool,
     ) -> Self {
+        if out.bytes.capacity() == 0 {
+            out.bytes = buffer::take_empty(OUTPUT_BUFFER);
+        }
         let start = out.bytes.len();
         ResponseWriter {
             connection,
