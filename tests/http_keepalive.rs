@@ -65,6 +65,8 @@ fn connection_close_from_the_client_is_honoured() {
     );
     let response = client.read_response();
     assert_eq!(Echoed::parse(&response).requestline, "GET /2 HTTP/1.1");
+    // An HTTP/1.1 response that ends the connection says so.
+    assert!(response.connection_has("close"), "{response:#?}");
     client.expect_closed();
 }
 

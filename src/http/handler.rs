@@ -500,6 +500,11 @@ impl<'a> HttpRequest<'a> {
             } else if self.request_version == Version::HTTP_10 && !self.response.connection_header {
                 self.send_header("Connection", "keep-alive")?;
             }
+        } else if self.settings.protocol_version >= Version::HTTP_11
+            && !self.response.connection_header
+        {
+            // HTTP/1.1 responses are persistent unless they say otherwise (RFC 9112, 9.6).
+            self.send_header("Connection", "close")?;
         }
         self.wfile.push_head(b"\r\n");
         self.response.headers_ended = true;

@@ -46,7 +46,7 @@ use crate::server::{Server, TcpTransport};
 /// several clients).
 pub type HttpServer<H> = Server<TcpTransport, H>;
 
-/// An HTTP server on an [`EventLoop`](crate::concurrency::EventLoop): idle keep-alive
+/// An HTTP server on an [`EventLoop`]: idle keep-alive
 /// connections cost no thread, and a handler with `NONBLOCKING` runs on the loop's thread.
 pub type EventLoopHttpServer<H> = Server<TcpTransport, H, EventLoop>;
 
