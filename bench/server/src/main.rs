@@ -1,0 +1,146 @@
+//! The project's HTTP server as `bench/run` measures it: `GET /hello` from a custom handler,
+//! everything else from `SimpleHttpHandler` over `--dir`.
+//!
+//! ```text
+//! socketserver-bench --port 8080 --dir /tmp/files [--workers N] [--threading]
+//! ```
+//!
+//! It serves on an `EventLoop`, as `examples/simple_http.rs` does: both handlers are
+//! `NONBLOCKING`, so requests run on the loop's thread and the `--workers` (default 1) only
+//! read large request bodies. `--threading` runs a thread per connection instead (Python's
+//! `ThreadingHTTPServer`), for comparison. It stops on SIGTERM (the default action: no
+//! handler is installed, so nothing runs at exit that the benchmark would count).
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use socketserver::files::SimpleHttpHandler;
+use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
+use socketserver::{Concurrency, EventLoop, HandlerResult, Server, TcpTransport, Threading};
+
+const HELLO: &[u8] = b"Hello, world!";
+
+struct Args {
+    port: u16,
+    dir: PathBuf,
+    workers: usize,
+    threading: bool,
+}
+
+#[derive(Clone)]
+struct BenchHandler {
+    files: SimpleHttpHandler,
+}
+
+impl HttpHandler for BenchHandler {
+    const PROTOCOL_VERSION: Version = Version::HTTP_11;
+    // Answers from memory and local files: the event loop runs it on its own thread.
+    const NONBLOCKING: bool = true;
+
+    fn limits(&self) -> Limits {
+        limits()
+    }
+
+    fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        if req.path != "/hello" {
+            return self.files.do_get(req);
+        }
+        req.send_response(200)?;
+        req.send_header("Content-Type", "text/plain")?;
+        req.send_header("Content-Length", HELLO.len())?;
+        req.end_headers()?;
+        req.wfile.write_all(HELLO)?;
+        Ok(())
+    }
+
+    fn do_head(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        self.files.do_head(req)
+    }
+}
+
+/// The idle10k workload holds connections open for longer than the 5 s default; 60 s keeps
+/// them through a whole run, like the peers' keep-alive settings.
+fn limits() -> Limits {
+    Limits {
+        keep_alive_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    }
+}
+
+/// Builds the server and serves until the process is killed: the one place that decides
+/// how the benchmark's server runs (concurrency, backlog, socket options).
+fn serve(args: &Args) -> io::Result<()> {
+    let files = SimpleHttpHandler::new(&args.dir)?
+        .with_limits(limits())
+        .with_protocol_version(Version::HTTP_11);
+    let handler = BenchHandler { files };
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+    if args.threading {
+        run(address, handler, Threading::new())
+    } else {
+        run(address, handler, EventLoop::new(args.workers)?)
+    }
+}
+
+fn run<C: Concurrency>(
+    address: SocketAddr,
+    handler: BenchHandler,
+    concurrency: C,
+) -> io::Result<()> {
+    let server = Server::<TcpTransport, _>::builder(address, handler)
+        .concurrency(concurrency)
+        .allow_reuse_address(true)
+        .request_queue_size(1024)
+        .build()?;
+    println!(
+        "socketserver-bench listening on {}",
+        server.server_address()
+    );
+    server.serve_forever()
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        port: 8000,
+        dir: PathBuf::from("."),
+        workers: 1,
+        threading: false,
+    };
+    let mut argv = std::env::args().skip(1);
+    while let Some(flag) = argv.next() {
+        let mut value = || argv.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--dir" => args.dir = PathBuf::from(value()?),
+            "--workers" => {
+                args.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?
+            }
+            "--threading" => args.threading = true,
+            _ => return Err(format!("unknown argument {flag}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("socketserver-bench: {message}");
+            eprintln!(
+                "usage: socketserver-bench [--port N] [--dir DIR] [--workers N] [--threading]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("socketserver-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
