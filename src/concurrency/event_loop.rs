@@ -145,12 +145,12 @@ impl EventLoop {
                     self.reactor.park(session, Some((token, connection)));
                 }
                 step => {
-                    self.reactor.forget(token, &connection);
+                    self.reactor.forget(token);
                     self.settle(step);
                 }
             }
         } else {
-            self.reactor.forget(token, &connection);
+            self.reactor.forget(token);
             if let Err(err) = self.hand_off(Task::Resume(session)) {
                 log::error!("cannot start a worker thread: {err}");
             }
@@ -384,15 +384,7 @@ impl Reactor {
         };
         if let Err(err) = result {
             log::error!("cannot watch a parked connection: {err}");
-            let slot = &mut state.slots[index];
-            let registered = slot.interest.take().is_some();
-            slot.connection = None;
-            release(
-                &mut state,
-                index,
-                registered.then_some(&connection),
-                &self.epoll,
-            );
+            release(&mut state, index, &self.epoll);
             drop(state);
             session.expire();
             return;
@@ -422,18 +414,10 @@ impl Reactor {
     }
 
     /// Frees the slot of a session that left the loop.
-    fn forget(&self, token: u64, connection: &Connection) {
+    fn forget(&self, token: u64) {
         let mut state = self.lock();
-        let index = (token & 0xffff_ffff) as usize;
         if slot_of(&mut state, token).is_some() {
-            let registered = state.slots[index].interest.take().is_some();
-            state.slots[index].connection = None;
-            release(
-                &mut state,
-                index,
-                registered.then_some(connection),
-                &self.epoll,
-            );
+            release(&mut state, (token & 0xffff_ffff) as usize, &self.epoll);
         }
     }
 
@@ -464,19 +448,8 @@ impl Reactor {
                     state.timers.push(Reverse((deadline, token)));
                 }
                 Some(_) => {
-                    if let Some(session) = slot.session.take() {
-                        let connection = slot.connection.take();
-                        let registered = slot.interest.take().is_some();
-                        let index = (token & 0xffff_ffff) as usize;
-                        state.parked -= 1;
-                        release(
-                            &mut state,
-                            index,
-                            connection.as_ref().filter(|_| registered),
-                            &self.epoll,
-                        );
-                        expired.push(session);
-                    }
+                    let index = (token & 0xffff_ffff) as usize;
+                    expired.extend(take_parked(&mut state, index, &self.epoll));
                 }
                 None => {}
             }
@@ -491,18 +464,7 @@ impl Reactor {
         self.task_ready.notify_all();
         let mut sessions = Vec::new();
         for index in 0..state.slots.len() {
-            if let Some(session) = state.slots[index].session.take() {
-                let connection = state.slots[index].connection.take();
-                let registered = state.slots[index].interest.take().is_some();
-                state.parked -= 1;
-                release(
-                    &mut state,
-                    index,
-                    connection.as_ref().filter(|_| registered),
-                    &self.epoll,
-                );
-                sessions.push(session);
-            }
+            sessions.extend(take_parked(&mut state, index, &self.epoll));
         }
         sessions
     }
@@ -580,12 +542,20 @@ fn slot_of(state: &mut State, token: u64) -> Option<&mut Slot> {
     (u64::from(slot.generation) == token >> 32 && slot.connection.is_some()).then_some(slot)
 }
 
-/// Empties slot `index` for reuse, taking its connection out of epoll if it was registered.
-fn release(state: &mut State, index: usize, registered: Option<&Connection>, epoll: &Epoll) {
-    if let Some(connection) = registered {
+/// Takes the session parked in slot `index` out of the loop, if one is.
+fn take_parked(state: &mut State, index: usize, epoll: &Epoll) -> Option<Box<dyn Resumable>> {
+    let session = state.slots[index].session.take()?;
+    state.parked -= 1;
+    release(state, index, epoll);
+    Some(session)
+}
+
+/// Empties slot `index` for reuse, taking its connection out of epoll if it is watched.
+fn release(state: &mut State, index: usize, epoll: &Epoll) {
+    let slot = &mut state.slots[index];
+    if let (Some(_), Some(connection)) = (slot.interest, &slot.connection) {
         let _ = epoll.delete(connection.as_fd());
     }
-    let slot = &mut state.slots[index];
     slot.session = None;
     slot.connection = None;
     slot.interest = None;

@@ -7,7 +7,7 @@
 //! body is drained or the connection closed, and malformed requests get their 4xx.
 
 use std::any::Any;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -17,8 +17,8 @@ use http::{HeaderMap, Method, StatusCode, Version};
 use super::body::Body;
 use super::handler::{dispatch, HttpHandler, HttpRequest, Settings};
 use super::head::{
-    expects_continue, find_head_end, framing, head_is_complete, parse_head, read_head, Framing,
-    Head, HeadError, Rejection,
+    expects_continue, find_head_end, framing, head_is_complete, parse_head, read_head,
+    skip_blank_lines, Framing, Head, HeadError, Rejection,
 };
 use super::limits::Limits;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
@@ -59,7 +59,6 @@ struct ConnectionContext<'c> {
 /// A connection's state between runs of `handle` on an event loop.
 struct ConnectionState {
     socket: TimedSocket,
-    send_timeout: Duration,
     head: Vec<u8>,
     /// No request served yet: the idle time is the head timeout.
     first: bool,
@@ -82,10 +81,9 @@ struct Closing {
 }
 
 impl ConnectionState {
-    fn new(connection: Connection, send_timeout: Duration) -> Self {
+    fn new(connection: Connection) -> Self {
         ConnectionState {
             socket: TimedSocket::new(connection),
-            send_timeout,
             head: Vec::with_capacity(1024),
             first: true,
             head_deadline: None,
@@ -93,6 +91,15 @@ impl ConnectionState {
             body_deadline: None,
             closing: None,
             lingering: None,
+        }
+    }
+
+    /// How long the connection may stay silent before its next request.
+    fn idle_timeout(&self, limits: &Limits) -> Duration {
+        if self.first {
+            limits.head_timeout
+        } else {
+            limits.keep_alive_timeout
         }
     }
 }
@@ -110,10 +117,7 @@ fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest)
         _ => {
             connection
                 .set_write_timeout(Some(limits.send_timeout.max(Duration::from_millis(1))))?;
-            Box::new(ConnectionState::new(
-                connection.clone(),
-                limits.send_timeout,
-            ))
+            Box::new(ConnectionState::new(connection.clone()))
         }
     };
     let client_address = stream.client_address.clone();
@@ -157,7 +161,7 @@ fn serve_requests<H: HttpHandler>(
     let parking = stream.can_park();
     let timed_out = std::mem::take(&mut stream.parking.timed_out);
     if parking {
-        if let Some(next) = close_step(stream, state, timed_out) {
+        if let Some(next) = close_step(stream, state, limits, timed_out) {
             return finish_step(stream, state, next);
         }
     }
@@ -178,11 +182,7 @@ fn serve_requests<H: HttpHandler>(
                 } else {
                     false
                 };
-                let idle = if state.first {
-                    limits.head_timeout
-                } else {
-                    limits.keep_alive_timeout
-                };
+                let idle = state.idle_timeout(limits);
                 let read = if late {
                     Err(HeadError::TimedOut)
                 } else {
@@ -258,7 +258,7 @@ fn serve_requests<H: HttpHandler>(
                     linger: unread_input,
                     failure,
                 });
-                let next = close_step(stream, state, false).unwrap_or(Next::Close);
+                let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
                 return finish_step(stream, state, next);
             }
             failure.into_result()?;
@@ -327,16 +327,8 @@ fn next_request(
     may_read: bool,
 ) -> io::Result<Next> {
     loop {
-        let buffered = stream.rfile.buffer();
-        let blank = buffered
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if blank > 0 {
-            stream.rfile.consume(blank);
-            continue;
-        }
-        if !buffered.is_empty() && head_is_complete(buffered) {
+        skip_blank_lines(&mut stream.rfile);
+        if head_is_complete(stream.rfile.buffer()) {
             return Ok(Next::Serve);
         }
         if stream.rfile.is_full() {
@@ -364,12 +356,7 @@ fn next_request(
         if timed_out {
             return Ok(Next::Close);
         }
-        let idle = if state.first {
-            limits.head_timeout
-        } else {
-            limits.keep_alive_timeout
-        };
-        stream.rfile.release();
+        let idle = state.idle_timeout(limits);
         return Ok(Next::Park(Wake::Readable, Some(now + idle)));
     }
     let deadline = *state.head_deadline.get_or_insert(now + limits.head_timeout);
@@ -384,6 +371,7 @@ fn next_request(
 fn close_step(
     stream: &mut StreamRequest,
     state: &mut ConnectionState,
+    limits: &Limits,
     timed_out: bool,
 ) -> Option<Next> {
     if let Some(until) = state.lingering {
@@ -399,7 +387,7 @@ fn close_step(
             stream.output = Output::default();
             return Some(Next::Close);
         }
-        let deadline = Instant::now() + state.send_timeout;
+        let deadline = Instant::now() + limits.send_timeout;
         return Some(Next::Park(Wake::Writable, Some(deadline)));
     }
     if !closing.linger || stream.request.shutdown(std::net::Shutdown::Write).is_err() {

@@ -101,19 +101,10 @@ pub(crate) fn read_head(
             }
             deadline.get_or_insert_with(|| Instant::now() + limits.head_timeout);
         }
-        let available = input.buffer();
-        if buf.is_empty() {
-            // RFC 9112 2.2: ignore empty lines before a request line (left by old clients
-            // after a POST body).
-            let blank = available
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            if blank > 0 {
-                input.consume(blank);
-                continue;
-            }
+        if buf.is_empty() && skip_blank_lines(input) {
+            continue;
         }
+        let available = input.buffer();
         let old_len = buf.len();
         buf.extend_from_slice(available);
         let end =
@@ -148,6 +139,18 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Drops the empty lines buffered before a request line (RFC 9112 2.2: old clients leave
+/// them after a POST body); `true` if there were any.
+pub(crate) fn skip_blank_lines(input: &mut Rfile) -> bool {
+    let blank = input
+        .buffer()
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    input.consume(blank);
+    blank > 0
 }
 
 /// Whether `buf` begins with a whole head.
