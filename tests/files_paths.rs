@@ -357,3 +357,38 @@ fn the_temporary_tree_is_removed() {
     };
     assert!(!path.exists(), "{} was left behind", path.display());
 }
+
+#[test]
+fn an_absolute_symlink_inside_the_root_lists_its_directory() {
+    let tree = Tree::new();
+    tree.base.symlink(tree.base.join("root/a"), "root/abs_dir");
+    let server = tree.serve(false);
+    let response = server.get("/abs_dir/");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(response.text().contains("inner.txt"), "{}", response.text());
+    assert_eq!(server.get("/abs_dir/inner.txt").text(), "inside a\n");
+    // The root itself, reached by an absolute symlink.
+    tree.base.symlink(tree.root(), "root/abs_root");
+    assert_eq!(server.get("/abs_root/file.txt").text(), "plain file\n");
+}
+
+#[test]
+fn fifos_and_sockets_are_not_served_and_do_not_stall_the_server() {
+    let tree = Tree::new();
+    // A FIFO without a writer would block a plain open() forever.
+    nix::unistd::mkfifo(&tree.root().join("fifo"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let _socket = std::os::unix::net::UnixListener::bind(tree.root().join("socket"))
+        .expect("bind a Unix socket in the root");
+    let server = tree.serve(false);
+    for target in ["/fifo", "/socket"] {
+        let response = server.get(target);
+        assert_eq!(response.status, 404, "{target}: {}", response.text());
+    }
+    assert_eq!(server.get("/file.txt").status, 200);
+    // They are still listed, as Python lists them.
+    let listing = server.get("/").text();
+    assert!(
+        listing.contains(">fifo<") && listing.contains(">socket<"),
+        "{listing}"
+    );
+}

@@ -1,10 +1,13 @@
 //! Directory listings: Python's `list_directory`.
 
-use std::fs;
+use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::fd::OwnedFd;
 
+use nix::dir::{Dir, Type};
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{fstatat, SFlag};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use crate::http::html_escape;
@@ -18,26 +21,46 @@ const HREF: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// The HTML listing of `dir`, titled with `display_path` (decoded URL path): names sorted
-/// case-insensitively, directories with a `/`, symlinks with an `@`, every name
-/// HTML-escaped and every link percent-encoded.
-pub(crate) fn render(dir: &Path, display_path: &str) -> io::Result<String> {
-    let mut entries: Vec<(String, String, String)> = Vec::new();
-    for entry in fs::read_dir(dir)? {
+/// Whether `name` in `dir` is of `kind` (`S_IFDIR`, ...), asked with `flags`.
+fn is_kind(dir: &Dir, name: &CString, flags: AtFlags, kind: SFlag) -> bool {
+    fstatat(dir, name.as_c_str(), flags)
+        .is_ok_and(|stat| SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == kind)
+}
+
+/// The HTML listing of the open directory `dir`, titled with `display_path` (decoded URL
+/// path): names sorted case-insensitively, directories with a `/`, symlinks with an `@`,
+/// every name HTML-escaped and every link percent-encoded.
+pub(crate) fn render(dir: File, display_path: &str) -> io::Result<String> {
+    let mut dir = Dir::from_fd(OwnedFd::from(dir))?;
+    let mut names: Vec<(CString, Option<Type>)> = Vec::new();
+    for entry in dir.iter() {
         let entry = entry?;
         let name = entry.file_name();
-        let shown = name.to_string_lossy().into_owned();
-        let file_type = entry.file_type()?;
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push((name.to_owned(), entry.file_type()));
+        }
+    }
+    let mut entries: Vec<(String, String, String)> = Vec::with_capacity(names.len());
+    for (name, file_type) in names {
+        let is_symlink = match file_type {
+            Some(file_type) => file_type == Type::Symlink,
+            // Some file systems do not say the type in the entry.
+            None => is_kind(&dir, &name, AtFlags::AT_SYMLINK_NOFOLLOW, SFlag::S_IFLNK),
+        };
         // A symlink is listed by what it points to; a dangling one as a plain name.
-        let is_dir = file_type.is_dir()
-            || (file_type.is_symlink() && entry.path().metadata().is_ok_and(|m| m.is_dir()));
-        let mut link = percent_encoding::percent_encode(name.as_bytes(), HREF).to_string();
+        let is_dir = match file_type {
+            Some(Type::Directory) => true,
+            Some(Type::Symlink) | None => is_kind(&dir, &name, AtFlags::empty(), SFlag::S_IFDIR),
+            Some(_) => false,
+        };
+        let shown = String::from_utf8_lossy(name.to_bytes()).into_owned();
+        let mut link = percent_encoding::percent_encode(name.to_bytes(), HREF).to_string();
         let mut display = shown.clone();
         if is_dir {
             link.push('/');
             display.push('/');
         }
-        if file_type.is_symlink() {
+        if is_symlink {
             display.push('@');
         }
         entries.push((shown.to_lowercase(), link, display));

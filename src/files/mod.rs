@@ -12,7 +12,7 @@ mod listing;
 pub(crate) mod path;
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub struct SimpleHttpHandler<F = EchoForm> {
 
 #[derive(Clone, Debug)]
 struct Config {
-    root: PathBuf,
+    root: path::Root,
     follow_symlinks: bool,
     index_pages: Vec<String>,
     extensions: HashMap<String, String>,
@@ -65,13 +65,7 @@ impl SimpleHttpHandler {
     /// Serves `directory` (Python's `directory`), which must exist. Symlinks that lead out
     /// of it are not followed; the index pages are `index.html` and `index.htm`.
     pub fn new(directory: impl AsRef<Path>) -> io::Result<Self> {
-        let root = fs::canonicalize(directory.as_ref())?;
-        if !root.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", root.display()),
-            ));
-        }
+        let root = path::Root::open(directory.as_ref())?;
         Ok(SimpleHttpHandler {
             config: Arc::new(Config {
                 root,
@@ -135,7 +129,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
 
     /// The directory served (canonical).
     pub fn directory(&self) -> &Path {
-        &self.config.root
+        self.config.root.path()
     }
 
     /// Whether symlinks out of the directory are followed.
@@ -149,8 +143,9 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     /// UTF-8), 404 for a missing file or a symlink out of the directory, 403 when the
     /// system refuses.
     pub fn translate_path(&self, target: &str) -> Result<PathBuf, StatusCode> {
-        let target = path::translate(&self.config.root, target)?;
-        path::resolve(&self.config.root, &target.path, self.config.follow_symlinks)
+        let root = self.config.root.path();
+        let target = path::translate(root, target)?;
+        path::resolve(root, &target.path, self.config.follow_symlinks)
     }
 
     /// The media type for a file name: the `extension` map, then `mime_guess`; text types
@@ -175,50 +170,46 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     }
 
     /// Answers GET and HEAD (the response writer drops the body of a HEAD).
+    ///
+    /// The file is opened first and everything else is asked of the open file, so what is
+    /// checked is what is sent, even if the directory changes meanwhile.
     fn serve(&self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        let target = match path::translate(&self.config.root, &request.path) {
+        let root = &self.config.root;
+        let follow = self.config.follow_symlinks;
+        let target = match path::translate(root.path(), &request.path) {
             Ok(target) => target,
             Err(status) => return send_status(request, status),
         };
-        let real = match path::resolve(&self.config.root, &target.path, self.config.follow_symlinks)
-        {
-            Ok(real) => real,
+        let (file, meta) = match root.open_file(&target.relative, follow).and_then(stat) {
+            Ok(opened) => opened,
             Err(status) => return send_status(request, status),
-        };
-        let meta = match fs::metadata(&real) {
-            Ok(meta) => meta,
-            Err(err) => return send_status(request, path::status_for(&err)),
         };
         if meta.is_dir() {
             if !target.raw_path.ends_with('/') {
                 return redirect_to_directory(request, &target.raw_path, target.query.as_deref());
             }
             for index in &self.config.index_pages {
-                let candidate = real.join(index);
-                if let Ok(index_real) =
-                    path::resolve(&self.config.root, &candidate, self.config.follow_symlinks)
-                {
-                    if let Ok(index_meta) = fs::metadata(&index_real) {
-                        if index_meta.is_file() {
-                            return self.serve_file(request, &index_real, &index_meta);
-                        }
+                let relative = target.relative.join(index);
+                if let Ok((page, page_meta)) = root.open_file(&relative, follow).and_then(stat) {
+                    if page_meta.is_file() {
+                        return self.serve_file(request, page, &page_meta, &relative);
                     }
                 }
             }
-            return self.list_directory(request, &real, &target.decoded);
+            return self.list_directory(request, file, &target.decoded);
         }
-        if target.raw_path.ends_with('/') {
-            // A file named like a directory: Python answers 404 too.
+        if !meta.is_file() || target.raw_path.ends_with('/') {
+            // A FIFO, a device, or a file named like a directory (Python answers 404 too).
             return send_status(request, StatusCode::NOT_FOUND);
         }
-        self.serve_file(request, &real, &meta)
+        self.serve_file(request, file, &meta, &target.relative)
     }
 
     /// Sends the listing of `dir`: Python's `list_directory`.
     fn list_directory(
         &self,
         request: &mut HttpRequest<'_>,
-        dir: &Path,
+        dir: File,
         display: &str,
     ) -> HandlerResult {
         let page = match listing::render(dir, display) {
@@ -236,16 +227,14 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         Ok(())
     }
 
+    /// Sends `file`, whose metadata is `meta`, named `path` (for its media type and errors).
     fn serve_file(
         &self,
         request: &mut HttpRequest<'_>,
-        path: &Path,
+        mut file: File,
         meta: &Metadata,
+        path: &Path,
     ) -> HandlerResult {
-        let mut file = match File::open(path) {
-            Ok(file) => file,
-            Err(err) => return send_status(request, path::status_for(&err)),
-        };
         let validators = Validators::of(meta);
         let last_modified = validators.last_modified_string();
         if validators.not_modified(&request.headers) {
@@ -325,6 +314,14 @@ fn redirect_to_directory(
     request.send_header("Content-Length", 0)?;
     request.end_headers()?;
     Ok(())
+}
+
+/// The file with its metadata, read from the open file.
+fn stat(file: File) -> Result<(File, Metadata), StatusCode> {
+    match file.metadata() {
+        Ok(meta) => Ok((file, meta)),
+        Err(err) => Err(path::status_for(&err)),
+    }
 }
 
 fn send_status(request: &mut HttpRequest<'_>, status: StatusCode) -> HandlerResult {

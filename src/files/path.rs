@@ -1,16 +1,127 @@
 //! From a request target to a file under the served directory, never outside it.
 
+use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use http::StatusCode;
+use nix::errno::Errno;
+use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 use percent_encoding::percent_decode_str;
+
+/// The served directory, held open: files are opened relative to it by the kernel, which
+/// refuses in the same call any path that resolves outside it (`openat2` with
+/// `RESOLVE_BENEATH`, Linux 5.6). One system call replaces resolving every component of
+/// the path in user space and racing the file system between the check and the open.
+#[derive(Clone, Debug)]
+pub(crate) struct Root {
+    /// The canonical path of the directory.
+    path: PathBuf,
+    dir: Arc<OwnedFd>,
+    /// Whether this kernel has `openat2`; without it, paths are resolved in user space.
+    beneath: bool,
+}
+
+/// How files are opened for serving: read-only, and without blocking on a FIFO that has
+/// no writer (such a file is then refused as not regular).
+const OPEN_FLAGS: OFlag = OFlag::O_RDONLY
+    .union(OFlag::O_CLOEXEC)
+    .union(OFlag::O_NOCTTY)
+    .union(OFlag::O_NONBLOCK);
+
+impl Root {
+    /// Opens `path`, which must be a directory, and returns it with its canonical path.
+    pub(crate) fn open(path: &Path) -> io::Result<Root> {
+        let path = std::fs::canonicalize(path)?;
+        let dir = open(
+            &path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::ENOTDIR => io::Error::new(
+                io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ),
+            errno => io::Error::from(errno),
+        })?;
+        // Seccomp filters in some containers answer EPERM for system calls they do not know.
+        let beneath = !matches!(
+            openat2(&dir, ".", Self::how(false)),
+            Err(Errno::ENOSYS | Errno::EPERM)
+        );
+        Ok(Root {
+            path,
+            dir: Arc::new(dir),
+            beneath,
+        })
+    }
+
+    /// The canonical path of the directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn how(follow_symlinks: bool) -> OpenHow {
+        let resolve = if follow_symlinks {
+            ResolveFlag::empty()
+        } else {
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS
+        };
+        OpenHow::new().flags(OPEN_FLAGS).resolve(resolve)
+    }
+
+    /// Opens the file or directory at `relative` (from [`translate`]) for reading. Symlinks
+    /// inside the directory are followed; one that leads out of it answers 404 unless
+    /// `follow_symlinks`. The error is the status to answer, as for [`resolve`].
+    pub(crate) fn open_file(
+        &self,
+        relative: &Path,
+        follow_symlinks: bool,
+    ) -> Result<File, StatusCode> {
+        if !self.beneath {
+            let real = resolve(&self.path, &self.path.join(relative), follow_symlinks)?;
+            return OpenOptions::new()
+                .read(true)
+                .custom_flags((OFlag::O_NOCTTY | OFlag::O_NONBLOCK).bits())
+                .open(real)
+                .map_err(|err| status_for(&err));
+        }
+        let relative = match relative.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => relative,
+        };
+        let how = Self::how(follow_symlinks);
+        let opened = match openat2(&*self.dir, relative, how) {
+            // The kernel refuses absolute symlinks even when they point inside: resolve
+            // them here, then open what they lead to, still beneath the root.
+            Err(Errno::EXDEV) => {
+                let real = resolve(&self.path, &self.path.join(relative), false)?;
+                let inside = match real.strip_prefix(&self.path) {
+                    Ok(inside) if !inside.as_os_str().is_empty() => inside,
+                    _ => Path::new("."),
+                };
+                openat2(&*self.dir, inside, how)
+            }
+            opened => opened,
+        };
+        opened
+            .map(File::from)
+            .map_err(|errno| status_for(&io::Error::from(errno)))
+    }
+}
 
 /// A request target mapped into the served directory.
 #[derive(Debug)]
 pub(crate) struct Target {
     /// The file or directory, under the root (symlinks not yet resolved).
     pub path: PathBuf,
+    /// The same, relative to the root (empty for the root itself).
+    pub relative: PathBuf,
     /// The path part of the target as sent (still percent-encoded), for redirects.
     pub raw_path: String,
     /// The query, without `?`.
@@ -46,17 +157,18 @@ pub(crate) fn translate(root: &Path, target: &str) -> Result<Target, StatusCode>
         .decode_utf8()
         .map_err(|_| StatusCode::BAD_REQUEST)?
         .into_owned();
-    let mut file = root.to_path_buf();
+    let mut relative = PathBuf::new();
     for segment in decoded.split('/') {
         match segment {
             "" | "." => {}
             ".." => return Err(StatusCode::BAD_REQUEST),
             s if s.contains(['\0', '\\']) => return Err(StatusCode::BAD_REQUEST),
-            s => file.push(s),
+            s => relative.push(s),
         }
     }
     Ok(Target {
-        path: file,
+        path: root.join(&relative),
+        relative,
         raw_path: path,
         query,
         decoded,
@@ -85,11 +197,14 @@ pub(crate) fn status_for(err: &io::Error) -> StatusCode {
     match err.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => StatusCode::NOT_FOUND,
         io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-        _ if err.raw_os_error() == Some(nix::errno::Errno::ENAMETOOLONG as i32) => {
-            StatusCode::NOT_FOUND
-        }
-        _ if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => StatusCode::NOT_FOUND,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        // Too long, a symlink loop, out of the root (EXDEV from `RESOLVE_BENEATH`), or a
+        // socket file: nothing to serve under that name.
+        _ => match err.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ENAMETOOLONG | Errno::ELOOP | Errno::EXDEV | Errno::ENXIO) => {
+                StatusCode::NOT_FOUND
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
     }
 }
 
@@ -130,5 +245,54 @@ mod tests {
         ] {
             assert!(t(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Kernels before 5.6 resolve paths in user space: the answers must be the same.
+    #[test]
+    fn opens_the_same_files_with_and_without_openat2() {
+        use std::os::unix::fs::symlink;
+        let base = std::env::temp_dir().join(format!("socketserver-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("root/a")).unwrap();
+        std::fs::write(base.join("secret"), "s").unwrap();
+        std::fs::write(base.join("root/a/f.txt"), "f").unwrap();
+        symlink("../secret", base.join("root/out")).unwrap();
+        symlink(base.join("secret"), base.join("root/out_abs")).unwrap();
+        symlink("a/f.txt", base.join("root/in")).unwrap();
+        symlink(base.join("root/a"), base.join("root/in_abs")).unwrap();
+        symlink("loop", base.join("root/loop")).unwrap();
+
+        let kernel = Root::open(&base.join("root")).unwrap();
+        assert!(kernel.beneath, "this kernel has openat2");
+        let user_space = Root {
+            beneath: false,
+            ..kernel.clone()
+        };
+        let cases: [(&str, bool, Result<&str, StatusCode>); 10] = [
+            ("", false, Ok("dir")),
+            ("a/f.txt", false, Ok("f")),
+            ("in", false, Ok("f")),
+            ("in_abs/f.txt", false, Ok("f")),
+            ("in_abs", false, Ok("dir")),
+            ("out", false, Err(StatusCode::NOT_FOUND)),
+            ("out_abs", false, Err(StatusCode::NOT_FOUND)),
+            ("missing", false, Err(StatusCode::NOT_FOUND)),
+            ("loop", false, Err(StatusCode::NOT_FOUND)),
+            ("out_abs", true, Ok("s")),
+        ];
+        for root in [&kernel, &user_space] {
+            for (relative, follow, expected) in &cases {
+                let opened = root.open_file(Path::new(relative), *follow).map(|file| {
+                    if file.metadata().unwrap().is_dir() {
+                        "dir".to_string()
+                    } else {
+                        std::io::read_to_string(file).unwrap()
+                    }
+                });
+                let expected = expected.map(str::to_string);
+                assert_eq!(opened, expected, "{relative} (openat2: {})", root.beneath);
+            }
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
