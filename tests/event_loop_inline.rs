@@ -7,6 +7,8 @@
 
 #[path = "cgi.rs"]
 mod cgi;
+#[path = "files_cache.rs"]
+mod files_cache;
 #[path = "files_forms.rs"]
 mod files_forms;
 #[path = "files_paths.rs"]

@@ -6,6 +6,7 @@
 //! No request can reach a file outside the directory: see
 //! [`translate_path`](SimpleHttpHandler::translate_path).
 
+mod cache;
 mod conditional;
 mod form;
 mod listing;
@@ -24,11 +25,15 @@ pub use form::{EchoForm, FormHandler};
 
 use crate::handler::HandlerResult;
 use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
+use cache::{CachedFile, FileCache, Identity};
 use conditional::{RangeRequest, Validators};
 
 /// Files up to this size are read into the response buffer and leave with the headers in
 /// one write; larger ones are sent by the kernel (`sendfile`).
 const SMALL_FILE: u64 = 16 * 1024;
+
+/// How many bytes of small files are kept in memory by default.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Serves a directory over HTTP: Python's `SimpleHTTPRequestHandler`.
 ///
@@ -59,6 +64,22 @@ struct Config {
     extensions: HashMap<String, String>,
     limits: Limits,
     protocol_version: Version,
+    cache: Arc<FileCache>,
+}
+
+/// What a response says about a file, apart from its bytes.
+#[derive(Debug)]
+struct Entity {
+    len: u64,
+    validators: Validators,
+    last_modified: String,
+    content_type: String,
+}
+
+/// Where the bytes of a file come from.
+enum Body<'a> {
+    File(File),
+    Memory(&'a [u8]),
 }
 
 impl SimpleHttpHandler {
@@ -74,6 +95,7 @@ impl SimpleHttpHandler {
                 extensions: HashMap::new(),
                 limits: Limits::default(),
                 protocol_version: Version::HTTP_10,
+                cache: Arc::new(FileCache::new(CACHE_BYTES, SMALL_FILE)),
             }),
             form: EchoForm,
         })
@@ -104,6 +126,16 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         self.config_mut()
             .extensions
             .insert(extension, media_type.to_string());
+        self
+    }
+
+    /// Keeps files of up to 16 KiB in memory, `bytes` of them in all (default 8 MiB; 0
+    /// turns the cache off). Every request still checks with one `stat` that the file on
+    /// disk is the one in memory (same inode, size, modification and change times), so
+    /// edits, replacements and deletions show at once; files changed in the last second are
+    /// read from disk.
+    pub fn cache_small_files(mut self, bytes: usize) -> Self {
+        self.config_mut().cache = Arc::new(FileCache::new(bytes, SMALL_FILE));
         self
     }
 
@@ -180,6 +212,12 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
             Ok(target) => target,
             Err(status) => return send_status(request, status),
         };
+        if let Some(cached) = self.config.cache.get(root, &target.relative) {
+            if target.raw_path.ends_with('/') {
+                return send_status(request, StatusCode::NOT_FOUND);
+            }
+            return send_entity(request, &cached.entity, Body::Memory(&cached.body));
+        }
         let (file, meta) = match root.open_file(&target.relative, follow).and_then(stat) {
             Ok(opened) => opened,
             Err(status) => return send_status(request, status),
@@ -190,6 +228,9 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
             }
             for index in &self.config.index_pages {
                 let relative = target.relative.join(index);
+                if let Some(cached) = self.config.cache.get(root, &relative) {
+                    return send_entity(request, &cached.entity, Body::Memory(&cached.body));
+                }
                 if let Ok((page, page_meta)) = root.open_file(&relative, follow).and_then(stat) {
                     if page_meta.is_file() {
                         return self.serve_file(request, page, &page_meta, &relative);
@@ -227,73 +268,104 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         Ok(())
     }
 
-    /// Sends `file`, whose metadata is `meta`, named `path` (for its media type and errors).
+    /// Sends `file`, whose metadata is `meta`, found at `relative`; keeps it in memory
+    /// if it is small and settled.
     fn serve_file(
         &self,
         request: &mut HttpRequest<'_>,
         mut file: File,
         meta: &Metadata,
-        path: &Path,
+        relative: &Path,
     ) -> HandlerResult {
         let validators = Validators::of(meta);
-        let last_modified = validators.last_modified_string();
-        if validators.not_modified(&request.headers) {
-            request.send_response(StatusCode::NOT_MODIFIED)?;
-            request.send_header("ETag", &validators.etag)?;
-            request.send_header("Last-Modified", &last_modified)?;
+        let entity = Entity {
+            len: meta.len(),
+            last_modified: validators.last_modified_string(),
+            validators,
+            content_type: self.guess_type(relative),
+        };
+        let identity = Identity::of(meta);
+        if !self.config.cache.admits(&identity) {
+            return send_entity(request, &entity, Body::File(file));
+        }
+        let mut body = vec![0; entity.len as usize].into_boxed_slice();
+        // A file that shrank since the stat fails here, before anything is sent.
+        file.read_exact(&mut body)?;
+        let cached = Arc::new(CachedFile::new(identity, entity, body));
+        self.config.cache.insert(relative, Arc::clone(&cached));
+        send_entity(request, &cached.entity, Body::Memory(&cached.body))
+    }
+}
+
+/// Answers a GET or HEAD of a file: 304 if the client's copy is current, the range asked
+/// for (206 or 416), or the whole file.
+fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Body<'_>) -> HandlerResult {
+    let validators = &entity.validators;
+    if validators.not_modified(&request.headers) {
+        request.send_response(StatusCode::NOT_MODIFIED)?;
+        request.send_header("ETag", &validators.etag)?;
+        request.send_header("Last-Modified", &entity.last_modified)?;
+        request.end_headers()?;
+        return Ok(());
+    }
+    let len = entity.len;
+    let (status, start, count) = match conditional::range(&request.headers, len, validators) {
+        RangeRequest::Full => (StatusCode::OK, 0, len),
+        RangeRequest::Partial { start, end } => {
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            request.send_response(StatusCode::RANGE_NOT_SATISFIABLE)?;
+            request.send_header("Content-Range", format_args!("bytes */{len}"))?;
+            request.send_header("Content-Length", 0)?;
             request.end_headers()?;
             return Ok(());
         }
-        let len = meta.len();
-        let (status, start, count) = match conditional::range(&request.headers, len, &validators) {
-            RangeRequest::Full => (StatusCode::OK, 0, len),
-            RangeRequest::Partial { start, end } => {
-                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-            }
-            RangeRequest::Unsatisfiable => {
-                request.send_response(StatusCode::RANGE_NOT_SATISFIABLE)?;
-                request.send_header("Content-Range", format_args!("bytes */{len}"))?;
-                request.send_header("Content-Length", 0)?;
-                request.end_headers()?;
-                return Ok(());
-            }
-        };
-        request.send_response(status)?;
-        request.send_header("Content-Type", self.guess_type(path))?;
-        request.send_header("Content-Length", count)?;
-        if status == StatusCode::PARTIAL_CONTENT {
-            request.send_header(
-                "Content-Range",
-                format_args!("bytes {start}-{}/{len}", start + count - 1),
-            )?;
+    };
+    request.send_response(status)?;
+    request.send_header("Content-Type", &entity.content_type)?;
+    request.send_header("Content-Length", count)?;
+    if status == StatusCode::PARTIAL_CONTENT {
+        request.send_header(
+            "Content-Range",
+            format_args!("bytes {start}-{}/{len}", start + count - 1),
+        )?;
+    }
+    request.send_header("Last-Modified", &entity.last_modified)?;
+    request.send_header("ETag", &validators.etag)?;
+    request.send_header("Accept-Ranges", "bytes")?;
+    request.end_headers()?;
+    if request.command == http::Method::HEAD {
+        return Ok(());
+    }
+    match body {
+        Body::Memory(bytes) => {
+            // `count` is within `len`, the length of `bytes`.
+            request
+                .wfile
+                .write_all(&bytes[start as usize..][..count as usize])?;
         }
-        request.send_header("Last-Modified", &last_modified)?;
-        request.send_header("ETag", &validators.etag)?;
-        request.send_header("Accept-Ranges", "bytes")?;
-        request.end_headers()?;
-        if request.command == http::Method::HEAD {
-            return Ok(());
-        }
-        if count > SMALL_FILE {
+        Body::File(file) if count > SMALL_FILE => {
             // A shrinking file fails the send and closes the connection.
             request.wfile.send_file(file, start, count)?;
-            return Ok(());
         }
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))?;
+        Body::File(mut file) => {
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))?;
+            }
+            let copied = io::copy(&mut (&mut file).take(count), &mut request.wfile)?;
+            if copied < count {
+                // The file shrank while it was sent: the promised length cannot be kept.
+                request.close_connection = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was sent",
+                )
+                .into());
+            }
         }
-        let copied = io::copy(&mut (&mut file).take(count), &mut request.wfile)?;
-        if copied < count {
-            // The file shrank while it was sent: the promised length cannot be kept.
-            request.close_connection = true;
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{} shrank while it was sent", path.display()),
-            )
-            .into());
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// 301 to the same path with a slash: what Apache and Python do for a directory. The

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use http::StatusCode;
 use nix::errno::Errno;
-use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{open, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstatat, Mode};
 use percent_encoding::percent_decode_str;
+
+use super::cache::Identity;
 
 /// The served directory, held open: files are opened relative to it by the kernel, which
 /// refuses in the same call any path that resolves outside it (`openat2` with
@@ -64,6 +66,12 @@ impl Root {
     /// The canonical path of the directory.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What identifies the file `relative` names now, following symlinks: to check that a
+    /// file opened earlier (beneath the root) is still the one there.
+    pub(crate) fn stat(&self, relative: &Path) -> nix::Result<Identity> {
+        fstatat(&*self.dir, relative, AtFlags::empty()).map(|stat| Identity::of_stat(&stat))
     }
 
     fn how(follow_symlinks: bool) -> OpenHow {

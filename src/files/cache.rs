@@ -1,0 +1,250 @@
+//! Small files kept in memory between requests and checked against the file system on
+//! every request: nginx's `open_file_cache` idea, for the bytes as well as the descriptor.
+//!
+//! A hit costs one `stat` by path instead of open, stat, read and close. An entry is used
+//! only while its path still names the same inode with the same size and the same
+//! modification and change times, so the next request sees an edit, a replacement by
+//! rename, a `chmod` or a deletion. A file changed within the last second is not kept:
+//! file-system timestamps advance with the clock tick, and a write in the same tick as our
+//! read would leave them unchanged (git's "racily clean" rule).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::sys::stat::FileStat;
+
+use super::path::Root;
+use super::Entity;
+
+/// How long a file must have been left alone before its timestamps are trusted.
+const SETTLED: Duration = Duration::from_secs(1);
+
+/// The files of one served directory, by path relative to it.
+pub(crate) struct FileCache {
+    /// The most bytes of file bodies held; 0 turns the cache off.
+    capacity: usize,
+    /// The largest file kept.
+    largest: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    files: HashMap<PathBuf, Arc<CachedFile>>,
+    bytes: usize,
+}
+
+/// A file's body with what the response says about it, as read when `identity` held.
+pub(crate) struct CachedFile {
+    identity: Identity,
+    pub entity: Entity,
+    pub body: Box<[u8]>,
+}
+
+/// What changes when a file is written, replaced, moved or has its mode changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Identity {
+    pub(crate) fn of(meta: &Metadata) -> Self {
+        Identity {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    pub(crate) fn of_stat(stat: &FileStat) -> Self {
+        // The field types differ between targets; these conversions are lossless on Linux.
+        #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+        Identity {
+            device: stat.st_dev as u64,
+            inode: stat.st_ino as u64,
+            size: stat.st_size as u64,
+            modified: (stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            changed: (stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        }
+    }
+
+    /// Whether the file was last touched long enough before `now` that a later write must
+    /// change its timestamps.
+    fn settled(&self, now: SystemTime) -> bool {
+        let latest = self.modified.max(self.changed).0;
+        let Ok(latest) = u64::try_from(latest) else {
+            return true;
+        };
+        UNIX_EPOCH + Duration::from_secs(latest + 1) + SETTLED <= now
+    }
+}
+
+impl CachedFile {
+    pub(crate) fn new(identity: Identity, entity: Entity, body: Box<[u8]>) -> Self {
+        CachedFile {
+            identity,
+            entity,
+            body,
+        }
+    }
+}
+
+impl fmt::Debug for FileCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("FileCache")
+            .field("capacity", &self.capacity)
+            .field("files", &state.files.len())
+            .field("bytes", &state.bytes)
+            .finish()
+    }
+}
+
+impl FileCache {
+    /// A cache of at most `capacity` bytes for files of at most `largest` bytes.
+    pub(crate) fn new(capacity: usize, largest: u64) -> Self {
+        FileCache {
+            capacity,
+            largest,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a map with a byte count: a panic elsewhere cannot leave it torn.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cached file at `relative`, if it is still the file on disk. A path never cached
+    /// costs a map lookup and no system call.
+    pub(crate) fn get(&self, root: &Root, relative: &Path) -> Option<Arc<CachedFile>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let cached = self.state().files.get(relative).cloned()?;
+        match root.stat(relative) {
+            Ok(identity) if identity == cached.identity => Some(cached),
+            _ => {
+                self.remove(relative);
+                None
+            }
+        }
+    }
+
+    /// Whether a regular file with this identity would be kept.
+    pub(crate) fn admits(&self, identity: &Identity) -> bool {
+        identity.size <= self.largest
+            && identity.size as usize <= self.capacity
+            && identity.settled(SystemTime::now())
+    }
+
+    /// Keeps `file` under `relative`, making room by dropping other files.
+    pub(crate) fn insert(&self, relative: &Path, file: Arc<CachedFile>) {
+        let mut state = self.state();
+        let size = file.body.len();
+        if let Some(old) = state.files.remove(relative) {
+            state.bytes -= old.body.len();
+        }
+        while state.bytes + size > self.capacity {
+            let Some(victim) = state.files.keys().next().cloned() else {
+                return;
+            };
+            let old = state.files.remove(&victim).expect("a key just listed");
+            state.bytes -= old.body.len();
+        }
+        state.bytes += size;
+        state.files.insert(relative.to_path_buf(), file);
+    }
+
+    fn remove(&self, relative: &Path) {
+        let mut state = self.state();
+        if let Some(old) = state.files.remove(relative) {
+            state.bytes -= old.body.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(seconds: i64) -> Identity {
+        Identity {
+            device: 1,
+            inode: 2,
+            size: 3,
+            modified: (seconds, 0),
+            changed: (seconds, 500),
+        }
+    }
+
+    #[test]
+    fn files_touched_in_the_last_second_are_not_settled() {
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        assert!(identity(990).settled(now));
+        assert!(identity(998).settled(now));
+        assert!(!identity(999).settled(now));
+        assert!(!identity(1000).settled(now));
+        assert!(!identity(2000).settled(now));
+    }
+
+    fn file(size: usize) -> Arc<CachedFile> {
+        let entity = Entity {
+            len: size as u64,
+            validators: crate::files::conditional::Validators {
+                etag: "\"x\"".into(),
+                last_modified: UNIX_EPOCH,
+            },
+            last_modified: String::new(),
+            content_type: String::new(),
+        };
+        Arc::new(CachedFile::new(identity(0), entity, vec![0; size].into()))
+    }
+
+    #[test]
+    fn holds_at_most_its_capacity() {
+        let cache = FileCache::new(100, 60);
+        cache.insert(Path::new("a"), file(40));
+        cache.insert(Path::new("b"), file(40));
+        assert_eq!(cache.state().bytes, 80);
+        cache.insert(Path::new("c"), file(40));
+        let state = cache.state();
+        assert!(state.bytes <= 100, "{} bytes held", state.bytes);
+        assert!(state.files.contains_key(Path::new("c")));
+        assert_eq!(
+            state.bytes,
+            state.files.values().map(|f| f.body.len()).sum()
+        );
+        drop(state);
+        // Replacing a file counts its old size out.
+        cache.insert(Path::new("c"), file(10));
+        let state = cache.state();
+        assert_eq!(
+            state.bytes,
+            state.files.values().map(|f| f.body.len()).sum()
+        );
+    }
+
+    #[test]
+    fn admits_settled_files_that_fit() {
+        let cache = FileCache::new(100, 60);
+        let fits = Identity {
+            size: 60,
+            ..identity(0)
+        };
+        assert!(cache.admits(&fits));
+        assert!(!cache.admits(&Identity { size: 61, ..fits }));
+        assert!(!FileCache::new(0, 60).admits(&fits));
+    }
+}

@@ -1,0 +1,184 @@
+//! `SimpleHttpHandler`'s cache of small files: a server that keeps files in memory answers
+//! every request exactly as one that reads the disk each time, and sees every change made
+//! to a file (edit, replacement, truncation, deletion) on the next request, even when the
+//! change keeps the file's size and modification time.
+//!
+//! Only files left alone for a second or more are cached, so each test first waits until its
+//! files have settled.
+
+mod files_support;
+
+use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use files_support::{poll_until, serve, KeepAlive, Served, TempDir};
+use socketserver::files::SimpleHttpHandler;
+use socketserver::http::Version;
+
+const MTIME_SECS: u64 = 1_000_000_000;
+const MTIME_HTTP: &str = "Sun, 09 Sep 2001 01:46:40 GMT";
+
+fn set_mtime(path: &Path, secs: u64) {
+    File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)))
+        .expect("set the modification time");
+}
+
+/// Waits until every file in `dir` was last changed (ctime, which cannot be set back) more
+/// than two whole seconds ago: then the cache keeps them.
+fn wait_until_settled(dir: &Path) {
+    let latest = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().ctime())
+        .max()
+        .unwrap();
+    let settled = UNIX_EPOCH + Duration::from_secs(latest as u64 + 2);
+    poll_until("the files to settle", || SystemTime::now() >= settled);
+}
+
+fn servers(dir: &TempDir) -> (Served<SimpleHttpHandler>, Served<SimpleHttpHandler>) {
+    let handler = |cache| {
+        SimpleHttpHandler::new(dir.path())
+            .unwrap()
+            .with_protocol_version(Version::HTTP_11)
+            .cache_small_files(cache)
+    };
+    (serve(handler(1 << 20)), serve(handler(0)))
+}
+
+/// Sends `request` to both servers, twice to the cached one (to answer from memory), and
+/// checks all three answers agree; returns the cached server's.
+fn same_answer(
+    cached: &mut KeepAlive,
+    uncached: &mut KeepAlive,
+    request: &str,
+) -> files_support::Response {
+    let disk = uncached.request(request);
+    let first = cached.request(request);
+    let second = cached.request(request);
+    for response in [&first, &second] {
+        assert_eq!(response.status, disk.status, "{request}");
+        assert_eq!(
+            response.stable_headers(),
+            disk.stable_headers(),
+            "{request}"
+        );
+        assert_eq!(response.body, disk.body, "{request}");
+    }
+    second
+}
+
+#[test]
+fn cached_files_answer_every_request_as_the_disk_does() {
+    let dir = TempDir::new("cache");
+    let digits = dir.write("digits.txt", "0123456789");
+    set_mtime(&digits, MTIME_SECS);
+    dir.write("index.html", "<!DOCTYPE html><title>index</title>");
+    dir.write("empty.txt", "");
+    dir.write("large.bin", vec![7u8; 64 * 1024]);
+    wait_until_settled(dir.path());
+    let (cached_server, uncached_server) = servers(&dir);
+    let mut cached = KeepAlive::connect(cached_server.addr);
+    let mut uncached = KeepAlive::connect(uncached_server.addr);
+    let etag = uncached
+        .request("GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        .header("etag")
+        .unwrap()
+        .to_string();
+
+    let full = same_answer(
+        &mut cached,
+        &mut uncached,
+        "GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!((full.status, full.text().as_str()), (200, "0123456789"));
+    for extra in [
+        "Range: bytes=2-4".to_string(),
+        "Range: bytes=-3".into(),
+        "Range: bytes=7-".into(),
+        "Range: bytes=10-".into(),
+        "Range: bytes=0-1,4-5".into(),
+        format!("Range: bytes=0-4\r\nIf-Range: {etag}"),
+        "Range: bytes=0-4\r\nIf-Range: \"old\"".into(),
+        format!("Range: bytes=0-4\r\nIf-Range: {MTIME_HTTP}"),
+        format!("If-None-Match: {etag}"),
+        "If-None-Match: \"old\"".into(),
+        format!("If-Modified-Since: {MTIME_HTTP}"),
+        "If-Modified-Since: Sat, 08 Sep 2001 01:46:40 GMT".into(),
+    ] {
+        same_answer(
+            &mut cached,
+            &mut uncached,
+            &format!("GET /digits.txt HTTP/1.1\r\nHost: x\r\n{extra}\r\n\r\n"),
+        );
+    }
+    let partial = same_answer(
+        &mut cached,
+        &mut uncached,
+        "GET /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=2-4\r\n\r\n",
+    );
+    assert_eq!((partial.status, partial.text().as_str()), (206, "234"));
+    for request in [
+        "HEAD /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /digits.txt/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /empty.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /empty.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=0-\r\n\r\n",
+        "GET /large.bin HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        same_answer(&mut cached, &mut uncached, request);
+    }
+    let index = same_answer(
+        &mut cached,
+        &mut uncached,
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert!(index.text().contains("<title>index</title>"));
+}
+
+#[test]
+fn every_change_to_a_cached_file_shows_on_the_next_request() {
+    let dir = TempDir::new("cache-change");
+    let names = ["edited", "renamed", "truncated", "grown", "deleted", "dir"];
+    for name in names {
+        let path = dir.write(name, "version 1");
+        set_mtime(&path, MTIME_SECS);
+    }
+    wait_until_settled(dir.path());
+    let (server, _) = servers(&dir);
+    let mut client = KeepAlive::connect(server.addr);
+    let mut get = |name: &str| client.request(&format!("GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for name in names {
+        // The second answer comes from memory.
+        assert_eq!(get(name).text(), "version 1");
+        assert_eq!(get(name).text(), "version 1");
+    }
+
+    // Rewritten in place with the same size and modification time: the change time moved.
+    fs::write(dir.join("edited"), "version 2").unwrap();
+    set_mtime(&dir.join("edited"), MTIME_SECS);
+    assert_eq!(get("edited").text(), "version 2");
+
+    // Replaced by rename, again with the same size and modification time.
+    let new = dir.write("new.tmp", "version 3");
+    set_mtime(&new, MTIME_SECS);
+    fs::rename(&new, dir.join("renamed")).unwrap();
+    assert_eq!(get("renamed").text(), "version 3");
+
+    fs::write(dir.join("truncated"), "v4").unwrap();
+    assert_eq!(get("truncated").text(), "v4");
+    fs::write(dir.join("grown"), "version five").unwrap();
+    assert_eq!(get("grown").text(), "version five");
+
+    fs::remove_file(dir.join("deleted")).unwrap();
+    assert_eq!(get("deleted").status, 404);
+    fs::remove_file(dir.join("dir")).unwrap();
+    fs::create_dir(dir.join("dir")).unwrap();
+    assert_eq!(get("dir").status, 301);
+}
