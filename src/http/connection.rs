@@ -673,15 +673,22 @@ fn complete(request: &mut HttpRequest<'_>) -> bool {
             keep_alive = false;
         }
     }
-    let code = request
-        .status()
-        .map_or_else(|| "-".to_string(), |s| s.as_u16().to_string());
-    let size = match request.wfile.body_bytes() {
-        0 => "-".to_string(),
-        n => n.to_string(),
-    };
+    let code = OrDash(request.status().map(|s| s.as_u16().into()));
+    let size = OrDash(Some(request.wfile.body_bytes()).filter(|&n| n > 0));
     request.log_request(code, size);
     keep_alive
+}
+
+/// A number, or `-` where Common Log Format has no value.
+struct OrDash(Option<u64>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 fn is_disconnect(err: &io::Error) -> bool {

@@ -383,8 +383,14 @@ impl<'a> HttpRequest<'a> {
     ) -> io::Result<()> {
         self.send_response_only(code, message)?;
         let (server, sys) = (self.settings.server_version, self.settings.sys_version);
-        self.send_header("Server", format_args!("{server} {sys}"))?;
-        super::date::with_now(|date| self.send_header("Date", date))
+        self.push_header("Server", |head| {
+            head.extend_from_slice(server.as_bytes());
+            head.push(b' ');
+            head.extend_from_slice(sys.as_bytes());
+        })?;
+        super::date::with_now(|date| {
+            self.push_header("Date", |head| head.extend_from_slice(date.as_bytes()))
+        })
     }
 
     /// Sends only the status line: Python's `send_response_only`. `message` defaults to the
@@ -404,7 +410,10 @@ impl<'a> HttpRequest<'a> {
             _ => "HTTP/1.0",
         };
         let head = self.wfile.head_mut();
-        let _ = write!(head, "{version} {} ", code.as_u16());
+        head.extend_from_slice(version.as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(code.as_str().as_bytes());
+        head.push(b' ');
         head.extend(
             reason
                 .bytes()
@@ -424,6 +433,19 @@ impl<'a> HttpRequest<'a> {
     /// value with a line break or control character is refused (`InvalidInput`), so client
     /// data can never inject a header.
     pub fn send_header(&mut self, keyword: &str, value: impl fmt::Display) -> io::Result<()> {
+        self.push_header(keyword, |head| {
+            let _ = write!(HeadWriter(head), "{value}");
+        })
+    }
+
+    /// Adds a header whose value `write_value` appends to the head: the checks and
+    /// bookkeeping of [`send_header`](HttpRequest::send_header), without formatting for
+    /// values that are bytes already.
+    fn push_header(
+        &mut self,
+        keyword: &str,
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<()> {
         if self.response.headers_ended {
             return Err(invalid("send_header after end_headers"));
         }
@@ -435,9 +457,10 @@ impl<'a> HttpRequest<'a> {
         }
         let head = self.wfile.head_mut();
         let start = head.len();
-        let _ = write!(head, "{keyword}: ");
+        head.extend_from_slice(keyword.as_bytes());
+        head.extend_from_slice(b": ");
         let value_start = head.len();
-        let _ = write!(HeadWriter(head), "{value}");
+        write_value(head);
         let value_ok = head[value_start..]
             .iter()
             .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
@@ -596,7 +619,10 @@ impl<'a> HttpRequest<'a> {
 
     /// Logs the request line with `code` and `size`: Python's `log_request`.
     pub fn log_request(&self, code: impl fmt::Display, size: impl fmt::Display) {
-        self.log_message(&format!("\"{}\" {code} {size}", self.requestline));
+        // Formatting costs as much as a small response: only when the line is wanted.
+        if log::log_enabled!(target: LOG_TARGET, log::Level::Info) {
+            self.log_message(&format!("\"{}\" {code} {size}", self.requestline));
+        }
     }
 
     /// Logs an error at `warn` level: Python's `log_error`.
@@ -641,9 +667,38 @@ impl fmt::Write for HeadWriter<'_> {
     }
 }
 
+/// Whether `b` may appear in a header name (RFC 9110 `tchar`).
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[usize::from(b)]
 }
+
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Python's `HTTPServer.server_name`: `socket.getfqdn(host)`, without a DNS lookup.
 pub fn server_name(address: &ServerAddress) -> String {

@@ -105,6 +105,17 @@ pub(crate) fn read_head(
             continue;
         }
         let available = input.buffer();
+        if buf.is_empty() {
+            // The usual case, a whole head in the buffer: copy just the head, not the
+            // pipelined requests behind it.
+            if let Some(end) =
+                find_head_end(available, 0).or_else(|| versionless_line_end(available))
+            {
+                buf.extend_from_slice(&available[..end]);
+                input.consume(end);
+                return check_size(buf, limits);
+            }
+        }
         let old_len = buf.len();
         buf.extend_from_slice(available);
         let end =
