@@ -429,7 +429,7 @@ fn finish_step(
             }
             if wake == Wake::Readable && stream.output.is_empty() {
                 // An idle connection keeps no buffer: ten thousand of them cost nothing.
-                buffer::give(std::mem::take(&mut stream.output.bytes));
+                buffer::give_empty(std::mem::take(&mut stream.output.bytes));
             }
             stream.park_until(Park {
                 wake,
