@@ -4,7 +4,9 @@
 //! requests) and directories (their index page, or a listing); `POST` decodes an
 //! `application/x-www-form-urlencoded` body and hands its fields to a [`FormHandler`].
 //! No request can reach a file outside the directory: see
-//! [`translate_path`](SimpleHttpHandler::translate_path).
+//! [`translate_path`](SimpleHttpHandler::translate_path). Small files are kept in memory
+//! and checked against the disk on every request: see
+//! [`cache_small_files`](SimpleHttpHandler::cache_small_files).
 
 mod cache;
 mod conditional;
