@@ -24,6 +24,10 @@ use super::Entity;
 /// How long a file must have been left alone before its timestamps are trusted.
 const SETTLED: Duration = Duration::from_secs(1);
 
+/// What an entry costs besides its body (path, headers, map slot), counted against the
+/// capacity so that a directory of many empty files cannot grow the cache without bound.
+const ENTRY_COST: usize = 256;
+
 /// The files of one served directory, by path relative to it.
 pub(crate) struct FileCache {
     /// The most bytes of file bodies held; 0 turns the cache off.
@@ -36,6 +40,7 @@ pub(crate) struct FileCache {
 #[derive(Default)]
 struct State {
     files: HashMap<PathBuf, Arc<CachedFile>>,
+    /// Bodies plus [`ENTRY_COST`] per file.
     bytes: usize,
 }
 
@@ -91,6 +96,11 @@ impl Identity {
 }
 
 impl CachedFile {
+    /// What holding this file counts against the capacity.
+    fn cost(&self) -> usize {
+        self.body.len() + ENTRY_COST
+    }
+
     pub(crate) fn new(identity: Identity, entity: Entity, body: Box<[u8]>) -> Self {
         CachedFile {
             identity,
@@ -145,23 +155,23 @@ impl FileCache {
     /// Whether a regular file with this identity would be kept.
     pub(crate) fn admits(&self, identity: &Identity) -> bool {
         identity.size <= self.largest
-            && identity.size as usize <= self.capacity
+            && identity.size as usize + ENTRY_COST <= self.capacity
             && identity.settled(SystemTime::now())
     }
 
     /// Keeps `file` under `relative`, making room by dropping other files.
     pub(crate) fn insert(&self, relative: &Path, file: Arc<CachedFile>) {
         let mut state = self.state();
-        let size = file.body.len();
+        let size = file.cost();
         if let Some(old) = state.files.remove(relative) {
-            state.bytes -= old.body.len();
+            state.bytes -= old.cost();
         }
         while state.bytes + size > self.capacity {
             let Some(victim) = state.files.keys().next().cloned() else {
                 return;
             };
             let old = state.files.remove(&victim).expect("a key just listed");
-            state.bytes -= old.body.len();
+            state.bytes -= old.cost();
         }
         state.bytes += size;
         state.files.insert(relative.to_path_buf(), file);
@@ -170,7 +180,7 @@ impl FileCache {
     fn remove(&self, relative: &Path) {
         let mut state = self.state();
         if let Some(old) = state.files.remove(relative) {
-            state.bytes -= old.body.len();
+            state.bytes -= old.cost();
         }
     }
 }
@@ -214,37 +224,41 @@ mod tests {
 
     #[test]
     fn holds_at_most_its_capacity() {
-        let cache = FileCache::new(100, 60);
+        let capacity = 2 * ENTRY_COST + 100;
+        let cache = FileCache::new(capacity, 60);
+        let total = |state: &State| state.files.values().map(|f| f.cost()).sum::<usize>();
         cache.insert(Path::new("a"), file(40));
         cache.insert(Path::new("b"), file(40));
-        assert_eq!(cache.state().bytes, 80);
+        assert_eq!(cache.state().bytes, 2 * ENTRY_COST + 80);
         cache.insert(Path::new("c"), file(40));
         let state = cache.state();
-        assert!(state.bytes <= 100, "{} bytes held", state.bytes);
+        assert!(state.bytes <= capacity, "{} bytes held", state.bytes);
         assert!(state.files.contains_key(Path::new("c")));
-        assert_eq!(
-            state.bytes,
-            state.files.values().map(|f| f.body.len()).sum()
-        );
+        assert_eq!(state.bytes, total(&state));
         drop(state);
         // Replacing a file counts its old size out.
         cache.insert(Path::new("c"), file(10));
         let state = cache.state();
-        assert_eq!(
-            state.bytes,
-            state.files.values().map(|f| f.body.len()).sum()
-        );
+        assert_eq!(state.bytes, total(&state));
+        drop(state);
+        // Empty files cost their entry: the number of files is bounded too.
+        let cache = FileCache::new(10 * ENTRY_COST, 60);
+        for i in 0..100 {
+            cache.insert(Path::new(&i.to_string()), file(0));
+        }
+        assert_eq!(cache.state().files.len(), 10);
     }
 
     #[test]
     fn admits_settled_files_that_fit() {
-        let cache = FileCache::new(100, 60);
+        let cache = FileCache::new(ENTRY_COST + 60, 60);
         let fits = Identity {
             size: 60,
             ..identity(0)
         };
         assert!(cache.admits(&fits));
         assert!(!cache.admits(&Identity { size: 61, ..fits }));
+        assert!(!FileCache::new(ENTRY_COST + 59, 60).admits(&fits));
         assert!(!FileCache::new(0, 60).admits(&fits));
     }
 }
