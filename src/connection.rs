@@ -59,7 +59,13 @@ impl Connection {
 
     /// Writes what the socket takes now, without waiting: `WouldBlock` if it takes nothing.
     pub(crate) fn send_now(&self, data: &[IoSlice<'_>]) -> io::Result<usize> {
-        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        self.send_with(data, MsgFlags::MSG_DONTWAIT)
+    }
+
+    /// One `sendmsg` with `flags` (and `MSG_NOSIGNAL`: a closed peer is an error, not a
+    /// signal); waits for room unless `MSG_DONTWAIT`.
+    pub(crate) fn send_with(&self, data: &[IoSlice<'_>], flags: MsgFlags) -> io::Result<usize> {
+        let flags = flags | MsgFlags::MSG_NOSIGNAL;
         Ok(sendmsg::<()>(
             self.as_fd().as_raw_fd(),
             data,

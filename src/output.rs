@@ -4,9 +4,10 @@
 //! so a large file costs neither a copy through user space nor memory per connection.
 
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 
 use nix::sys::sendfile::sendfile64;
+use nix::sys::socket::MsgFlags;
 
 use crate::connection::Connection;
 
@@ -36,8 +37,9 @@ impl Output {
 
     /// Sends what the socket takes now; `true` once everything is sent.
     pub(crate) fn send_now(&mut self, connection: &Connection) -> io::Result<bool> {
+        let flags = self.more() | MsgFlags::MSG_DONTWAIT;
         while !self.bytes.is_empty() {
-            match connection.send_now(&[IoSlice::new(&self.bytes)]) {
+            match connection.send_with(&[IoSlice::new(&self.bytes)], flags) {
                 Ok(n) => {
                     self.bytes.drain(..n);
                 }
@@ -63,13 +65,32 @@ impl Output {
         }
     }
 
+    /// Bytes followed by a file are sent with `MSG_MORE`: they leave in the file's first
+    /// segments instead of a small one of their own, which the client would acknowledge
+    /// late (nginx's `tcp_nopush`; a 1 MiB file went from 0.55x to 1x nginx's rate).
+    fn more(&self) -> MsgFlags {
+        match self.file {
+            // nix names no MSG_MORE.
+            Some(_) => MsgFlags::from_bits_retain(libc::MSG_MORE),
+            None => MsgFlags::empty(),
+        }
+    }
+
     /// Sends everything, waiting for the socket (up to its write timeout).
     pub(crate) fn send_all(&mut self, connection: &Connection) -> io::Result<()> {
-        if !self.bytes.is_empty() {
-            let bytes = std::mem::take(&mut self.bytes);
-            let mut writer = connection;
-            writer.write_all(&bytes)?;
+        let flags = self.more();
+        let mut sent = 0;
+        while sent < self.bytes.len() {
+            match connection.send_with(&[IoSlice::new(&self.bytes[sent..])], flags) {
+                Ok(n) => sent += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    self.bytes.drain(..sent);
+                    return Err(err);
+                }
+            }
         }
+        self.bytes.clear();
         if let Some(mut range) = self.file.take() {
             send_file(connection, &mut range)?;
         }
