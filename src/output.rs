@@ -82,6 +82,10 @@ impl Output {
         let mut sent = 0;
         while sent < self.bytes.len() {
             match connection.send_with(&[IoSlice::new(&self.bytes[sent..])], flags) {
+                Ok(0) => {
+                    self.bytes.drain(..sent);
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
                 Ok(n) => sent += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
