@@ -3,7 +3,7 @@
 //! to a file (edit, replacement, truncation, deletion) on the next request, even when the
 //! change keeps the file's size and modification time.
 //!
-//! Only files left alone for a second or more are cached, so each test first waits until its
+//! Only files left alone for a second or two are cached, so each test first waits until its
 //! files have settled.
 
 mod files_support;
@@ -181,4 +181,77 @@ fn every_change_to_a_cached_file_shows_on_the_next_request() {
     fs::remove_file(dir.join("dir")).unwrap();
     fs::create_dir(dir.join("dir")).unwrap();
     assert_eq!(get("dir").status, 301);
+}
+
+/// How many files the server's handler holds in memory, from its `Debug` text.
+fn cached_files(server: &Served<SimpleHttpHandler>) -> usize {
+    let debug = format!("{:?}", server.server.handler());
+    let count = debug
+        .split("files: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no file count in {debug}"));
+    count.parse().unwrap()
+}
+
+#[test]
+fn settled_small_files_are_kept_and_large_or_fresh_ones_are_not() {
+    let dir = TempDir::new("cache-kept");
+    dir.write("a.txt", "a");
+    dir.write("b.txt", "b");
+    dir.write("large.bin", vec![1u8; 64 * 1024]);
+    wait_until_settled(dir.path());
+    dir.write("fresh.txt", "just written");
+    let (server, uncached) = servers(&dir);
+    for target in ["/a.txt", "/b.txt", "/large.bin", "/fresh.txt"] {
+        assert_eq!(server.get(target).status, 200, "{target}");
+    }
+    assert_eq!(cached_files(&server), 2);
+    assert_eq!(cached_files(&uncached), 0);
+    // Answers from memory are the same bytes.
+    assert_eq!(server.get("/a.txt").text(), "a");
+    assert_eq!(cached_files(&server), 2);
+}
+
+#[test]
+fn a_clone_that_follows_symlinks_does_not_share_what_it_cached() {
+    let base = TempDir::new("cache-clone");
+    base.write("outside/secret.txt", "SECRET");
+    base.mkdir("root");
+    base.symlink("../outside/secret.txt", "root/link");
+    wait_until_settled(&base.join("outside"));
+    let strict = SimpleHttpHandler::new(base.join("root")).unwrap();
+    let following = strict.clone().follow_symlinks(true);
+    let following = serve(following);
+    let strict = serve(strict);
+    for _ in 0..2 {
+        let response = following.get("/link");
+        assert_eq!(response.text(), "SECRET");
+    }
+    assert_eq!(cached_files(&following), 1);
+    let response = strict.get("/link");
+    assert_eq!(response.status, 404, "{}", response.text());
+}
+
+#[test]
+fn a_served_directory_replaced_on_disk_is_served_anew() {
+    let base = TempDir::new("cache-root");
+    base.write("site/page.txt", "old site");
+    let server = serve(SimpleHttpHandler::new(base.join("site")).unwrap());
+    assert_eq!(server.get("/page.txt").text(), "old site");
+
+    // Replaced by rename, as deploy scripts do.
+    base.write("next/page.txt", "new site");
+    fs::rename(base.join("site"), base.join("previous")).unwrap();
+    fs::rename(base.join("next"), base.join("site")).unwrap();
+    poll_until("the new directory to be served", || {
+        server.get("/page.txt").text() == "new site"
+    });
+
+    // Deleted and made again, as a rebuild does.
+    fs::remove_dir_all(base.join("site")).unwrap();
+    base.write("site/page.txt", "rebuilt site");
+    poll_until("the rebuilt directory to be served", || {
+        server.get("/page.txt").text() == "rebuilt site"
+    });
 }

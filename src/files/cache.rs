@@ -4,9 +4,12 @@
 //! A hit costs one `stat` by path instead of open, stat, read and close. An entry is used
 //! only while its path still names the same inode with the same size and the same
 //! modification and change times, so the next request sees an edit, a replacement by
-//! rename, a `chmod` or a deletion. A file changed within the last second is not kept:
-//! file-system timestamps advance with the clock tick, and a write in the same tick as our
-//! read would leave them unchanged (git's "racily clean" rule).
+//! rename, a `chmod` or a deletion. A file changed within the last second or two is not
+//! kept: file-system timestamps advance with the clock tick (or by whole seconds), and a
+//! write in the same tick as our read would leave them unchanged (git's "racily clean"
+//! rule). What changes a file without changing its times is not seen: writes through a
+//! shared `mmap` until the kernel updates the times, or another client's writes on NFS until
+//! the attribute cache expires.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -88,10 +91,15 @@ impl Identity {
     /// change its timestamps.
     fn settled(&self, now: SystemTime) -> bool {
         let latest = self.modified.max(self.changed).0;
-        let Ok(latest) = u64::try_from(latest) else {
-            return true;
-        };
-        UNIX_EPOCH + Duration::from_secs(latest + 1) + SETTLED <= now
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        // The timestamp's second has ended, and then SETTLED has passed; a time before the
+        // epoch is long settled, one far in the future never is.
+        match u64::try_from(latest) {
+            Ok(latest) => latest
+                .checked_add(1 + SETTLED.as_secs())
+                .is_some_and(|settled| settled <= now),
+            Err(_) => true,
+        }
     }
 }
 
@@ -159,19 +167,25 @@ impl FileCache {
             && identity.settled(SystemTime::now())
     }
 
-    /// Keeps `file` under `relative`, making room by dropping other files.
+    /// An empty cache of the same size.
+    pub(crate) fn empty_like(&self) -> Self {
+        FileCache::new(self.capacity, self.largest)
+    }
+
+    /// Keeps `file` under `relative`. A full cache starts over: every file has the same
+    /// chance to stay, and what is used keeps coming back.
     pub(crate) fn insert(&self, relative: &Path, file: Arc<CachedFile>) {
-        let mut state = self.state();
         let size = file.cost();
+        if size > self.capacity {
+            return;
+        }
+        let mut state = self.state();
         if let Some(old) = state.files.remove(relative) {
             state.bytes -= old.cost();
         }
-        while state.bytes + size > self.capacity {
-            let Some(victim) = state.files.keys().next().cloned() else {
-                return;
-            };
-            let old = state.files.remove(&victim).expect("a key just listed");
-            state.bytes -= old.cost();
+        if state.bytes + size > self.capacity {
+            state.files.clear();
+            state.bytes = 0;
         }
         state.bytes += size;
         state.files.insert(relative.to_path_buf(), file);
@@ -207,10 +221,12 @@ mod tests {
         assert!(!identity(999).settled(now));
         assert!(!identity(1000).settled(now));
         assert!(!identity(2000).settled(now));
+        assert!(!identity(i64::MAX).settled(now));
+        assert!(identity(-5).settled(now));
     }
 
-    fn file(size: usize) -> Arc<CachedFile> {
-        let entity = Entity {
+    fn entity(size: usize) -> Entity {
+        Entity {
             len: size as u64,
             validators: crate::files::conditional::Validators {
                 etag: "\"x\"".into(),
@@ -218,8 +234,15 @@ mod tests {
             },
             last_modified: String::new(),
             content_type: String::new(),
-        };
-        Arc::new(CachedFile::new(identity(0), entity, vec![0; size].into()))
+        }
+    }
+
+    fn file(size: usize) -> Arc<CachedFile> {
+        Arc::new(CachedFile::new(
+            identity(0),
+            entity(size),
+            vec![0; size].into(),
+        ))
     }
 
     #[test]
@@ -234,6 +257,7 @@ mod tests {
         let state = cache.state();
         assert!(state.bytes <= capacity, "{} bytes held", state.bytes);
         assert!(state.files.contains_key(Path::new("c")));
+        assert_eq!(state.files.len(), 1, "a full cache starts over");
         assert_eq!(state.bytes, total(&state));
         drop(state);
         // Replacing a file counts its old size out.
@@ -245,8 +269,12 @@ mod tests {
         let cache = FileCache::new(10 * ENTRY_COST, 60);
         for i in 0..100 {
             cache.insert(Path::new(&i.to_string()), file(0));
+            assert!(cache.state().files.len() <= 10);
         }
-        assert_eq!(cache.state().files.len(), 10);
+        // A file larger than the whole cache is not kept, and drops nothing.
+        cache.insert(Path::new("huge"), file(10 * ENTRY_COST));
+        assert!(!cache.state().files.contains_key(Path::new("huge")));
+        assert!(!cache.state().files.is_empty());
     }
 
     #[test]
@@ -260,5 +288,34 @@ mod tests {
         assert!(!cache.admits(&Identity { size: 61, ..fits }));
         assert!(!FileCache::new(ENTRY_COST + 59, 60).admits(&fits));
         assert!(!FileCache::new(0, 60).admits(&fits));
+    }
+
+    #[test]
+    fn a_file_is_served_from_memory_until_it_changes_on_disk() {
+        let base = std::env::temp_dir().join(format!("socketserver-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).unwrap();
+        let path = base.join("f.txt");
+        std::fs::write(&path, "one").unwrap();
+        let root = Root::open(&base).unwrap();
+        let cache = FileCache::new(1 << 20, 60);
+        let relative = Path::new("f.txt");
+        assert!(cache.get(&root, relative).is_none(), "never cached");
+
+        let identity = Identity::of(&std::fs::metadata(&path).unwrap());
+        let cached = Arc::new(CachedFile::new(identity, entity(3), (*b"one").into()));
+        cache.insert(relative, cached);
+        let hit = cache
+            .get(&root, relative)
+            .expect("a hit while the file is unchanged");
+        assert_eq!(&*hit.body, b"one");
+
+        std::fs::write(&path, "two").unwrap();
+        assert!(
+            cache.get(&root, relative).is_none(),
+            "the change time moved"
+        );
+        assert!(cache.state().files.is_empty(), "the stale entry is dropped");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -3,11 +3,10 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
 
 use nix::dir::{Dir, Type};
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{fstatat, SFlag};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 use crate::http::html_escape;
@@ -31,7 +30,10 @@ fn is_kind(dir: &Dir, name: &CString, flags: AtFlags, kind: SFlag) -> bool {
 /// path): names sorted case-insensitively, directories with a `/`, symlinks with an `@`,
 /// every name HTML-escaped and every link percent-encoded.
 pub(crate) fn render(dir: File, display_path: &str) -> io::Result<String> {
-    let mut dir = Dir::from_fd(OwnedFd::from(dir))?;
+    // `dir` may be open as a path only (a directory we may search but not read): reading
+    // needs a descriptor of its own, and is refused here if the directory is unreadable.
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut dir = Dir::openat(&dir, ".", flags, Mode::empty())?;
     let mut names: Vec<(CString, Option<Type>)> = Vec::new();
     for entry in dir.iter() {
         let entry = entry?;

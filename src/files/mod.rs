@@ -105,7 +105,13 @@ impl SimpleHttpHandler {
 }
 
 impl<F: FormHandler> SimpleHttpHandler<F> {
+    /// The configuration, to change: a handler configured differently from its clones
+    /// gets a cache of its own, as what one may serve another may not.
     fn config_mut(&mut self) -> &mut Config {
+        if Arc::get_mut(&mut self.config).is_none() {
+            let cache = Arc::new(self.config.cache.empty_like());
+            Arc::make_mut(&mut self.config).cache = cache;
+        }
         Arc::make_mut(&mut self.config)
     }
 
@@ -134,8 +140,8 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     /// Keeps files of up to 16 KiB in memory, `bytes` of them in all (default 8 MiB; 0
     /// turns the cache off). Every request still checks with one `stat` that the file on
     /// disk is the one in memory (same inode, size, modification and change times), so
-    /// edits, replacements and deletions show at once; files changed in the last second are
-    /// read from disk.
+    /// edits, replacements and deletions show at once; files changed in the last second or
+    /// two are read from disk.
     pub fn cache_small_files(mut self, bytes: usize) -> Self {
         self.config_mut().cache = Arc::new(FileCache::new(bytes, SMALL_FILE));
         self

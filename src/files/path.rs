@@ -1,16 +1,17 @@
 //! From a request target to a file under the served directory, never outside it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use nix::errno::Errno;
 use nix::fcntl::{open, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstatat, Mode};
+use nix::sys::stat::{fstat, fstatat, Mode};
 use percent_encoding::percent_decode_str;
 
 use super::cache::Identity;
@@ -23,9 +24,20 @@ use super::cache::Identity;
 pub(crate) struct Root {
     /// The canonical path of the directory.
     path: PathBuf,
-    dir: Arc<OwnedFd>,
+    dir: Arc<OpenDir>,
     /// Whether this kernel has `openat2`; without it, paths are resolved in user space.
     beneath: bool,
+}
+
+/// The directory's descriptor, checked against its path once a second: a directory
+/// replaced by rename, or deleted and made again (`rm -rf site && build`), is served as soon
+/// as it is there, as Python's lookup by path on every request would.
+#[derive(Debug)]
+struct OpenDir {
+    /// The descriptor, with the device and inode it was opened on.
+    current: Mutex<(Arc<OwnedFd>, (u64, u64))>,
+    /// The second of the last check, since the epoch.
+    checked: AtomicU64,
 }
 
 /// How files are opened for serving: read-only, and without blocking on a FIFO that has
@@ -35,30 +47,52 @@ const OPEN_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_NOCTTY)
     .union(OFlag::O_NONBLOCK);
 
+/// How often `openat2` is tried again when it answers EAGAIN (a rename or mount elsewhere
+/// raced a lookup through `..`), before the path is resolved in user space.
+const RETRIES: usize = 3;
+
+fn now_second() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Opens the directory at `path` (canonical) and tells its device and inode.
+fn open_dir(path: &Path) -> io::Result<(OwnedFd, (u64, u64))> {
+    let dir = open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|errno| match errno {
+        Errno::ENOTDIR => io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", path.display()),
+        ),
+        errno => io::Error::from(errno),
+    })?;
+    let stat = fstat(&dir)?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    let identity = (stat.st_dev as u64, stat.st_ino as u64);
+    Ok((dir, identity))
+}
+
 impl Root {
     /// Opens `path`, which must be a directory, and returns it with its canonical path.
     pub(crate) fn open(path: &Path) -> io::Result<Root> {
         let path = std::fs::canonicalize(path)?;
-        let dir = open(
-            &path,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|errno| match errno {
-            Errno::ENOTDIR => io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", path.display()),
-            ),
-            errno => io::Error::from(errno),
-        })?;
+        let (dir, identity) = open_dir(&path)?;
         // Seccomp filters in some containers answer EPERM for system calls they do not know.
         let beneath = !matches!(
-            openat2(&dir, ".", Self::how(false)),
+            openat2(&dir, ".", Self::how(false, OFlag::O_PATH)),
             Err(Errno::ENOSYS | Errno::EPERM)
         );
         Ok(Root {
             path,
-            dir: Arc::new(dir),
+            dir: Arc::new(OpenDir {
+                current: Mutex::new((Arc::new(dir), identity)),
+                checked: AtomicU64::new(now_second()),
+            }),
             beneath,
         })
     }
@@ -68,58 +102,124 @@ impl Root {
         &self.path
     }
 
-    /// What identifies the file `relative` names now, following symlinks: to check that a
-    /// file opened earlier (beneath the root) is still the one there.
-    pub(crate) fn stat(&self, relative: &Path) -> nix::Result<Identity> {
-        fstatat(&*self.dir, relative, AtFlags::empty()).map(|stat| Identity::of_stat(&stat))
+    /// The directory's descriptor, opened again if its path names another directory now.
+    fn dir(&self) -> Arc<OwnedFd> {
+        let second = now_second();
+        let checked = self.dir.checked.load(Ordering::Relaxed);
+        let due = checked != second
+            && self
+                .dir
+                .checked
+                .compare_exchange(checked, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        // The descriptor and its identity change together; a panic cannot tear them.
+        let mut current = self
+            .dir
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if due {
+            let now = nix::sys::stat::stat(&self.path).ok();
+            #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+            let moved = now.is_some_and(|s| (s.st_dev as u64, s.st_ino as u64) != current.1);
+            if moved {
+                // If the new one cannot be opened, the old one serves until the next check.
+                if let Ok((dir, identity)) = open_dir(&self.path) {
+                    *current = (Arc::new(dir), identity);
+                }
+            }
+        }
+        Arc::clone(&current.0)
     }
 
-    fn how(follow_symlinks: bool) -> OpenHow {
-        let resolve = if follow_symlinks {
-            ResolveFlag::empty()
-        } else {
-            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS
-        };
-        OpenHow::new().flags(OPEN_FLAGS).resolve(resolve)
+    /// What identifies the file `relative` names now, following symlinks: to check that a
+    /// file opened earlier (beneath the root) is still the one there. The lookup itself is
+    /// not held beneath the root: a path that now leads out through a symlink and still
+    /// reaches the same unchanged inode gets the bytes a moment ago it could have had.
+    pub(crate) fn stat(&self, relative: &Path) -> nix::Result<Identity> {
+        fstatat(&*self.dir(), relative, AtFlags::empty()).map(|stat| Identity::of_stat(&stat))
+    }
+
+    fn how(follow_symlinks: bool, flags: OFlag) -> OpenHow {
+        // Magic links (`/proc/self/fd/N`) would reach the server's own descriptors.
+        let mut resolve = ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        if !follow_symlinks {
+            resolve |= ResolveFlag::RESOLVE_BENEATH;
+        }
+        OpenHow::new().flags(flags).resolve(resolve)
     }
 
     /// Opens the file or directory at `relative` (from [`translate`]) for reading. Symlinks
     /// inside the directory are followed; one that leads out of it answers 404 unless
     /// `follow_symlinks`. The error is the status to answer, as for [`resolve`].
+    ///
+    /// A directory that may be searched but not read is opened all the same (as a path):
+    /// its index page can be served, its listing answers 403.
     pub(crate) fn open_file(
         &self,
         relative: &Path,
         follow_symlinks: bool,
     ) -> Result<File, StatusCode> {
-        if !self.beneath {
-            let real = resolve(&self.path, &self.path.join(relative), follow_symlinks)?;
-            return OpenOptions::new()
-                .read(true)
-                .custom_flags((OFlag::O_NOCTTY | OFlag::O_NONBLOCK).bits())
-                .open(real)
-                .map_err(|err| status_for(&err));
+        let status = |errno| status_for(&io::Error::from(errno));
+        match self.open_with(relative, follow_symlinks, OPEN_FLAGS) {
+            Err(Errno::EACCES) => {
+                let path_only = OFlag::O_PATH | OFlag::O_CLOEXEC;
+                let file = self
+                    .open_with(relative, follow_symlinks, path_only)
+                    .map_err(status)?;
+                match file.metadata() {
+                    Ok(meta) if meta.is_dir() => Ok(file),
+                    _ => Err(StatusCode::FORBIDDEN),
+                }
+            }
+            opened => opened.map_err(status),
         }
+    }
+
+    fn open_with(&self, relative: &Path, follow_symlinks: bool, flags: OFlag) -> nix::Result<File> {
         let relative = match relative.as_os_str().is_empty() {
             true => Path::new("."),
             false => relative,
         };
-        let how = Self::how(follow_symlinks);
-        let opened = match openat2(&*self.dir, relative, how) {
-            // The kernel refuses absolute symlinks even when they point inside: resolve
-            // them here, then open what they lead to, still beneath the root.
-            Err(Errno::EXDEV) => {
-                let real = resolve(&self.path, &self.path.join(relative), false)?;
-                let inside = match real.strip_prefix(&self.path) {
-                    Ok(inside) if !inside.as_os_str().is_empty() => inside,
-                    _ => Path::new("."),
-                };
-                openat2(&*self.dir, inside, how)
+        if !self.beneath {
+            let real = self.real_path(relative, follow_symlinks)?;
+            return open(&real, flags, Mode::empty()).map(File::from);
+        }
+        let dir = self.dir();
+        let how = Self::how(follow_symlinks, flags);
+        let mut opened = openat2(&*dir, relative, how);
+        for _ in 0..RETRIES {
+            if !matches!(opened, Err(Errno::EAGAIN)) {
+                break;
             }
-            opened => opened,
-        };
-        opened
-            .map(File::from)
-            .map_err(|errno| status_for(&io::Error::from(errno)))
+            opened = openat2(&*dir, relative, how);
+        }
+        match opened {
+            // The kernel refuses absolute symlinks even when they point inside (EXDEV): resolve
+            // them here, then open what they lead to, still beneath the root.
+            Err(Errno::EXDEV | Errno::EAGAIN) => {
+                let real = self.real_path(relative, false)?;
+                let inside = match real.strip_prefix(&self.path) {
+                    Ok(inside) if inside.as_os_str().is_empty() => Path::new("."),
+                    Ok(inside) => inside,
+                    Err(_) => return Err(Errno::EXDEV),
+                };
+                openat2(&*dir, inside, how).map(File::from)
+            }
+            opened => opened.map(File::from),
+        }
+    }
+
+    /// `relative` with every symlink resolved, by path; EXDEV if that leads out of the root
+    /// and symlinks out are not followed.
+    fn real_path(&self, relative: &Path, follow_symlinks: bool) -> nix::Result<PathBuf> {
+        let real = std::fs::canonicalize(self.path.join(relative))
+            .map_err(|err| Errno::from_raw(err.raw_os_error().unwrap_or(Errno::EIO as i32)))?;
+        if follow_symlinks || real.starts_with(&self.path) {
+            Ok(real)
+        } else {
+            Err(Errno::EXDEV)
+        }
     }
 }
 
@@ -271,7 +371,6 @@ mod tests {
         symlink("loop", base.join("root/loop")).unwrap();
 
         let kernel = Root::open(&base.join("root")).unwrap();
-        assert!(kernel.beneath, "this kernel has openat2");
         let user_space = Root {
             beneath: false,
             ..kernel.clone()
@@ -288,6 +387,7 @@ mod tests {
             ("loop", false, Err(StatusCode::NOT_FOUND)),
             ("out_abs", true, Ok("s")),
         ];
+        // Where seccomp refuses openat2, both are the user-space kind.
         for root in [&kernel, &user_space] {
             for (relative, follow, expected) in &cases {
                 let opened = root.open_file(Path::new(relative), *follow).map(|file| {
