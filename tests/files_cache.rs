@@ -8,25 +8,16 @@
 
 mod files_support;
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use files_support::{poll_until, serve, KeepAlive, Served, TempDir};
+use files_support::{
+    poll_until, serve, set_mtime, KeepAlive, Served, TempDir, MTIME_HTTP, MTIME_SECS,
+};
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::Version;
-
-const MTIME_SECS: u64 = 1_000_000_000;
-const MTIME_HTTP: &str = "Sun, 09 Sep 2001 01:46:40 GMT";
-
-fn set_mtime(path: &Path, secs: u64) {
-    File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)))
-        .expect("set the modification time");
-}
 
 /// Waits until every file in `dir` was last changed (ctime, which cannot be set back) more
 /// than two whole seconds ago: then the cache keeps them.

@@ -4,28 +4,16 @@
 
 mod files_support;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
 use files_support::{
-    connect, curl, read_head, read_to_eof, running_as_root, serve, set_mode, KeepAlive, Served,
-    TempDir,
+    connect, curl, read_head, read_to_eof, running_as_root, serve, set_mode, set_mtime, KeepAlive,
+    Served, TempDir, MTIME_HTTP, MTIME_SECS,
 };
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::Version;
-
-/// 2001-09-09 01:46:40 UTC, the modification time of the files whose dates are checked.
-const MTIME_SECS: u64 = 1_000_000_000;
-const MTIME_HTTP: &str = "Sun, 09 Sep 2001 01:46:40 GMT";
-
-fn set_mtime(path: &std::path::Path, secs: u64) {
-    File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)))
-        .expect("set the modification time");
-}
 
 /// A tree with one file of each media type and `digits.txt` = `0123456789`.
 fn media_tree() -> TempDir {

@@ -118,6 +118,19 @@ impl Drop for TempDir {
     }
 }
 
+/// 2001-09-09 01:46:40 UTC, the modification time of the files whose dates are checked.
+pub const MTIME_SECS: u64 = 1_000_000_000;
+pub const MTIME_HTTP: &str = "Sun, 09 Sep 2001 01:46:40 GMT";
+
+/// Sets the modification time of `path` to `secs` after the epoch.
+pub fn set_mtime(path: &Path, secs: u64) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)))
+        .expect("set the modification time");
+}
+
 /// `chmod mode path`.
 pub fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
