@@ -31,7 +31,7 @@ struct Site {
 
 impl Site {
     fn new() -> Self {
-        let base = TempDir::new("cgi");
+        let base = TempDir::new();
         base.write("secret", SECRET);
         base.script(
             "secret.sh",

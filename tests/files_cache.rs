@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use files_support::{
-    poll_until, serve, set_mtime, KeepAlive, Served, TempDir, MTIME_HTTP, MTIME_SECS,
+    serve, set_mtime, wait_until, KeepAlive, Served, TempDir, MTIME_HTTP, MTIME_SECS,
 };
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::Version;
@@ -28,7 +28,7 @@ fn wait_until_settled(dir: &Path) {
         .max()
         .unwrap();
     let settled = UNIX_EPOCH + Duration::from_secs(latest as u64 + 2);
-    poll_until("the files to settle", || SystemTime::now() >= settled);
+    wait_until("the files to settle", || SystemTime::now() >= settled);
 }
 
 fn servers(dir: &TempDir) -> (Served<SimpleHttpHandler>, Served<SimpleHttpHandler>) {
@@ -65,7 +65,7 @@ fn same_answer(
 
 #[test]
 fn cached_files_answer_every_request_as_the_disk_does() {
-    let dir = TempDir::new("cache");
+    let dir = TempDir::new();
     let digits = dir.write("digits.txt", "0123456789");
     set_mtime(&digits, MTIME_SECS);
     dir.write("index.html", "<!DOCTYPE html><title>index</title>");
@@ -135,7 +135,7 @@ fn cached_files_answer_every_request_as_the_disk_does() {
 
 #[test]
 fn every_change_to_a_cached_file_shows_on_the_next_request() {
-    let dir = TempDir::new("cache-change");
+    let dir = TempDir::new();
     let names = ["edited", "renamed", "truncated", "grown", "deleted", "dir"];
     for name in names {
         let path = dir.write(name, "version 1");
@@ -187,7 +187,7 @@ fn cached_files(server: &Served<SimpleHttpHandler>) -> usize {
 
 #[test]
 fn settled_small_files_are_kept_and_large_or_fresh_ones_are_not() {
-    let dir = TempDir::new("cache-kept");
+    let dir = TempDir::new();
     dir.write("a.txt", "a");
     dir.write("b.txt", "b");
     dir.write("large.bin", vec![1u8; 64 * 1024]);
@@ -206,7 +206,7 @@ fn settled_small_files_are_kept_and_large_or_fresh_ones_are_not() {
 
 #[test]
 fn a_clone_that_follows_symlinks_does_not_share_what_it_cached() {
-    let base = TempDir::new("cache-clone");
+    let base = TempDir::new();
     base.write("outside/secret.txt", "SECRET");
     base.mkdir("root");
     base.symlink("../outside/secret.txt", "root/link");
@@ -226,7 +226,7 @@ fn a_clone_that_follows_symlinks_does_not_share_what_it_cached() {
 
 #[test]
 fn a_served_directory_replaced_on_disk_is_served_anew() {
-    let base = TempDir::new("cache-root");
+    let base = TempDir::new();
     base.write("site/page.txt", "old site");
     let server = serve(SimpleHttpHandler::new(base.join("site")).unwrap());
     assert_eq!(server.get("/page.txt").text(), "old site");
@@ -235,14 +235,14 @@ fn a_served_directory_replaced_on_disk_is_served_anew() {
     base.write("next/page.txt", "new site");
     fs::rename(base.join("site"), base.join("previous")).unwrap();
     fs::rename(base.join("next"), base.join("site")).unwrap();
-    poll_until("the new directory to be served", || {
+    wait_until("the new directory to be served", || {
         server.get("/page.txt").text() == "new site"
     });
 
     // Deleted and made again, as a rebuild does.
     fs::remove_dir_all(base.join("site")).unwrap();
     base.write("site/page.txt", "rebuilt site");
-    poll_until("the rebuilt directory to be served", || {
+    wait_until("the rebuilt directory to be served", || {
         server.get("/page.txt").text() == "rebuilt site"
     });
 }

@@ -39,7 +39,7 @@ fn rows(page: &str) -> Vec<String> {
 
 #[test]
 fn fields_are_decoded_and_escaped() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let server = echo_server(&dir);
     let body = "name=Ada+Lovelace&pct=100%25+sure&world=%E4%B8%96%E7%95%8C\
                 &lang=rust&lang=python&html=%3Cb+id%3D%22x%22%3E%26%27&empty=&novalue\
@@ -75,7 +75,7 @@ fn fields_are_decoded_and_escaped() {
 
 #[test]
 fn curl_and_python_forms() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let server = echo_server(&dir);
     // curl --data-urlencode encodes; the page shows the decoded text, escaped.
     let response = curl(&[
@@ -120,7 +120,7 @@ fn curl_and_python_forms() {
 
 #[test]
 fn a_chunked_body_is_decoded() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let server = echo_server(&dir);
     // A field split across chunks, a %XX escape split across chunks, a chunk extension and
     // a trailer.
@@ -156,7 +156,7 @@ fn a_chunked_body_is_decoded() {
 
 #[test]
 fn expect_100_continue() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let server = echo_server(&dir);
     // Raw: the server answers 100 before the body is sent, then the form.
     let mut stream = connect(server.addr);
@@ -203,7 +203,7 @@ fn expect_100_continue() {
 
 #[test]
 fn other_content_types_are_415() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let server = echo_server(&dir);
     for content_type in [
         Some("text/plain"),
@@ -266,7 +266,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[test]
 fn a_custom_form_handler_receives_the_decoded_pairs() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let recorder = Recorder::default();
     let server = serve(
         SimpleHttpHandler::new(dir.path())
@@ -304,7 +304,7 @@ fn a_custom_form_handler_receives_the_decoded_pairs() {
 
 #[test]
 fn bodies_over_the_limit_are_413() {
-    let dir = TempDir::new("forms");
+    let dir = TempDir::new();
     let recorder = Recorder::default();
     let server = serve(
         SimpleHttpHandler::new(dir.path())

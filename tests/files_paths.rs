@@ -20,7 +20,7 @@ struct Tree {
 
 impl Tree {
     fn new() -> Self {
-        let base = TempDir::new("paths");
+        let base = TempDir::new();
         base.write("secret", SECRET);
         base.write("secret.txt", SECRET);
         base.write("outside/secret.txt", SECRET);

@@ -17,7 +17,7 @@ use socketserver::http::Version;
 
 /// A tree with one file of each media type and `digits.txt` = `0123456789`.
 fn media_tree() -> TempDir {
-    let dir = TempDir::new("serving");
+    let dir = TempDir::new();
     dir.write("page.html", "<!DOCTYPE html><title>t</title>");
     dir.write("style.css", "body { color: red }");
     dir.write("image.png", b"\x89PNG\r\n\x1a\n0000");
@@ -291,7 +291,7 @@ fn head_has_the_headers_of_get_and_no_body() {
 
 #[test]
 fn a_large_file_is_streamed_whole() {
-    let dir = TempDir::new("large");
+    let dir = TempDir::new();
     let len = 5 * 1024 * 1024 + 7;
     // Bytes that differ from their neighbours and from one MiB to the next.
     let data: Vec<u8> = (0..len as u64)
@@ -342,7 +342,7 @@ fn a_large_file_is_streamed_whole() {
 
 #[test]
 fn directories_without_a_slash_redirect_keeping_the_query() {
-    let dir = TempDir::new("redirect");
+    let dir = TempDir::new();
     dir.mkdir("dir");
     dir.mkdir("evil.com/dir");
     dir.mkdir("sp ace");
@@ -396,7 +396,7 @@ fn directories_without_a_slash_redirect_keeping_the_query() {
 
 #[test]
 fn index_pages_and_listings() {
-    let dir = TempDir::new("index");
+    let dir = TempDir::new();
     dir.write("html/index.html", "the html index");
     dir.write("html/index.htm", "not this one");
     dir.write("htm/index.htm", "the htm index");
@@ -465,7 +465,7 @@ fn link_texts(page: &str) -> Vec<String> {
 
 #[test]
 fn listings_are_sorted_escaped_and_encoded() {
-    let dir = TempDir::new("listing");
+    let dir = TempDir::new();
     dir.write("banana.txt", "b");
     dir.write("Apple.txt", "a");
     dir.write("cherry.txt", "c");
@@ -684,7 +684,7 @@ fn python_http_client_reads_a_file_and_a_range() {
 #[test]
 fn a_slow_reader_gets_the_whole_file() {
     // The server writes into a socket the client drains late: correctness, not memory.
-    let dir = TempDir::new("slow");
+    let dir = TempDir::new();
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     dir.write("f.bin", &data);
     let server = serve_dir(&dir);

@@ -292,7 +292,7 @@ fn upload_file(dir: &TempDir, size: usize) -> (std::path::PathBuf, Vec<u8>) {
 #[test]
 fn curl_expect_100_continue_with_a_large_body() {
     let server = start(App);
-    let dir = TempDir::new("curl-expect");
+    let dir = TempDir::new();
     let (path, data) = upload_file(&dir, 3 * 1024 * 1024);
     let out = curl(&[
         "-i",
@@ -320,7 +320,7 @@ fn curl_expect_100_continue_with_a_large_body() {
 #[test]
 fn curl_chunked_upload_from_a_file() {
     let server = start(App);
-    let dir = TempDir::new("curl-chunked");
+    let dir = TempDir::new();
     let (path, data) = upload_file(&dir, 500_000);
     let out = curl(&[
         "-i",
@@ -404,7 +404,7 @@ fn ureq_get_and_post() {
 
 #[test]
 fn the_same_handler_serves_over_a_unix_socket() {
-    let dir = TempDir::new("unix");
+    let dir = TempDir::new();
     let path = dir.path().join("http.sock");
     let server = Server::<UnixStreamTransport, App, TestConcurrency>::builder(&path, App)
         .build()

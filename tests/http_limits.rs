@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http_support::{connect, poll_until, read_to_eof, start, Client, Echo11, Echoed, IO_TIMEOUT};
+use http_support::{connect, read_to_eof, start, wait_until, Client, Echo11, Echoed, IO_TIMEOUT};
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::HandlerResult;
 
@@ -317,7 +317,7 @@ fn client_that_does_not_read_is_cut_off_by_send_timeout() {
     let mut stream = connect(server.addr());
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     // We never read; the server must give up on its own.
-    poll_until("the handler's write to time out", IO_TIMEOUT, || {
+    wait_until("the handler's write to time out", || {
         outcome.lock().unwrap().is_some()
     });
     let result = outcome.lock().unwrap().take().unwrap();

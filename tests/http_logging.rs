@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use http_support::{connect, exchange, poll_until, read_to_eof, start, Client, IO_TIMEOUT};
+use http_support::{connect, exchange, read_to_eof, start, wait_until, Client};
 use log::{Level, Log, Metadata, Record};
 use socketserver::http::{log_date_time_string, HttpHandler, HttpRequest, Version, LOG_TARGET};
 use socketserver::HandlerResult;
@@ -68,11 +68,9 @@ fn entries_with(needle: &str) -> Vec<Entry> {
 /// Waits until `count` entries contain `needle` (the access line is written after the
 /// response is sent, so the client may see the response first).
 fn wait_for_entries(needle: &str, count: usize) -> Vec<Entry> {
-    poll_until(
-        &format!("{count} log entries with {needle:?}"),
-        IO_TIMEOUT,
-        || entries_with(needle).len() >= count,
-    );
+    wait_until(&format!("{count} log entries with {needle:?}"), || {
+        entries_with(needle).len() >= count
+    });
     entries_with(needle)
 }
 

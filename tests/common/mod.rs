@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -149,7 +150,12 @@ pub fn inet(address: &ServerAddress) -> SocketAddr {
 
 /// Connects to a TCP server, with [`IO_TIMEOUT`] on reads and writes.
 pub fn connect_tcp(address: &ServerAddress) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&inet(address), IO_TIMEOUT).expect("connect");
+    connect(inet(address))
+}
+
+/// A TCP connection to `addr` with [`IO_TIMEOUT`] on reads and writes.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect to the test server");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     stream
@@ -184,6 +190,44 @@ pub fn exchange_line(stream: &mut (impl Read + Write), line: &str) -> String {
     read_line(stream).expect("read the answer")
 }
 
+/// Whether a read error means the peer closed the connection (a reset after the server
+/// closed with unread input is such a close).
+pub fn is_close(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+    )
+}
+
+/// Reads until the peer closes the connection, a reset counting as a close; panics on a
+/// timeout.
+pub fn read_to_eof(stream: &mut impl Read) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return data,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_close(&e) => return data,
+            Err(e) => panic!(
+                "reading to end-of-file failed after {} bytes ({e}); got so far: {:?}",
+                data.len(),
+                String::from_utf8_lossy(&data[..data.len().min(2000)])
+            ),
+        }
+    }
+}
+
+/// Sends `request` on a new connection and reads everything until the server closes it.
+pub fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr);
+    // The server may answer and close before it read everything (a rejected head): a
+    // failed write is then part of the test, not an error.
+    let _ = stream.write_all(request);
+    read_to_eof(&mut stream)
+}
+
 /// Reads until the server closes the connection.
 pub fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
     let mut data = Vec::new();
@@ -193,8 +237,8 @@ pub fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
     data
 }
 
-/// A fresh directory under the system's temporary directory, removed on drop; for Unix
-/// socket paths.
+/// A fresh directory under the system's temporary directory, removed with all it holds on
+/// drop. Its name is short: a Unix socket path must fit in about 100 bytes.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
 
@@ -205,7 +249,6 @@ impl TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        // Short: a Unix socket path must fit in about 100 bytes.
         let name = format!("sockserv-{}-{n}-{nanos:x}", std::process::id());
         let path = std::env::temp_dir().join(name);
         fs::create_dir(&path).expect("create a temporary directory");
@@ -217,8 +260,39 @@ impl TempDir {
     }
 
     /// A path inside the directory.
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+    pub fn join(&self, relative: &str) -> PathBuf {
+        self.0.join(relative)
+    }
+
+    /// Writes `contents` to `relative`, creating the parent directories.
+    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create parent directories");
+        }
+        fs::write(&path, contents).expect("write a test file");
+        path
+    }
+
+    /// Creates the directory `relative` (and its parents).
+    pub fn mkdir(&self, relative: &str) -> PathBuf {
+        let path = self.join(relative);
+        fs::create_dir_all(&path).expect("create a test directory");
+        path
+    }
+
+    /// Writes an executable (mode 755) script to `relative`.
+    pub fn script(&self, relative: &str, contents: &str) -> PathBuf {
+        let path = self.write(relative, contents);
+        set_mode(&path, 0o755);
+        path
+    }
+
+    /// A symlink at `relative` pointing to `target` (taken as is: relative or absolute).
+    pub fn symlink(&self, target: impl AsRef<Path>, relative: &str) -> PathBuf {
+        let link = self.join(relative);
+        std::os::unix::fs::symlink(target, &link).expect("create a symlink");
+        link
     }
 }
 
@@ -230,6 +304,35 @@ impl Default for TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // Give back every permission a test took away, so the tree can be removed.
+        fn restore(path: &Path) {
+            if let Ok(meta) = fs::symlink_metadata(path) {
+                if meta.file_type().is_symlink() {
+                    return;
+                }
+                let mode = if meta.is_dir() { 0o755 } else { 0o644 };
+                let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
+                if meta.is_dir() {
+                    if let Ok(entries) = fs::read_dir(path) {
+                        for entry in entries.flatten() {
+                            restore(&entry.path());
+                        }
+                    }
+                }
+            }
+        }
+        restore(&self.0);
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// `chmod mode path`.
+pub fn set_mode(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Whether the tests run as root, for whom file permissions do not apply: `/proc/self`
+/// belongs to the process's effective user.
+pub fn running_as_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
 }

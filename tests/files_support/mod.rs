@@ -9,13 +9,11 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use socketserver::http::HttpHandler;
 use socketserver::{Server, TcpTransport};
@@ -25,98 +23,12 @@ pub mod strategy;
 #[allow(unused_imports)]
 pub use strategy::{flavor, Flavor, TestConcurrency};
 
-/// Read/write timeout of every client and the limit of every wait.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------------------
-// Temporary directories
-
-/// A fresh directory under `std::env::temp_dir()`, removed (with all it holds) on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// A new empty directory whose name holds `tag`, the process id, a counter and the time.
-    pub fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "socketserver-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir(&path).expect("create the temporary directory");
-        TempDir { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// `self.path()/relative`.
-    pub fn join(&self, relative: &str) -> PathBuf {
-        self.path.join(relative)
-    }
-
-    /// Writes `contents` to `relative`, creating the parent directories.
-    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.path.join(relative);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).expect("create parent directories");
-        }
-        fs::write(&path, contents).expect("write a test file");
-        path
-    }
-
-    /// Creates the directory `relative` (and its parents).
-    pub fn mkdir(&self, relative: &str) -> PathBuf {
-        let path = self.path.join(relative);
-        fs::create_dir_all(&path).expect("create a test directory");
-        path
-    }
-
-    /// Writes an executable (mode 755) script to `relative`.
-    pub fn script(&self, relative: &str, contents: &str) -> PathBuf {
-        let path = self.write(relative, contents);
-        set_mode(&path, 0o755);
-        path
-    }
-
-    /// A symlink at `relative` pointing to `target` (taken as is: relative or absolute).
-    pub fn symlink(&self, target: impl AsRef<Path>, relative: &str) -> PathBuf {
-        let link = self.path.join(relative);
-        std::os::unix::fs::symlink(target, &link).expect("create a symlink");
-        link
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Give back every permission a test took away, so the tree can be removed.
-        fn restore(path: &Path) {
-            if let Ok(meta) = fs::symlink_metadata(path) {
-                if meta.file_type().is_symlink() {
-                    return;
-                }
-                let mode = if meta.is_dir() { 0o755 } else { 0o644 };
-                let _ = fs::set_permissions(path, fs::Permissions::from_mode(mode));
-                if meta.is_dir() {
-                    if let Ok(entries) = fs::read_dir(path) {
-                        for entry in entries.flatten() {
-                            restore(&entry.path());
-                        }
-                    }
-                }
-            }
-        }
-        restore(&self.path);
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
+#[path = "../common/mod.rs"]
+pub mod common;
+#[allow(unused_imports)]
+pub use common::{
+    connect, exchange, read_to_eof, running_as_root, set_mode, wait_until, TempDir, IO_TIMEOUT,
+};
 
 /// 2001-09-09 01:46:40 UTC, the modification time of the files whose dates are checked.
 pub const MTIME_SECS: u64 = 1_000_000_000;
@@ -129,19 +41,6 @@ pub fn set_mtime(path: &Path, secs: u64) {
         .open(path)
         .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(secs)))
         .expect("set the modification time");
-}
-
-/// `chmod mode path`.
-pub fn set_mode(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-/// Whether the tests run as root, for whom file permissions do not apply. (`libc`, a
-/// dependency of the crate, rather than `nix::unistd::geteuid`, which needs nix's `user`
-/// feature.)
-pub fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -170,7 +69,7 @@ pub fn serve<H: HttpHandler>(handler: H) -> Served<H> {
     let server = Arc::new(server);
     let serving = Arc::clone(&server);
     let thread = thread::spawn(move || serving.serve_forever());
-    poll_until("serve_forever() to start", || server.handle().is_serving());
+    wait_until("serve_forever() to start", || server.handle().is_serving());
     Served {
         server,
         addr,
@@ -233,62 +132,8 @@ impl<H: HttpHandler> Drop for Served<H> {
     }
 }
 
-/// Polls `condition` every few milliseconds until it holds; panics after `IO_TIMEOUT`.
-pub fn poll_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {IO_TIMEOUT:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Raw clients
-
-/// A TCP connection with read and write timeouts.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to the test server");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-/// Reads until the peer closes; panics on a timeout.
-pub fn read_to_eof(stream: &mut impl Read) -> Vec<u8> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return data,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                ) =>
-            {
-                return data
-            }
-            Err(e) => panic!(
-                "reading to end-of-file failed after {} bytes ({e}); got {:?}",
-                data.len(),
-                String::from_utf8_lossy(&data[..data.len().min(2000)])
-            ),
-        }
-    }
-}
-
-/// Sends `request` on a new connection, reads all until the server closes.
-pub fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = connect(addr);
-    // A server that rejects a head may close before reading all: not an error here.
-    let _ = stream.write_all(request);
-    read_to_eof(&mut stream)
-}
 
 /// Reads from `stream` until `buf` holds a complete head (`\r\n\r\n`); returns its end.
 pub fn read_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> usize {

@@ -9,11 +9,9 @@ use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
 
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::{
@@ -25,9 +23,10 @@ pub mod strategy;
 #[allow(unused_imports)]
 pub use strategy::{flavor, Flavor, TestConcurrency};
 
-/// Read/write timeout of test clients and the limit of every wait: long enough for a loaded
-/// CI machine, short enough that a broken feature fails instead of hanging.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+#[path = "../common/mod.rs"]
+pub mod common;
+#[allow(unused_imports)]
+pub use common::{connect, exchange, is_close, read_to_eof, wait_until, TempDir, IO_TIMEOUT};
 
 /// A server running `serve_forever` on a thread; shut down and joined on drop.
 ///
@@ -52,9 +51,7 @@ where
             .name("serve_forever".into())
             .spawn(move || serving.serve_forever())
             .expect("spawn the serving thread");
-        poll_until("serve_forever() to start", IO_TIMEOUT, || {
-            server.handle().is_serving()
-        });
+        wait_until("serve_forever() to start", || server.handle().is_serving());
         Running {
             server,
             thread: Some(thread),
@@ -106,63 +103,6 @@ pub fn start_on<H: HttpHandler>(address: &str, handler: H) -> Running<TcpTranspo
         .build()
         .expect("bind the HTTP server");
     Running::serve(server)
-}
-
-/// Polls `condition` every few milliseconds until it holds; panics after `limit`.
-pub fn poll_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A TCP connection with read and write timeouts of `IO_TIMEOUT`.
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to the test server");
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-/// Whether a read error means the peer closed the connection (a reset after the server
-/// closed with unread input is such a close).
-pub fn is_close(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-    )
-}
-
-/// Reads until the peer closes the connection; panics on a timeout.
-pub fn read_to_eof(stream: &mut impl Read) -> Vec<u8> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return data,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if is_close(&e) => return data,
-            Err(e) => panic!(
-                "reading to end-of-file failed after {} bytes ({e}); got so far: {:?}",
-                data.len(),
-                String::from_utf8_lossy(&data)
-            ),
-        }
-    }
-}
-
-/// Sends `request` on a new connection and reads everything until the server closes it.
-pub fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = connect(addr);
-    // The server may answer and close before it read everything (a rejected head): a
-    // failed write is then part of the test, not an error.
-    let _ = stream.write_all(request);
-    read_to_eof(&mut stream)
 }
 
 /// [`exchange`], parsed into the responses it holds; all bytes must be responses.
@@ -455,33 +395,6 @@ impl<S: Read + Write> Client<S> {
     /// The bytes received and not yet parsed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf
-    }
-}
-
-/// A temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "socketserver-http-{tag}-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
