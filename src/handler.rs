@@ -268,6 +268,9 @@ pub(crate) enum Wake {
 pub(crate) struct Park {
     pub(crate) wake: Wake,
     pub(crate) deadline: Option<Instant>,
+    /// While output waits, each send that makes progress moves the deadline to this long
+    /// from then: a pause of the client is bounded, not the whole response.
+    pub(crate) send_timeout: Option<Duration>,
     /// At the deadline, run `handle` again (with `timed_out` set) instead of ending.
     pub(crate) resume_at_deadline: bool,
 }
@@ -307,6 +310,7 @@ impl StreamRequest {
         self.park_until(Park {
             wake: Wake::Readable,
             deadline: idle.map(|idle| Instant::now() + idle),
+            send_timeout: None,
             resume_at_deadline: false,
         })
     }

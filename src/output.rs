@@ -1,14 +1,25 @@
 //! Output written for a client and not sent yet: bytes, then perhaps part of a file.
 //!
+//! Every write of a response to the socket goes through here, so that two things hold
+//! whatever path the bytes take (buffered, written through, or left for the event loop to
+//! send as the socket drains):
+//!
+//! - the bytes handed to the socket are counted, so the access log can say what was sent,
+//!   not what was promised;
+//! - the first failure (the client is gone, the socket timed out, a file shrank under
+//!   `sendfile`) drops what was waiting and is remembered: later writes fail at once, and
+//!   nothing is tried again on a connection that cannot carry it.
+//!
 //! A file is sent with `sendfile`: the kernel copies it from the page cache to the socket,
 //! so a large file costs neither a copy through user space nor memory per connection.
 
 use std::fs::File;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write};
 
 use nix::sys::sendfile::sendfile64;
 use nix::sys::socket::MsgFlags;
 
+use crate::buffer;
 use crate::connection::Connection;
 
 /// Largest piece of a file handed to one `sendfile`.
@@ -20,6 +31,10 @@ pub(crate) struct Output {
     pub(crate) bytes: Vec<u8>,
     /// Then this part of a file.
     pub(crate) file: Option<FileRange>,
+    /// Bytes handed to the socket so far.
+    sent: u64,
+    /// Why sending failed, once it has: the connection carries nothing more.
+    failure: Option<io::ErrorKind>,
 }
 
 /// `length` bytes of `file` from `offset`.
@@ -35,13 +50,72 @@ impl Output {
         self.bytes.is_empty() && self.file.is_none()
     }
 
+    /// Whether sending failed: the client cannot get the rest of what was written.
+    pub(crate) fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// Bytes handed to the socket so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Where the next byte written will be in the connection's output stream: what was
+    /// sent plus what waits.
+    pub(crate) fn position(&self) -> u64 {
+        let waiting = self.file.as_ref().map_or(0, |f| f.length);
+        self.sent + self.bytes.len() as u64 + waiting
+    }
+
+    /// Remembers `err` as the end of this connection's output, drops what waits, and
+    /// returns the error.
+    fn fail(&mut self, err: io::Error) -> io::Error {
+        self.failure.get_or_insert(err.kind());
+        self.bytes.clear();
+        self.file = None;
+        err
+    }
+
+    /// Gives up on what waits (the client stopped reading): the connection carries
+    /// nothing more.
+    pub(crate) fn abandon(&mut self) {
+        let _ = self.fail(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client stopped reading the response",
+        ));
+    }
+
+    /// The error of a write after a failure.
+    fn check(&self) -> io::Result<()> {
+        match self.failure {
+            None => Ok(()),
+            Some(kind) => Err(io::Error::new(
+                kind,
+                "an earlier write to this connection failed",
+            )),
+        }
+    }
+
     /// Sends what the socket takes now; `true` once everything is sent.
     pub(crate) fn send_now(&mut self, connection: &Connection) -> io::Result<bool> {
+        // After a failure nothing waits: there is nothing more to fail at.
+        if self.is_empty() {
+            return Ok(true);
+        }
+        match self.try_send_now(connection) {
+            Ok(done) => Ok(done),
+            Err(err) => Err(self.fail(err)),
+        }
+    }
+
+    fn try_send_now(&mut self, connection: &Connection) -> io::Result<bool> {
         let flags = self.more() | MsgFlags::MSG_DONTWAIT;
         while !self.bytes.is_empty() {
             match connection.send_with(&[IoSlice::new(&self.bytes)], flags) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.bytes.drain(..n);
+                    self.sent += n as u64;
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -53,9 +127,11 @@ impl Output {
         };
         // `sendfile` has no flag for "do not wait": the socket waits for nothing meanwhile.
         connection.set_nonblocking(true)?;
-        let sent = send_file(connection, range);
+        let before = range.length;
+        let result = send_file(connection, range);
+        self.sent += before - range.length;
         connection.set_nonblocking(false)?;
-        match sent {
+        match result {
             Ok(()) => {
                 self.file = None;
                 Ok(true)
@@ -76,35 +152,122 @@ impl Output {
         }
     }
 
-    /// Sends everything, waiting for the socket (up to its write timeout).
+    /// Sends everything, waiting for the socket (each wait bounded by its write timeout).
     pub(crate) fn send_all(&mut self, connection: &Connection) -> io::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
         let flags = self.more();
-        let mut sent = 0;
-        while sent < self.bytes.len() {
-            match connection.send_with(&[IoSlice::new(&self.bytes[sent..])], flags) {
-                Ok(0) => {
-                    self.bytes.drain(..sent);
-                    return Err(io::ErrorKind::WriteZero.into());
+        let mut written = 0;
+        while written < self.bytes.len() {
+            match connection.send_with(&[IoSlice::new(&self.bytes[written..])], flags) {
+                Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    written += n;
+                    self.sent += n as u64;
                 }
-                Ok(n) => sent += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    self.bytes.drain(..sent);
-                    return Err(err);
-                }
+                Err(err) => return Err(self.fail(err)),
             }
         }
         self.bytes.clear();
-        if let Some(mut range) = self.file.take() {
-            send_file(connection, &mut range)?;
+        if let Some(range) = self.file.take() {
+            self.send_file_now(connection, range)?;
         }
         Ok(())
+    }
+
+    /// Sends what is buffered and then `data`, waiting for the socket; `data` is not
+    /// copied into the buffer.
+    pub(crate) fn write_through(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
+        self.check()?;
+        if self.file.is_some() {
+            // Bytes go before a waiting file: what follows one waits until it has left.
+            self.send_all(connection)?;
+        }
+        let mut slices = [IoSlice::new(&self.bytes), IoSlice::new(data)];
+        let mut slices: &mut [IoSlice<'_>] = &mut slices;
+        let mut writer = connection;
+        while !slices.is_empty() {
+            match writer.write_vectored(slices) {
+                Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.sent += n as u64;
+                    IoSlice::advance_slices(&mut slices, n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(self.fail(err)),
+            }
+        }
+        self.bytes.clear();
+        Ok(())
+    }
+
+    /// Sends what the socket takes now of the buffer and then `data`, and keeps the rest
+    /// of both buffered: a write that never waits (unless a file waits: bytes written after
+    /// one leave after it).
+    pub(crate) fn write_now(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
+        self.check()?;
+        if self.file.is_some() {
+            self.send_all(connection)?;
+        }
+        let buffered = self.bytes.len();
+        let total = buffered + data.len();
+        let mut written = 0;
+        while written < total {
+            let slices = if written < buffered {
+                [IoSlice::new(&self.bytes[written..]), IoSlice::new(data)]
+            } else {
+                [IoSlice::new(&data[written - buffered..]), IoSlice::new(&[])]
+            };
+            match connection.send_now(&slices) {
+                Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    written += n;
+                    self.sent += n as u64;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) => return Err(self.fail(err)),
+            }
+        }
+        if written >= buffered {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&data[written - buffered..]);
+        } else {
+            self.bytes.drain(..written);
+            self.bytes.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Sends `range` of a file now, waiting for the socket; what is buffered must have
+    /// been sent first.
+    pub(crate) fn send_file_now(
+        &mut self,
+        connection: &Connection,
+        mut range: FileRange,
+    ) -> io::Result<()> {
+        self.check()?;
+        let before = range.length;
+        let result = send_file(connection, &mut range);
+        self.sent += before - range.length;
+        result.map_err(|err| self.fail(err))
+    }
+
+    /// Gives the buffer's memory back while nothing waits in it (an idle connection).
+    pub(crate) fn release_buffer(&mut self) {
+        if self.bytes.is_empty() {
+            buffer::give_empty(std::mem::take(&mut self.bytes));
+        }
     }
 }
 
 /// Sends the range with `sendfile` until it is all sent or the socket refuses
-/// (`WouldBlock`: a non-blocking socket is full, or a blocking one timed out).
-pub(crate) fn send_file(connection: &Connection, range: &mut FileRange) -> io::Result<()> {
+/// (`WouldBlock`: a non-blocking socket is full, or a blocking one timed out). A file that
+/// ends before the range does fails with `UnexpectedEof`: the promised length cannot be
+/// kept, and the connection must close.
+fn send_file(connection: &Connection, range: &mut FileRange) -> io::Result<()> {
     while range.length > 0 {
         let mut offset = i64::try_from(range.offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;

@@ -122,19 +122,19 @@ impl EventLoop {
         let Some((mut session, connection)) = self.reactor.take_ready(token) else {
             return;
         };
+        let mut failed = false;
         if session.has_output() {
             match session.flush_output() {
                 Ok(true) => {}
                 Ok(false) => return self.reactor.park(session, Some((token, connection))),
-                Err(_) => {
-                    // The client is gone; the handler learns it when it runs.
-                }
+                // The client is gone (or a file shrank): the handler, run now, ends it.
+                Err(_) => failed = true,
             }
         }
         let park = session.park();
         let readable =
             events.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR);
-        if park.wake == Wake::Readable && !readable {
+        if park.wake == Wake::Readable && !readable && !failed {
             // The output drained; now wait for the client.
             return self.reactor.park(session, Some((token, connection)));
         }

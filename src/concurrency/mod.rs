@@ -86,6 +86,9 @@ pub(crate) trait Resumable: Send {
     /// Output the socket did not take yet waits to be sent.
     fn has_output(&self) -> bool;
     /// Sends what the socket takes now of the waiting output; `true` once all is sent.
+    /// Progress moves the deadline of a park with a send timeout. An error means the
+    /// connection cannot carry the rest: the output is dropped, and the handler, run next,
+    /// ends the connection.
     fn flush_output(&mut self) -> io::Result<bool>;
 }
 

@@ -24,7 +24,6 @@ use super::limits::Limits;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
 use super::socket::TimedSocket;
 use crate::address::ClientAddress;
-use crate::buffer;
 use crate::connection::Connection;
 use crate::handler::{BoxError, HandlerResult, Park, RequestHandler, Rfile, StreamRequest, Wake};
 use crate::output::Output;
@@ -162,7 +161,7 @@ fn serve_requests<H: HttpHandler>(
     let timed_out = std::mem::take(&mut stream.parking.timed_out);
     if parking {
         if let Some(next) = close_step(stream, state, limits, timed_out) {
-            return finish_step(stream, state, next);
+            return finish_step(stream, state, limits, next);
         }
     }
     // Whether the socket may hold input not read yet: at first yes (the loop woke us), then
@@ -177,7 +176,8 @@ fn serve_requests<H: HttpHandler>(
                     match next_request(stream, state, limits, timed_out, may_read)? {
                         Next::Serve => false,
                         Next::Late => true,
-                        next => return finish_step(stream, state, next),
+                        Next::Close => return close_after_output(stream, state, limits),
+                        next => return finish_step(stream, state, limits, next),
                     }
                 } else {
                     false
@@ -226,7 +226,7 @@ fn serve_requests<H: HttpHandler>(
                     };
                     if let Some(next) = wait {
                         state.pending = Some((head, framing, expect));
-                        return finish_step(stream, state, next);
+                        return finish_step(stream, state, limits, next);
                     }
                 }
                 state.body_deadline = None;
@@ -259,14 +259,19 @@ fn serve_requests<H: HttpHandler>(
                     failure,
                 });
                 let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
-                return finish_step(stream, state, next);
+                return finish_step(stream, state, limits, next);
             }
             failure.into_result()?;
             may_read = !stream.rfile.drained();
             if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
                 // The socket took only part of the answer: send the rest before reading on.
                 let deadline = Instant::now() + limits.send_timeout;
-                return finish_step(stream, state, Next::Park(Wake::Writable, Some(deadline)));
+                return finish_step(
+                    stream,
+                    state,
+                    limits,
+                    Next::Park(Wake::Writable, Some(deadline)),
+                );
             }
             continue;
         }
@@ -374,6 +379,11 @@ fn close_step(
     limits: &Limits,
     timed_out: bool,
 ) -> Option<Next> {
+    if stream.output.failed() {
+        // The client is gone, or a file shrank under sendfile: the response cannot be
+        // finished, and the connection cannot carry another.
+        return Some(Next::Close);
+    }
     if let Some(until) = state.lingering {
         if timed_out || !discard_input(stream) {
             return Some(Next::Close);
@@ -384,7 +394,7 @@ fn close_step(
     if !stream.output.is_empty() {
         if timed_out {
             // The client does not read: give up on the rest.
-            stream.output = Output::default();
+            stream.output.abandon();
             return Some(Next::Close);
         }
         let deadline = Instant::now() + limits.send_timeout;
@@ -420,6 +430,7 @@ fn discard_input(stream: &mut StreamRequest) -> bool {
 fn finish_step(
     stream: &mut StreamRequest,
     state: &mut ConnectionState,
+    limits: &Limits,
     next: Next,
 ) -> HandlerResult {
     match next {
@@ -427,13 +438,14 @@ fn finish_step(
             if stream.rfile.buffer().is_empty() {
                 stream.rfile.release();
             }
-            if wake == Wake::Readable && stream.output.is_empty() {
+            if wake == Wake::Readable {
                 // An idle connection keeps no buffer: ten thousand of them cost nothing.
-                buffer::give_empty(std::mem::take(&mut stream.output.bytes));
+                stream.output.release_buffer();
             }
             stream.park_until(Park {
                 wake,
                 deadline,
+                send_timeout: (wake == Wake::Writable).then_some(limits.send_timeout),
                 resume_at_deadline: true,
             });
             Ok(())
@@ -443,6 +455,24 @@ fn finish_step(
             None => Ok(()),
         },
     }
+}
+
+/// The client closed its side (or the connection failed) between requests: once the
+/// output still waiting has left, the connection ends.
+fn close_after_output(
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    limits: &Limits,
+) -> HandlerResult {
+    if stream.output.is_empty() {
+        return finish_step(stream, state, limits, Next::Close);
+    }
+    state.closing.get_or_insert(Closing {
+        linger: false,
+        failure: Failure::None,
+    });
+    let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
+    finish_step(stream, state, limits, next)
 }
 
 /// How long, and for how many bytes, a connection closed with input unread waits for the

@@ -2,12 +2,12 @@
 //! buffer so a small response leaves in one write.
 
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::buffer;
 use crate::connection::Connection;
-use crate::output::{send_file, FileRange, Output};
+use crate::output::{FileRange, Output};
 
 /// Output kept back before it is written: a whole small response, or the headers of a large
 /// one (which then leave together with the first body write in one `writev`).
@@ -52,10 +52,11 @@ pub struct ResponseWriter<'a> {
     in_body: bool,
     discard_body: bool,
     body_bytes: u64,
-    /// Where this response starts in `buf` (earlier pipelined answers may precede it).
-    start: usize,
-    /// Some of this response has been handed to the socket.
-    sent: bool,
+    /// Where this response begins in the connection's output stream (earlier pipelined
+    /// answers may still wait before it).
+    origin: u64,
+    /// Where its body begins, once the headers are ended.
+    body_origin: Option<u64>,
     /// On the event loop's thread: never wait for the socket; what it does not take stays
     /// in the buffer and leaves as the socket drains.
     nonblocking: bool,
@@ -71,7 +72,7 @@ impl<'a> ResponseWriter<'a> {
         if out.bytes.capacity() == 0 {
             out.bytes = buffer::take_empty(OUTPUT_BUFFER);
         }
-        let start = out.bytes.len();
+        let origin = out.position();
         ResponseWriter {
             connection,
             out,
@@ -79,8 +80,8 @@ impl<'a> ResponseWriter<'a> {
             in_body: false,
             discard_body: false,
             body_bytes: 0,
-            start,
-            sent: false,
+            origin,
+            body_origin: None,
             nonblocking,
         }
     }
@@ -93,6 +94,11 @@ impl<'a> ResponseWriter<'a> {
     /// Whether anything of the response has been written yet.
     pub fn started(&self) -> bool {
         self.started.load(Ordering::Acquire)
+    }
+
+    /// Whether some of this response has been handed to the socket.
+    fn has_left(&self) -> bool {
+        self.out.sent() > self.origin
     }
 
     /// Whether the output waits for the answer to the next pipelined request (see
@@ -121,18 +127,23 @@ impl<'a> ResponseWriter<'a> {
     pub(crate) fn start_body(&mut self, discard: bool) {
         self.in_body = true;
         self.discard_body = discard;
+        self.body_origin = Some(self.out.position());
     }
 
     /// Drops this response if none of it has been handed to the socket yet; `false` (and
     /// nothing dropped) otherwise.
     pub(crate) fn discard_unsent(&mut self) -> bool {
-        if self.sent {
+        if self.has_left() || self.out.failed() {
             return false;
         }
-        self.out.bytes.truncate(self.start);
+        // Nothing of it has left, so all of it waits at the end of the buffer.
+        let this = (self.out.position() - self.origin) as usize;
+        let keep = self.out.bytes.len().saturating_sub(this);
+        self.out.bytes.truncate(keep);
         self.in_body = false;
         self.discard_body = false;
         self.body_bytes = 0;
+        self.body_origin = None;
         self.started.store(false, Ordering::Release);
         true
     }
@@ -143,64 +154,15 @@ impl<'a> ResponseWriter<'a> {
         self.discard_body = false;
     }
 
+    /// Sends the buffer and `data`: on the event loop's thread what the socket takes now
+    /// (the rest waits, up to a limit), elsewhere all of it.
     fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
-        self.sent |= self.out.bytes.len() > self.start || !data.is_empty();
         if self.nonblocking && self.out.bytes.len() + data.len() <= INLINE_OUTPUT_LIMIT {
-            return self.write_now(data);
+            return self.out.write_now(self.connection, data);
         }
-        let mut slices = [IoSlice::new(&self.out.bytes), IoSlice::new(data)];
-        let mut slices: &mut [IoSlice<'_>] = &mut slices;
-        let mut connection = self.connection;
-        while !slices.is_empty() {
-            match connection.write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.bytes.clear();
-        self.start = 0;
-        Ok(())
+        self.out.write_through(self.connection, data)
     }
-}
 
-impl ResponseWriter<'_> {
-    /// Sends what the socket takes now of the buffer and `data`; keeps the rest buffered.
-    fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
-        let total = self.out.bytes.len() + data.len();
-        let mut sent = 0;
-        while sent < total {
-            let slices = if sent < self.out.bytes.len() {
-                [IoSlice::new(&self.out.bytes[sent..]), IoSlice::new(data)]
-            } else {
-                [
-                    IoSlice::new(&data[sent - self.out.bytes.len()..]),
-                    IoSlice::new(&[]),
-                ]
-            };
-            match self.connection.send_now(&slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        if sent >= self.out.bytes.len() {
-            let rest = &data[sent - self.out.bytes.len()..];
-            self.out.bytes.clear();
-            self.out.bytes.extend_from_slice(rest);
-        } else {
-            self.out.bytes.drain(..sent);
-            self.out.bytes.extend_from_slice(data);
-        }
-        self.start = self.start.saturating_sub(sent);
-        Ok(())
-    }
-}
-
-impl ResponseWriter<'_> {
     /// Sends `length` bytes of `file` from `offset` as (part of) the body: Python's
     /// `shutil.copyfileobj(f, self.wfile)`, done by the kernel with `sendfile`, so a large
     /// file costs no copy through memory. On an event loop's thread it leaves as the socket
@@ -217,8 +179,7 @@ impl ResponseWriter<'_> {
             return Ok(());
         }
         self.finish_file()?;
-        self.sent = true;
-        let mut range = FileRange {
+        let range = FileRange {
             file,
             offset,
             length,
@@ -229,7 +190,7 @@ impl ResponseWriter<'_> {
             return Ok(());
         }
         self.flush()?;
-        send_file(self.connection, &mut range)
+        self.out.send_file_now(self.connection, range)
     }
 
     /// Sends a file still waiting, so that what is written next goes after it.
@@ -260,13 +221,14 @@ impl Write for ResponseWriter<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if !self.out.bytes.is_empty() {
-            self.write_through(&[])?;
+        if self.out.is_empty() {
+            return Ok(());
         }
-        if self.nonblocking && self.out.file.is_some() && self.out.bytes.is_empty() {
+        if self.nonblocking && self.out.bytes.len() <= INLINE_OUTPUT_LIMIT {
             self.out.send_now(self.connection)?;
+            return Ok(());
         }
-        Ok(())
+        self.out.send_all(self.connection)
     }
 }
 

@@ -6,6 +6,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{ServerHandle, ServerHooks, Transport};
 use crate::address::ClientAddress;
@@ -149,7 +150,15 @@ where
         let Some(stream) = self.request.as_stream() else {
             return Ok(true);
         };
-        stream.send_output_now()
+        let before = stream.output.sent();
+        let done = stream.send_output_now();
+        let progressed = stream.output.sent() > before;
+        if let Some(park) = &mut self.park {
+            if let (true, Some(timeout)) = (progressed, park.send_timeout) {
+                park.deadline = Some(Instant::now() + timeout);
+            }
+        }
+        done
     }
 
     fn expire(mut self: Box<Self>) {
