@@ -20,6 +20,8 @@
 //! Run: `cargo run --example custom_routes -- 8080 --bind 127.0.0.1`, then
 //! `curl -i localhost:8080/hello` or `curl -d 'a=1&b=x+y' localhost:8080/echo`.
 
+mod common;
+
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
@@ -110,7 +112,7 @@ fn main() -> std::io::Result<()> {
     let address = server.server_address();
     println!("custom_routes serving on {address}");
     let handle = server.handle();
-    ctrlc::set_handler(move || handle.shutdown()).expect("cannot install the signal handler");
+    common::stop_on_signal(handle);
     server.serve_forever()?;
     server.server_close();
     Ok(())

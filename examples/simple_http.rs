@@ -10,6 +10,8 @@
 //! directory (the banner says which). Ctrl-C or SIGTERM stops it after the requests in
 //! flight are answered.
 
+mod common;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -143,7 +145,7 @@ fn serve<H: HttpHandler, C: Concurrency>(
         address.port()
     );
     let handle = server.handle();
-    ctrlc::set_handler(move || handle.shutdown()).expect("cannot install the signal handler");
+    common::stop_on_signal(handle);
     server.serve_forever()?;
     println!("Shutting down, finishing requests in flight ...");
     server.server_close();

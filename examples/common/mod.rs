@@ -1,6 +1,9 @@
 //! What every example shares: its address argument, and stopping on SIGINT/SIGTERM.
+//! Each example uses part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use socketserver::ServerHandle;
 
@@ -16,5 +19,21 @@ pub fn address_arg(default: &str) -> String {
 pub fn announce_and_stop_on_signal(what: &str, server: ServerHandle) {
     println!("{what} serving on {}", server.server_address());
     let _ = std::io::stdout().flush();
-    ctrlc::set_handler(move || server.shutdown()).expect("cannot install the signal handler");
+    stop_on_signal(server);
+}
+
+/// Makes Ctrl-C and SIGTERM shut the server down, so that `serve_forever` returns and `main`
+/// closes it after the requests in flight; a second signal exits at once, for when one of
+/// those requests takes too long.
+pub fn stop_on_signal(server: ServerHandle) {
+    let signals = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            server.shutdown();
+        } else {
+            eprintln!("Second signal: exiting without waiting for requests in flight");
+            std::process::exit(130);
+        }
+    })
+    .expect("cannot install the signal handler");
 }

@@ -10,16 +10,16 @@
 //! connection and is sent as the socket drains, without the handler.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
+use super::workers::Workers;
 use super::{Concurrency, Job, Readiness, Resumable, RunMode, Step};
 use crate::connection::Connection;
 use crate::handler::Wake;
@@ -42,30 +42,32 @@ const WAKER: u64 = u64::MAX - 1;
 /// Only stream servers park; `handle_request` serves parked connections only while it waits.
 #[derive(Debug)]
 pub struct EventLoop {
-    workers: usize,
     reactor: Arc<Reactor>,
     /// The events of one wait (only the serving thread waits).
     events: Mutex<Vec<EpollEvent>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    workers: Workers<Task>,
 }
 
 impl EventLoop {
-    /// An event loop with `workers` threads for handlers that may block. With none, every
-    /// handler runs on the loop's thread: one thread for the whole server, the fastest way
-    /// when no handler ever waits (a request body that is still arriving is then read on
-    /// the loop's thread too).
+    /// An event loop with up to `workers` threads for handlers that may block, started as
+    /// they are needed. With none, every handler runs on the loop's thread: one thread for
+    /// the whole server, the fastest way when no handler ever waits.
     pub fn new(workers: usize) -> io::Result<Self> {
+        let reactor = Arc::new(Reactor::new()?);
+        let runner = Arc::clone(&reactor);
         Ok(EventLoop {
-            workers,
-            reactor: Arc::new(Reactor::new()?),
+            reactor,
             events: Mutex::new(vec![EpollEvent::empty(); EVENTS]),
-            threads: Mutex::default(),
+            workers: Workers::new(workers, "Worker", move |task| {
+                let step = runner.run(task);
+                runner.after_run(step);
+            }),
         })
     }
 
-    /// Number of worker threads.
+    /// Most worker threads.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.workers.max()
     }
 
     /// Connections parked now.
@@ -73,45 +75,31 @@ impl EventLoop {
         self.reactor.lock().parked
     }
 
-    fn start_workers(&self) -> io::Result<()> {
-        let mut threads = lock(&self.threads);
-        while threads.len() < self.workers {
-            let reactor = Arc::clone(&self.reactor);
-            let name = format!("Worker-{}", threads.len() + 1);
-            threads.push(
-                thread::Builder::new()
-                    .name(name)
-                    .spawn(move || reactor.work())?,
-            );
-        }
-        Ok(())
-    }
-
-    /// Runs a task on a worker; without workers, here and now, waiting as it must.
-    fn hand_off(&self, task: Task) -> io::Result<()> {
-        if self.workers == 0 {
-            let step = self.reactor.run(task);
-            self.reactor.after_run(step);
-            return Ok(());
-        }
-        self.start_workers()?;
-        self.reactor.queue(task);
-        Ok(())
+    /// Runs a task on a worker; without workers (or when none can be started), here and
+    /// now, waiting as it must.
+    fn hand_off(&self, task: Task) {
+        let task = if self.workers.max() == 0 {
+            task
+        } else {
+            match self.workers.submit(task) {
+                Ok(()) => return,
+                Err(task) => task,
+            }
+        };
+        let step = self.reactor.run(task);
+        self.reactor.after_run(step);
     }
 
     /// Whether `handle` runs on the loop's thread.
     fn inline(&self, nonblocking: bool) -> bool {
-        nonblocking || self.workers == 0
+        nonblocking || self.workers.max() == 0
     }
 
     /// What to do with a connection after a run of its handler on the loop's thread.
     fn settle(&self, step: Step) {
         if let Step::Parked(session) = step {
             if session.park().wake == Wake::Worker && !session.has_output() {
-                if let Err(err) = self.hand_off(Task::Resume(session)) {
-                    log::error!("cannot start a worker thread: {err}");
-                }
-                return;
+                return self.hand_off(Task::Resume(session));
             }
             self.reactor.park(session, None);
         }
@@ -151,9 +139,7 @@ impl EventLoop {
             }
         } else {
             self.reactor.forget(token);
-            if let Err(err) = self.hand_off(Task::Resume(session)) {
-                log::error!("cannot start a worker thread: {err}");
-            }
+            self.hand_off(Task::Resume(session));
         }
     }
 }
@@ -169,10 +155,10 @@ impl Concurrency for EventLoop {
     fn process_request(&self, job: Job) -> io::Result<()> {
         if self.inline(job.nonblocking()) {
             self.settle(job.start(RunMode::Inline));
-            Ok(())
         } else {
-            self.hand_off(Task::Start(job))
+            self.hand_off(Task::Start(job));
         }
+        Ok(())
     }
 
     fn wait(
@@ -215,9 +201,7 @@ impl Concurrency for EventLoop {
                     self.settle(session.resume(RunMode::Inline));
                 } else {
                     session.time_out();
-                    if let Err(err) = self.hand_off(Task::Resume(session)) {
-                        log::error!("cannot start a worker thread: {err}");
-                    }
+                    self.hand_off(Task::Resume(session));
                 }
             }
             if ready.server || ready.shutdown || deadline.is_some_and(|d| Instant::now() >= d) {
@@ -227,16 +211,14 @@ impl Concurrency for EventLoop {
     }
 
     fn server_close(&self) {
+        // The listener first: epoll holds a duplicate of it, which would keep it accepting
+        // connections nobody serves while the parked ones are ended and the workers joined.
+        self.reactor.unwatch_server();
         for session in self.reactor.close() {
             session.expire();
         }
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        let me = thread::current().id();
-        for thread in threads {
-            if thread.thread().id() != me {
-                let _ = thread.join();
-            }
-        }
+        self.workers.close();
+        self.workers.reopen();
         self.reactor.reopen();
     }
 }
@@ -247,11 +229,10 @@ enum Task {
     Resume(Box<dyn Resumable>),
 }
 
-/// The epoll instance, the parked connections and the workers' queue.
+/// The epoll instance and the parked connections.
 struct Reactor {
     epoll: Epoll,
     state: Mutex<State>,
-    task_ready: Condvar,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -269,7 +250,6 @@ struct State {
     parked: usize,
     /// (deadline, token): possibly stale, checked against the slot when due.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    tasks: VecDeque<Task>,
     closing: bool,
     watched: Option<Watched>,
 }
@@ -300,7 +280,6 @@ impl Reactor {
         Ok(Reactor {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             state: Mutex::default(),
-            task_ready: Condvar::new(),
         })
     }
 
@@ -461,7 +440,6 @@ impl Reactor {
     fn close(&self) -> Vec<Box<dyn Resumable>> {
         let mut state = self.lock();
         state.closing = true;
-        self.task_ready.notify_all();
         let mut sessions = Vec::new();
         for index in 0..state.slots.len() {
             sessions.extend(take_parked(&mut state, index, &self.epoll));
@@ -471,41 +449,17 @@ impl Reactor {
 
     /// Accepts work again after `server_close` (a server can serve again after closing).
     fn reopen(&self) {
-        let mut state = self.lock();
-        state.closing = false;
-        if let Some(old) = state.watched.take() {
+        self.lock().closing = false;
+    }
+
+    /// Stops watching the server's socket and waker, and closes epoll's duplicates of them.
+    fn unwatch_server(&self) {
+        let old = self.lock().watched.take();
+        if let Some(old) = old {
             let _ = self.epoll.delete(&old.server);
             if let Some(waker) = &old.waker {
                 let _ = self.epoll.delete(waker);
             }
-        }
-    }
-
-    fn queue(&self, task: Task) {
-        self.lock().tasks.push_back(task);
-        self.task_ready.notify_one();
-    }
-
-    /// A worker: runs tasks until the loop closes and none are left.
-    fn work(&self) {
-        loop {
-            let task = {
-                let mut state = self.lock();
-                loop {
-                    if let Some(task) = state.tasks.pop_front() {
-                        break task;
-                    }
-                    if state.closing {
-                        return;
-                    }
-                    state = self
-                        .task_ready
-                        .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-            };
-            let step = self.run(task);
-            self.after_run(step);
         }
     }
 

@@ -16,6 +16,7 @@ mod event_loop;
 mod forking;
 mod pool;
 mod threading;
+mod workers;
 
 use std::fmt;
 use std::io;
