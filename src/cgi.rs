@@ -1,18 +1,20 @@
 //! Python's `CGIHTTPRequestHandler`: runs CGI scripts (RFC 3875), serves files otherwise.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -20,6 +22,7 @@ use nix::unistd::Pid;
 use crate::files::path::{resolve, translate};
 use crate::files::{EchoForm, FormHandler, SimpleHttpHandler};
 use crate::handler::HandlerResult;
+use crate::http::spool::Spool;
 use crate::http::{HttpHandler, HttpRequest, Limits, Version};
 
 /// Largest header section a script may print.
@@ -149,21 +152,26 @@ impl<F: FormHandler> CgiHttpHandler<F> {
             request.send_error(StatusCode::FORBIDDEN, "CGI script is not executable")?;
             return Ok(());
         }
-        let body = if request.rfile.content_length() == Some(0) && !request.rfile.is_chunked() {
-            Vec::new()
-        } else {
-            request.read_body()?
-        };
+        let (stdin, body_len) = script_input(request)?;
         let mut command = Command::new(&script);
         command
             .env_clear()
-            .envs(self.environment(request, script_url, path_info, body.len()))
+            .envs(self.environment(request, script_url, path_info, body_len))
             .current_dir(script.parent().unwrap_or(root))
             // A group of its own, so that a timeout kills what the script started too.
             .process_group(0)
-            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let body = match stdin {
+            ScriptInput::File(file) => {
+                command.stdin(Stdio::from(file));
+                Vec::new()
+            }
+            ScriptInput::Bytes(bytes) => {
+                command.stdin(Stdio::piped());
+                bytes
+            }
+        };
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(err) => {
@@ -179,28 +187,11 @@ impl<F: FormHandler> CgiHttpHandler<F> {
             }
         };
         let deadline = Instant::now() + self.time_limit;
-        let stdin = child.stdin.take().expect("piped stdin");
-        let feeder = thread::spawn(move || {
-            let mut stdin = stdin;
-            // A script may ignore its input and exit: a broken pipe is not our failure.
-            let _ = stdin.write_all(&body);
-        });
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let errors = thread::spawn(move || {
-            let mut kept = Vec::new();
-            let _ = (&mut stderr).take(MAX_STDERR as u64).read_to_end(&mut kept);
-            let _ = io::copy(&mut stderr, &mut io::sink());
-            kept
-        });
-        let stdout = child.stdout.take().expect("piped stdout");
-        let result = relay(request, stdout, deadline);
-        if matches!(result, Err(CgiFailure::TimedOut)) {
-            // The script may have exited and left a child holding its output open.
-            kill_group(&child);
-        }
+        let mut run = ScriptRun::new(&mut child, body)?;
+        let result = run.relay(request, deadline);
+        let stderr = std::mem::take(&mut run.errors);
+        drop(run);
         let status = finish_child(&mut child, deadline);
-        let _ = feeder.join();
-        let stderr = errors.join().unwrap_or_default();
         if !stderr.is_empty() {
             request.log_error(&format!(
                 "CGI script {script_url} wrote to stderr: {}",
@@ -219,21 +210,22 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         }
         match result {
             Ok(()) => Ok(()),
+            Err(failure) if request.wfile.started() => {
+                // Part of the answer has gone: the client must be able to tell it is cut.
+                request.log_error(&format!("CGI script {script_url}: {failure}"));
+                request.mark_incomplete();
+                match failure {
+                    CgiFailure::Io(err) => Err(err.into()),
+                    _ => Ok(()),
+                }
+            }
             Err(CgiFailure::BadOutput(reason)) => {
                 request.log_error(&format!("CGI script {script_url}: {reason}"));
-                if !request.wfile.started() {
-                    request.send_error(StatusCode::BAD_GATEWAY, "Malformed CGI script output")?;
-                } else {
-                    request.close_connection = true;
-                }
+                request.send_error(StatusCode::BAD_GATEWAY, "Malformed CGI script output")?;
                 Ok(())
             }
             Err(CgiFailure::TimedOut) => {
-                if !request.wfile.started() {
-                    request.send_error(StatusCode::GATEWAY_TIMEOUT, "CGI script timed out")?;
-                } else {
-                    request.close_connection = true;
-                }
+                request.send_error(StatusCode::GATEWAY_TIMEOUT, "CGI script timed out")?;
                 Ok(())
             }
             Err(CgiFailure::Io(err)) => Err(err.into()),
@@ -246,7 +238,7 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         request: &HttpRequest<'_>,
         script_url: &str,
         path_info: &str,
-        body_len: usize,
+        body_len: u64,
     ) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         let mut set = |name: &str, value: OsString| env.push((name.into(), value));
@@ -331,74 +323,359 @@ impl From<io::Error> for CgiFailure {
     }
 }
 
-/// Reads from the script's output, waiting no later than `deadline`.
-fn read_until(
-    stdout: &mut ChildStdout,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> Result<usize, CgiFailure> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(CgiFailure::TimedOut);
-        }
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => return Err(CgiFailure::TimedOut),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(io::Error::from(errno).into()),
-        }
-        match stdout.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+impl std::fmt::Display for CgiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CgiFailure::BadOutput(reason) => f.write_str(reason),
+            CgiFailure::TimedOut => f.write_str("timed out; the answer is cut"),
+            CgiFailure::Io(err) => write!(f, "the answer is cut: {err}"),
         }
     }
 }
 
-/// Turns the script's CGI response into the HTTP response.
-fn relay(
-    request: &mut HttpRequest<'_>,
-    mut stdout: ChildStdout,
-    deadline: Instant,
-) -> Result<(), CgiFailure> {
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let body_start = loop {
-        if let Some(end) = header_end(&head) {
-            break end;
+/// What the script reads as its standard input.
+enum ScriptInput {
+    /// The body, in a file the script reads itself.
+    File(File),
+    /// The body, small enough to be in memory, to be written to a pipe.
+    Bytes(Vec<u8>),
+}
+
+/// The request body for the script, read whole first (the event loop has done so already)
+/// so that `CONTENT_LENGTH` is exact whatever the framing, memory stays bounded (a large
+/// body waits in a temporary file), and a client that sends slowly holds no script. Also
+/// returns its length.
+fn script_input(request: &mut HttpRequest<'_>) -> io::Result<(ScriptInput, u64)> {
+    if request.rfile.known_length() == Some(0) {
+        return Ok((ScriptInput::Bytes(Vec::new()), 0));
+    }
+    let mut own = Spool::new();
+    if request.rfile.spool_mut().is_none() {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = request.rfile.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            own.write(&chunk[..n])?;
         }
-        if head.len() > MAX_CGI_HEADER {
-            return Err(CgiFailure::BadOutput("header section too large".into()));
-        }
-        let n = read_until(&mut stdout, &mut chunk, deadline)?;
-        if n == 0 {
-            return Err(CgiFailure::BadOutput(
-                "output ended before the blank line after its headers".into(),
-            ));
-        }
-        head.extend_from_slice(&chunk[..n]);
+    }
+    let spool = match request.rfile.spool_mut() {
+        Some(spool) => spool,
+        None => &mut own,
     };
-    let (status, headers) =
-        parse_cgi_headers(&head[..body_start]).map_err(CgiFailure::BadOutput)?;
+    let len = spool.remaining();
+    if let Some(bytes) = spool.memory() {
+        return Ok((ScriptInput::Bytes(bytes.to_vec()), len));
+    }
+    let file = spool.file()?.expect("a spool not in memory is in a file");
+    // The duplicate shares the file position the spool set: the script reads from there.
+    Ok((ScriptInput::File(file.try_clone()?), len))
+}
+
+/// Largest piece of output read from the script at a time.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+
+/// A running script's pipes: one `poll` over its input, output and errors, so that no
+/// descendant holding a pipe open can hold the request past the time limit.
+struct ScriptRun {
+    stdin: Option<ChildStdin>,
+    input: Vec<u8>,
+    written: usize,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    /// What the script wrote to stderr, up to [`MAX_STDERR`].
+    errors: Vec<u8>,
+}
+
+impl ScriptRun {
+    fn new(child: &mut Child, input: Vec<u8>) -> io::Result<Self> {
+        let run = ScriptRun {
+            stdin: child.stdin.take(),
+            input,
+            written: 0,
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            errors: Vec::new(),
+        };
+        for fd in [
+            run.stdin.as_ref().map(AsFd::as_fd),
+            run.stdout.as_ref().map(AsFd::as_fd),
+            run.stderr.as_ref().map(AsFd::as_fd),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            set_nonblocking(fd)?;
+        }
+        Ok(run)
+    }
+
+    /// Relays the script's answer to the client as it comes, until its output ends, its
+    /// answer is complete, or `deadline`.
+    fn relay(
+        &mut self,
+        request: &mut HttpRequest<'_>,
+        deadline: Instant,
+    ) -> Result<(), CgiFailure> {
+        let mut answer = Answer::Head(Vec::new());
+        let mut chunk = vec![0u8; OUTPUT_CHUNK];
+        loop {
+            if answer.is_complete() {
+                return answer.finish(request);
+            }
+            if self.stdout.is_none() {
+                return answer.finish(request);
+            }
+            let readable = self.wait(deadline)?;
+            if let (true, Some(stdout)) = (readable.stdout, &mut self.stdout) {
+                match stdout.read(&mut chunk) {
+                    Ok(0) => self.stdout = None,
+                    Ok(n) => answer.feed(request, &chunk[..n])?,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(err.into()),
+                }
+                // What came leaves now: a script that answers a little at a time is seen
+                // a little at a time.
+                if answer.started() {
+                    request.wfile.flush()?;
+                }
+            }
+            if readable.stderr {
+                self.read_errors();
+            }
+            if readable.stdin {
+                self.write_input();
+            }
+        }
+    }
+
+    /// Waits until a pipe is ready or `deadline`.
+    fn wait(&self, deadline: Instant) -> Result<Ready, CgiFailure> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(CgiFailure::TimedOut);
+            }
+            let pending_input = self.written < self.input.len();
+            let mut fds = Vec::with_capacity(3);
+            let stdin = self.stdin.as_ref().filter(|_| pending_input);
+            if let Some(stdin) = stdin {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLOUT));
+            }
+            if let Some(stdout) = &self.stdout {
+                fds.push(PollFd::new(stdout.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(stderr) = &self.stderr {
+                fds.push(PollFd::new(stderr.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, poll_timeout(left)) {
+                Ok(0) => return Err(CgiFailure::TimedOut),
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(io::Error::from(errno).into()),
+            }
+            let ready = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+            let mut i = 0;
+            let mut next = || {
+                i += 1;
+                ready(i - 1)
+            };
+            return Ok(Ready {
+                stdin: stdin.is_some() && next(),
+                stdout: self.stdout.is_some() && next(),
+                stderr: self.stderr.is_some() && next(),
+            });
+        }
+    }
+
+    /// Writes what the pipe takes of the body; closes the pipe once all is written (or the
+    /// script stopped reading).
+    fn write_input(&mut self) {
+        let Some(stdin) = &mut self.stdin else {
+            return;
+        };
+        match stdin.write(&self.input[self.written..]) {
+            Ok(n) => self.written += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            // A script may ignore its input and exit: a broken pipe is not our failure.
+            Err(_) => self.written = self.input.len(),
+        }
+        if self.written >= self.input.len() {
+            self.stdin = None;
+        }
+    }
+
+    /// Keeps what the script writes to stderr, up to a limit; the rest is dropped.
+    fn read_errors(&mut self) {
+        let Some(stderr) = &mut self.stderr else {
+            return;
+        };
+        let mut chunk = [0u8; 8192];
+        match stderr.read(&mut chunk) {
+            Ok(0) => self.stderr = None,
+            Ok(n) => {
+                let room = MAX_STDERR.saturating_sub(self.errors.len());
+                self.errors.extend_from_slice(&chunk[..n.min(room)]);
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => self.stderr = None,
+        }
+    }
+}
+
+/// Which of a script's pipes are ready.
+struct Ready {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// The script's answer, turned into the HTTP response as it arrives.
+enum Answer {
+    /// Collecting the CGI header section.
+    Head(Vec<u8>),
+    /// Relaying the body, framed so that the client can tell a whole answer from a cut
+    /// one.
+    Body(Framing),
+}
+
+#[derive(Clone, Copy)]
+enum Framing {
+    /// The script's `Content-Length`: this many bytes are left.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`, ended by the last chunk only when the script's output
+    /// ended as it should.
+    Chunked,
+    /// Until the connection closes (HTTP/1.0, or no body).
+    Close,
+}
+
+impl Answer {
+    fn started(&self) -> bool {
+        matches!(self, Answer::Body(_))
+    }
+
+    /// The script sent all its `Content-Length` promised: nothing more is awaited, whatever
+    /// holds its output open.
+    fn is_complete(&self) -> bool {
+        matches!(self, Answer::Body(Framing::Length(0)))
+    }
+
+    fn feed(&mut self, request: &mut HttpRequest<'_>, data: &[u8]) -> Result<(), CgiFailure> {
+        match self {
+            Answer::Head(head) => {
+                head.extend_from_slice(data);
+                let Some(body_start) = header_end(head) else {
+                    if head.len() > MAX_CGI_HEADER {
+                        return Err(CgiFailure::BadOutput("header section too large".into()));
+                    }
+                    return Ok(());
+                };
+                let head = std::mem::take(head);
+                let framing = start_response(request, &head[..body_start])?;
+                *self = Answer::Body(framing);
+                self.feed(request, &head[body_start..])
+            }
+            Answer::Body(Framing::Length(left)) => {
+                let n = data.len().min(*left as usize);
+                request.wfile.write_all(&data[..n])?;
+                *left -= n as u64;
+                Ok(())
+            }
+            Answer::Body(Framing::Chunked) if data.is_empty() => Ok(()),
+            Answer::Body(Framing::Chunked) => {
+                write!(request.wfile, "{:x}\r\n", data.len())?;
+                request.wfile.write_all(data)?;
+                request.wfile.write_all(b"\r\n")?;
+                Ok(())
+            }
+            Answer::Body(Framing::Close) => Ok(request.wfile.write_all(data)?),
+        }
+    }
+
+    /// The script's output ended (or its answer is complete).
+    fn finish(self, request: &mut HttpRequest<'_>) -> Result<(), CgiFailure> {
+        match self {
+            Answer::Head(_) => Err(CgiFailure::BadOutput(
+                "output ended before the blank line after its headers".into(),
+            )),
+            Answer::Body(Framing::Length(0)) | Answer::Body(Framing::Close) => Ok(()),
+            Answer::Body(Framing::Length(left)) => Err(CgiFailure::BadOutput(format!(
+                "output ended {left} bytes short of its Content-Length"
+            ))),
+            Answer::Body(Framing::Chunked) => {
+                request.wfile.write_all(b"0\r\n\r\n")?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Sends the status line and headers of the script's answer; returns how its body is
+/// framed.
+fn start_response(request: &mut HttpRequest<'_>, head: &[u8]) -> Result<Framing, CgiFailure> {
+    let (status, headers) = parse_cgi_headers(head).map_err(CgiFailure::BadOutput)?;
     request.send_response_message(status.0, status.1.as_deref())?;
+    let mut length = None;
     for (name, value) in &headers {
+        // Framing is the server's: a script's own would let it desynchronize the
+        // connection.
+        if name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("connection")
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            match value.trim().parse::<u64>() {
+                Ok(n) if length.is_none() => length = Some(n),
+                _ => {
+                    return Err(CgiFailure::BadOutput(format!(
+                        "invalid Content-Length {value:?}"
+                    )))
+                }
+            }
+        }
         request.send_header(name, value)?;
     }
-    request.end_headers()?;
-    request.wfile.write_all(&head[body_start..])?;
-    loop {
-        let n = read_until(&mut stdout, &mut chunk, deadline)?;
-        if n == 0 {
-            return Ok(());
+    let no_body = request.command == Method::HEAD
+        || crate::http::status::forbids_body(status.0)
+        || status.0 == StatusCode::NOT_MODIFIED;
+    let chunked = request.request_version >= Version::HTTP_11
+        && request.protocol_version() >= Version::HTTP_11;
+    let framing = match length {
+        Some(n) if !no_body => Framing::Length(n),
+        _ if no_body => Framing::Close,
+        None if chunked => {
+            request.send_header("Transfer-Encoding", "chunked")?;
+            Framing::Chunked
         }
-        request.wfile.write_all(&chunk[..n])?;
-    }
+        None => {
+            request.close_connection = true;
+            Framing::Close
+        }
+        Some(_) => unreachable!("covered above"),
+    };
+    request.end_headers()?;
+    Ok(match framing {
+        // No body follows, whatever the script writes.
+        _ if no_body => Framing::Length(0),
+        framing => framing,
+    })
+}
+
+/// Makes a pipe's reads and writes fail with `WouldBlock` instead of waiting.
+fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+fn poll_timeout(left: Duration) -> PollTimeout {
+    let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
 /// The index just past the blank line ending the CGI header section (LF or CRLF lines).
@@ -516,6 +793,11 @@ impl<F: FormHandler> HttpHandler for CgiHttpHandler<F> {
 
     fn protocol_version(&self) -> Version {
         self.files.protocol_version()
+    }
+
+    /// Scripts run on a worker; files stay on the event loop's thread.
+    fn blocks(&self, request: &HttpRequest<'_>) -> bool {
+        self.cgi_parts(&request.path).is_some() || self.files.blocks(request)
     }
 
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {

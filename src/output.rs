@@ -13,6 +13,8 @@
 //! A file is sent with `sendfile`: the kernel copies it from the page cache to the socket,
 //! so a large file costs neither a copy through user space nor memory per connection.
 
+use std::collections::VecDeque;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 
@@ -25,7 +27,7 @@ use crate::connection::Connection;
 /// Largest piece of a file handed to one `sendfile`.
 const SENDFILE_CHUNK: u64 = 1 << 30;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Output {
     /// Sent first.
     pub(crate) bytes: Vec<u8>,
@@ -35,6 +37,15 @@ pub(crate) struct Output {
     sent: u64,
     /// Why sending failed, once it has: the connection carries nothing more.
     failure: Option<io::ErrorKind>,
+    /// What to do once the stream has been sent up to a position, in order.
+    receipts: VecDeque<Receipt>,
+}
+
+/// Called with how far the output stream was sent, once it reached `position` or the
+/// connection ended short of it.
+struct Receipt {
+    position: u64,
+    then: Box<dyn FnOnce(u64) + Send>,
 }
 
 /// `length` bytes of `file` from `offset`.
@@ -65,6 +76,28 @@ impl Output {
     pub(crate) fn position(&self) -> u64 {
         let waiting = self.file.as_ref().map_or(0, |f| f.length);
         self.sent + self.bytes.len() as u64 + waiting
+    }
+
+    /// Calls `then` with how far the stream was sent once it has been sent up to
+    /// `position` (at once if it has), or when the connection ends short of it.
+    pub(crate) fn when_sent(&mut self, position: u64, then: Box<dyn FnOnce(u64) + Send>) {
+        if position <= self.sent {
+            return then(self.sent);
+        }
+        self.receipts.push_back(Receipt { position, then });
+    }
+
+    /// Counts `n` more bytes as sent, and hands out the receipts they complete.
+    fn advance(&mut self, n: u64) {
+        self.sent += n;
+        while self
+            .receipts
+            .front()
+            .is_some_and(|r| r.position <= self.sent)
+        {
+            let receipt = self.receipts.pop_front().expect("a receipt");
+            (receipt.then)(self.sent);
+        }
     }
 
     /// Remembers `err` as the end of this connection's output, drops what waits, and
@@ -115,7 +148,7 @@ impl Output {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.bytes.drain(..n);
-                    self.sent += n as u64;
+                    self.advance(n as u64);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -129,7 +162,8 @@ impl Output {
         connection.set_nonblocking(true)?;
         let before = range.length;
         let result = send_file(connection, range);
-        self.sent += before - range.length;
+        let sent = before - range.length;
+        self.advance(sent);
         connection.set_nonblocking(false)?;
         match result {
             Ok(()) => {
@@ -164,7 +198,7 @@ impl Output {
                 Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     written += n;
-                    self.sent += n as u64;
+                    self.advance(n as u64);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(self.fail(err)),
@@ -188,19 +222,29 @@ impl Output {
         let mut slices = [IoSlice::new(&self.bytes), IoSlice::new(data)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
         let mut writer = connection;
-        while !slices.is_empty() {
+        let mut written = 0;
+        let result = loop {
+            if slices.is_empty() {
+                break Ok(());
+            }
             match writer.write_vectored(slices) {
-                Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.sent += n as u64;
+                    written += n as u64;
                     IoSlice::advance_slices(&mut slices, n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(self.fail(err)),
+                Err(err) => break Err(err),
             }
+        };
+        self.advance(written);
+        match result {
+            Ok(()) => {
+                self.bytes.clear();
+                Ok(())
+            }
+            Err(err) => Err(self.fail(err)),
         }
-        self.bytes.clear();
-        Ok(())
     }
 
     /// Sends what the socket takes now of the buffer and then `data`, and keeps the rest
@@ -224,7 +268,7 @@ impl Output {
                 Ok(0) => return Err(self.fail(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     written += n;
-                    self.sent += n as u64;
+                    self.advance(n as u64);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -251,7 +295,7 @@ impl Output {
         self.check()?;
         let before = range.length;
         let result = send_file(connection, &mut range);
-        self.sent += before - range.length;
+        self.advance(before - range.length);
         result.map_err(|err| self.fail(err))
     }
 
@@ -260,6 +304,26 @@ impl Output {
         if self.bytes.is_empty() {
             buffer::give_empty(std::mem::take(&mut self.bytes));
         }
+    }
+}
+
+impl Drop for Output {
+    /// The connection is over: what was not sent never will be.
+    fn drop(&mut self) {
+        for receipt in self.receipts.drain(..) {
+            (receipt.then)(self.sent);
+        }
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("bytes", &self.bytes.len())
+            .field("file", &self.file)
+            .field("sent", &self.sent)
+            .field("failure", &self.failure)
+            .finish_non_exhaustive()
     }
 }
 

@@ -7,7 +7,7 @@ mod http_support;
 use std::io::Write;
 use std::net::Shutdown;
 
-use http_support::{exchange, start, Client, Echo, Echo11, Echoed};
+use http_support::{exchange, flavor, start, Client, Echo, Echo11, Echoed};
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::HandlerResult;
 
@@ -295,7 +295,13 @@ fn unread_body_larger_than_max_drain_closes_the_connection() {
     });
     let response = client.read_response();
     assert_eq!(response.text(), "ignored /big");
-    client.expect_closed();
+    if flavor().reads_ahead() {
+        // The loop read the body before the handler ran: nothing is left to drain, and
+        // the connection carries the next request.
+        assert_eq!(client.read_response().text(), "got /never");
+    } else {
+        client.expect_closed();
+    }
     sender.join().unwrap();
 
     // Under the limit, the same server keeps the connection.

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http_support::{connect, read_to_eof, start, wait_until, Client, Echo11, Echoed, IO_TIMEOUT};
+use http_support::{
+    connect, flavor, read_to_eof, start, wait_until, Client, Echo11, Echoed, IO_TIMEOUT,
+};
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::HandlerResult;
 
@@ -110,9 +112,19 @@ fn response_survives_the_close_of_a_connection_with_unread_body() {
     // response still queued in the kernel; the server must close its side and linger.
     let server = start(BigAnswer);
     let mut stream = connect(server.addr());
-    stream
-        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
-        .unwrap();
+    if flavor().reads_ahead() {
+        // The loop answers once a body is in, so the input left unread is what follows a
+        // request that closes the connection.
+        stream
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+    } else {
+        stream
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000\r\n\r\n")
+            .unwrap();
+    }
     stream.write_all(&vec![b'u'; 256 * 1024]).unwrap();
     let responses = http_support::parse_all(&read_to_eof(&mut stream));
     assert_eq!(responses.len(), 1);
@@ -154,7 +166,9 @@ fn chunked_body_growing_past_max_body_size_gets_413() {
     let response = client.read_response();
     assert_eq!(response.status, 413, "{response:#?}");
     client.expect_closed();
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Read ahead, a body over the limit never reaches the handler.
+    let expected = if flavor().reads_ahead() { 1 } else { 3 };
+    assert_eq!(calls.load(Ordering::SeqCst), expected);
 }
 
 #[test]
@@ -268,7 +282,8 @@ fn slow_body_gets_408() {
     assert!(response.connection_has("close"));
     client.expect_closed();
     assert!(started.elapsed() >= SHORT - Duration::from_millis(50));
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let expected = if flavor().reads_ahead() { 0 } else { 1 };
+    assert_eq!(calls.load(Ordering::SeqCst), expected);
 
     // Chunked: a chunk that never completes.
     let mut client = Client::connect(server.addr());

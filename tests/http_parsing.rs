@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
 
-use http_support::{connect, exchange_one, read_to_eof, start, Client, Echo, Echo11, Echoed};
+use http_support::{
+    connect, exchange_one, flavor, read_to_eof, start, Client, Echo, Echo11, Echoed,
+};
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::{BoxError, HandlerResult};
 
@@ -519,6 +521,17 @@ fn expect_100_continue_is_not_answered_when_the_body_is_not_read() {
     client.send(
         b"POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
     );
+    if flavor().reads_ahead() {
+        // The loop reads the body before the handler runs: `handle_expect_100` accepts it
+        // (the default), and the request goes on as any other.
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        assert_eq!(client.read_exact_bytes(interim.len()), interim);
+        client.send(b"hello");
+        let response = client.read_response();
+        assert_eq!(response.body, b"not read");
+        assert!(!response.connection_has("close"), "{response:#?}");
+        return;
+    }
     // The final response comes first and alone: no 100 Continue before it.
     let response = client.read_response();
     assert_eq!(response.status, 200, "{response:#?}");

@@ -427,6 +427,11 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
         self.config.protocol_version
     }
 
+    /// Only a form may wait (for its [`FormHandler`]); files never do.
+    fn blocks(&self, request: &HttpRequest<'_>) -> bool {
+        request.command == http::Method::POST && !F::NONBLOCKING
+    }
+
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
         self.serve(request)
     }

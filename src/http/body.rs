@@ -3,6 +3,9 @@
 //! It decodes `Content-Length` and `chunked` framing, never reads into the next pipelined
 //! request, sends `100 Continue` the first time a handler reads a body the client is holding
 //! back, and remembers why a read failed so the server can answer with the right status.
+//! On an event loop the body has been read ahead (into the connection's buffer, or a
+//! [`Spool`] when it is larger or chunked) before the handler runs, so reading it never
+//! waits for the client.
 
 use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,14 +13,11 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::chunked::{ChunkedDecoder, Malformed};
 use super::head::Framing;
 use super::socket::TimedSocket;
+use super::spool::Spool;
 use crate::handler::Rfile;
-
-/// Longest chunk-size line (size, extensions and line end).
-const MAX_CHUNK_LINE: usize = 4096;
-/// Largest trailer section, which is read and discarded.
-const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// The body of the request being handled: Python's `rfile`, bounded to this request.
 ///
@@ -29,8 +29,12 @@ pub struct Body<'a> {
     input: &'a mut Rfile,
     socket: &'a mut TimedSocket,
     framing: Framing,
-    state: State,
-    max_size: u64,
+    /// What is left to read of the body on the connection.
+    wire: Wire,
+    /// The body, read ahead whole; reads come from here.
+    spool: Option<&'a mut Spool>,
+    /// Not readable yet: `handle_expect_100` runs before the body is asked for.
+    held: bool,
     received: u64,
     timeout: Duration,
     /// `Expect: 100-continue` was sent and no 100 yet.
@@ -39,17 +43,15 @@ pub struct Body<'a> {
     failure: Option<StatusCode>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+#[derive(Debug)]
+enum Wire {
     Length(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkEnd,
-    Trailers,
+    Chunked(ChunkedDecoder),
     Done,
 }
 
 impl<'a> Body<'a> {
+    /// A body read from the connection as the handler asks for it.
     pub(crate) fn new(
         input: &'a mut Rfile,
         socket: &'a mut TimedSocket,
@@ -59,23 +61,38 @@ impl<'a> Body<'a> {
         expect_continue: bool,
         response_started: &'a AtomicBool,
     ) -> Self {
-        let state = match framing {
-            Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::ChunkSize,
+        let wire = match framing {
+            Framing::Length(0) => Wire::Done,
+            Framing::Length(n) => Wire::Length(n),
+            Framing::Chunked => Wire::Chunked(ChunkedDecoder::new(max_size)),
         };
         Body {
             input,
             socket,
             framing,
-            state,
-            max_size,
+            continue_pending: expect_continue && !matches!(wire, Wire::Done),
+            wire,
+            spool: None,
+            held: false,
             received: 0,
             timeout,
-            continue_pending: expect_continue && state != State::Done,
             response_started,
             failure: None,
         }
+    }
+
+    /// The same body, read ahead whole into `spool`.
+    pub(crate) fn spooled(mut self, spool: &'a mut Spool) -> Self {
+        self.wire = Wire::Done;
+        self.continue_pending = false;
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The same body, not to be read yet (the client waits for `100 Continue`).
+    pub(crate) fn held(mut self) -> Self {
+        self.held = true;
+        self
     }
 
     /// The declared length of a `Content-Length` body; `None` for a chunked one.
@@ -91,10 +108,24 @@ impl<'a> Body<'a> {
         self.framing == Framing::Chunked
     }
 
+    /// The body's length if it is known before it is read: its `Content-Length`, or the
+    /// length of a chunked body the server has read ahead.
+    pub fn known_length(&self) -> Option<u64> {
+        match &self.spool {
+            Some(spool) => Some(spool.len()),
+            None => self.content_length(),
+        }
+    }
+
     /// Bytes buffered after what this body has consumed: the rest of the body or the next
     /// pipelined request.
     pub(crate) fn input_buffer(&self) -> &[u8] {
         self.input.buffer()
+    }
+
+    /// The spooled body, for a reader that wants it whole (CGI).
+    pub(crate) fn spool_mut(&mut self) -> Option<&mut Spool> {
+        self.spool.as_deref_mut()
     }
 
     /// Body bytes read so far.
@@ -104,7 +135,16 @@ impl<'a> Body<'a> {
 
     /// Whether the whole body has been read.
     pub fn is_complete(&self) -> bool {
-        self.state == State::Done
+        match &self.spool {
+            Some(spool) => spool.remaining() == 0,
+            None => self.wire_complete(),
+        }
+    }
+
+    /// Whether nothing of the body is left on the connection (read by the handler, or
+    /// ahead of it).
+    pub(crate) fn wire_complete(&self) -> bool {
+        matches!(self.wire, Wire::Done)
     }
 
     /// The status a failed read calls for (400, 408 or 413), if a read failed.
@@ -115,37 +155,37 @@ impl<'a> Body<'a> {
     /// Reads the rest of the body into a vector (bounded by the server's `max_body_size`).
     pub fn read_all(&mut self) -> io::Result<Vec<u8>> {
         let mut data = Vec::new();
-        if let Some(n) = self.content_length() {
+        if let Some(n) = self.known_length() {
             data.reserve(n.min(1 << 20) as usize);
         }
         self.read_to_end(&mut data)?;
         Ok(data)
     }
 
+    /// The client asked for `100 Continue` and has not been sent it: it holds the body back.
+    pub(crate) fn awaits_continue(&self) -> bool {
+        self.continue_pending || self.held
+    }
+
     /// After the handler: reads and discards up to `max` unread bytes so the connection can
     /// carry the next request. `false` if the body is not done by then (or a client waiting
     /// for `100 Continue` was never told to send it): the connection must close.
-    /// The client asked for `100 Continue` and has not been sent it: it holds the body back.
-    pub(crate) fn awaits_continue(&self) -> bool {
-        self.continue_pending
-    }
-
     pub(crate) fn drain(&mut self, max: u64) -> bool {
-        if self.state == State::Done {
+        if self.wire_complete() {
             return true;
         }
-        if self.continue_pending {
+        if self.awaits_continue() {
             return false;
         }
         let mut budget = max;
         let mut scratch = [0u8; 8192];
-        while self.state != State::Done {
+        while !self.wire_complete() {
             let want = scratch.len().min(budget.min(usize::MAX as u64) as usize);
             if want == 0 {
                 return false;
             }
             match self.read(&mut scratch[..want]) {
-                Ok(0) => return self.state == State::Done,
+                Ok(0) => return self.wire_complete(),
                 Ok(n) => budget -= n as u64,
                 Err(_) => return false,
             }
@@ -155,8 +195,16 @@ impl<'a> Body<'a> {
 
     fn fail(&mut self, status: StatusCode, kind: io::ErrorKind, message: &str) -> io::Error {
         self.failure.get_or_insert(status);
-        self.state = State::Done;
+        self.wire = Wire::Done;
         io::Error::new(kind, message.to_string())
+    }
+
+    fn malformed(&mut self, malformed: Malformed) -> io::Error {
+        self.fail(
+            malformed.status,
+            io::ErrorKind::InvalidData,
+            malformed.message,
+        )
     }
 
     fn send_continue(&mut self) -> io::Result<()> {
@@ -170,189 +218,119 @@ impl<'a> Body<'a> {
         Ok(())
     }
 
-    /// Buffered input, reading more if there is none; fails on end-of-file.
-    fn fill(&mut self) -> io::Result<&[u8]> {
-        if self.input.buffer().is_empty() {
-            self.socket.set_read_timeout(self.timeout)?;
-            loop {
-                match self.input.fill_buf() {
-                    Ok([]) => {
-                        return Err(self.fail(
-                            StatusCode::BAD_REQUEST,
-                            io::ErrorKind::UnexpectedEof,
-                            "the client closed the connection before the end of the body",
-                        ))
-                    }
-                    Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        return Err(self.fail(
-                            StatusCode::REQUEST_TIMEOUT,
-                            io::ErrorKind::TimedOut,
-                            "timed out reading the request body",
-                        ))
-                    }
-                    Err(e) => {
-                        self.state = State::Done;
-                        return Err(e);
+    /// Makes sure some input is buffered, reading more if there is none; fails on
+    /// end-of-file.
+    fn fill(&mut self) -> io::Result<()> {
+        if !self.input.buffer().is_empty() {
+            return Ok(());
+        }
+        self.socket.set_read_timeout(self.timeout)?;
+        loop {
+            match self.input.fill_buf() {
+                Ok([]) => {
+                    return Err(self.fail(
+                        StatusCode::BAD_REQUEST,
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed the connection before the end of the body",
+                    ))
+                }
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(self.fail(
+                        StatusCode::REQUEST_TIMEOUT,
+                        io::ErrorKind::TimedOut,
+                        "timed out reading the request body",
+                    ))
+                }
+                Err(e) => {
+                    self.wire = Wire::Done;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Reads body bytes from the connection into `out`.
+    fn read_wire(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        self.send_continue()?;
+        loop {
+            match &mut self.wire {
+                Wire::Done => return Ok(0),
+                Wire::Length(remaining) => {
+                    let remaining = *remaining;
+                    self.fill()?;
+                    let available = self.input.buffer();
+                    let n = available
+                        .len()
+                        .min(out.len())
+                        .min(remaining.min(usize::MAX as u64) as usize);
+                    out[..n].copy_from_slice(&available[..n]);
+                    self.input.consume(n);
+                    let left = remaining - n as u64;
+                    self.wire = if left == 0 {
+                        Wire::Done
+                    } else {
+                        Wire::Length(left)
+                    };
+                    return Ok(n);
+                }
+                Wire::Chunked(decoder) if decoder.is_done() => self.wire = Wire::Done,
+                Wire::Chunked(_) => {
+                    self.fill()?;
+                    let Wire::Chunked(decoder) = &mut self.wire else {
+                        unreachable!("the wire is chunked")
+                    };
+                    // No more data than `out` holds: what the decoder takes, it has given.
+                    let available = self.input.buffer();
+                    let piece = &available[..available.len().min(out.len())];
+                    let decoded = match decoder.decode(piece) {
+                        Ok(decoded) => decoded,
+                        Err(malformed) => return Err(self.malformed(malformed)),
+                    };
+                    let n = decoded.data.len();
+                    out[..n].copy_from_slice(decoded.data);
+                    let consumed = decoded.consumed;
+                    self.input.consume(consumed);
+                    if n > 0 {
+                        return Ok(n);
                     }
                 }
             }
         }
-        Ok(self.input.buffer())
     }
-
-    /// Copies up to `remaining` body bytes into `out`.
-    fn copy_data(&mut self, out: &mut [u8], remaining: u64) -> io::Result<usize> {
-        let available = self.fill()?;
-        let n = available
-            .len()
-            .min(out.len())
-            .min(remaining.min(usize::MAX as u64) as usize);
-        out[..n].copy_from_slice(&available[..n]);
-        self.input.consume(n);
-        self.received += n as u64;
-        Ok(n)
-    }
-
-    /// Reads one line of at most `max` bytes, line end included.
-    fn read_line(&mut self, max: usize, what: &str) -> io::Result<Vec<u8>> {
-        let mut line = Vec::new();
-        loop {
-            let available = self.fill()?;
-            let (take, done) = match available.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (available.len(), false),
-            };
-            if line.len() + take > max {
-                return Err(self.fail(
-                    StatusCode::BAD_REQUEST,
-                    io::ErrorKind::InvalidData,
-                    &format!("{what} too long"),
-                ));
-            }
-            line.extend_from_slice(&available[..take]);
-            self.input.consume(take);
-            if done {
-                return Ok(line);
-            }
-        }
-    }
-
-    fn read_chunk_size(&mut self) -> io::Result<u64> {
-        let line = self.read_line(MAX_CHUNK_LINE, "chunk size line")?;
-        let line = trim_line_end(&line);
-        let digits_end = line
-            .iter()
-            .position(|b| !b.is_ascii_hexdigit())
-            .unwrap_or(line.len());
-        let (digits, rest) = line.split_at(digits_end);
-        // After the size: optional whitespace, then nothing or `;extensions`.
-        let rest = rest.trim_ascii_start();
-        let valid_rest = rest.is_empty() || rest.starts_with(b";");
-        if digits.is_empty() || digits.len() > 16 || !valid_rest {
-            return Err(self.fail(
-                StatusCode::BAD_REQUEST,
-                io::ErrorKind::InvalidData,
-                "malformed chunk size",
-            ));
-        }
-        let digits = std::str::from_utf8(digits).unwrap_or("");
-        u64::from_str_radix(digits, 16).map_err(|_| {
-            self.fail(
-                StatusCode::BAD_REQUEST,
-                io::ErrorKind::InvalidData,
-                "malformed chunk size",
-            )
-        })
-    }
-}
-
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 impl Read for Body<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() || self.state == State::Done {
+        if out.is_empty() {
             return Ok(0);
         }
-        self.send_continue()?;
-        loop {
-            match self.state {
-                State::Done => return Ok(0),
-                State::Length(remaining) => {
-                    let n = self.copy_data(out, remaining)?;
-                    let left = remaining - n as u64;
-                    self.state = if left == 0 {
-                        State::Done
-                    } else {
-                        State::Length(left)
-                    };
-                    return Ok(n);
-                }
-                State::ChunkSize => {
-                    let size = self.read_chunk_size()?;
-                    if size == 0 {
-                        self.state = State::Trailers;
-                    } else if self.received.saturating_add(size) > self.max_size {
-                        return Err(self.fail(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            io::ErrorKind::InvalidData,
-                            "the request body is larger than the server accepts",
-                        ));
-                    } else {
-                        self.state = State::ChunkData(size);
-                    }
-                }
-                State::ChunkData(remaining) => {
-                    let n = self.copy_data(out, remaining)?;
-                    let left = remaining - n as u64;
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData(left)
-                    };
-                    return Ok(n);
-                }
-                State::ChunkEnd => {
-                    let line = self.read_line(2, "chunk data")?;
-                    if !trim_line_end(&line).is_empty() {
-                        return Err(self.fail(
-                            StatusCode::BAD_REQUEST,
-                            io::ErrorKind::InvalidData,
-                            "chunk data longer than its size",
-                        ));
-                    }
-                    self.state = State::ChunkSize;
-                }
-                State::Trailers => {
-                    let mut total = 0;
-                    loop {
-                        let line = self.read_line(MAX_TRAILER_BYTES - total, "trailer section")?;
-                        total += line.len();
-                        if trim_line_end(&line).is_empty() {
-                            break;
-                        }
-                    }
-                    self.state = State::Done;
-                    return Ok(0);
-                }
-            }
+        if self.held {
+            return Err(io::Error::other(
+                "the body can be read once handle_expect_100 has returned",
+            ));
         }
+        let n = match &mut self.spool {
+            Some(spool) => spool.read(out)?,
+            None => self.read_wire(out)?,
+        };
+        self.received += n as u64;
+        Ok(n)
     }
 }
 
 impl std::fmt::Debug for Body<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Body")
-            .field("state", &self.state)
+            .field("framing", &self.framing)
+            .field("wire", &self.wire)
+            .field("spooled", &self.spool.is_some())
             .field("received", &self.received)
             .field("failure", &self.failure)
             .finish_non_exhaustive()

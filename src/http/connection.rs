@@ -1,33 +1,34 @@
-//! One HTTP connection: read a request head, answer the request, repeat while both sides
-//! keep the connection open.
+//! One HTTP connection: read a request, answer it, repeat while both sides keep the
+//! connection open.
 //!
-//! This is where the protocol's promises are kept whatever the handler does: every request
-//! gets exactly one response (a 500 if the handler sent none or failed before answering),
-//! pipelined requests are answered in order and their answers leave together, an unread
-//! body is drained or the connection closed, and malformed requests get their 4xx.
+//! Two drivers share the exchange of one request ([`exchange`](super::exchange)):
+//!
+//! - [`serve_blocking`], for a thread of its own (threading, a pool, a forked child):
+//!   reads wait, bounded by the timeouts of [`Limits`].
+//! - [`serve_parked`], for an event loop: nothing waits. The head and the body are read as
+//!   they arrive ([`ahead`](super::ahead)), the connection parked in between with a deadline
+//!   for each stage; a request that [may block](HttpHandler::blocks) moves to a worker once
+//!   it is all here; output the socket does not take leaves as it drains; a closing
+//!   connection lingers parked.
 
-use std::any::Any;
-use std::io::{self, Read, Write};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::AtomicBool;
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::StatusCode;
 
-use super::body::Body;
-use super::handler::{dispatch, HttpHandler, HttpRequest, Settings};
+use super::ahead::{answer_expect, dispatch_pending, BodyStep, Dispatch, Pending};
+use super::exchange::{
+    exchange_streamed, holds_back, is_disconnect, reject, ConnectionContext, Exchanged, Failure,
+    Io, Parsed,
+};
+use super::handler::{HttpHandler, Settings};
 use super::head::{
-    expects_continue, find_head_end, framing, head_is_complete, parse_head, read_head,
-    skip_blank_lines, Framing, Head, HeadError, Rejection,
+    expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, Rejection,
 };
 use super::limits::Limits;
-use super::response::{ResponseWriter, OUTPUT_BUFFER};
 use super::socket::TimedSocket;
-use crate::address::ClientAddress;
 use crate::connection::Connection;
-use crate::handler::{BoxError, HandlerResult, Park, RequestHandler, Rfile, StreamRequest, Wake};
-use crate::output::Output;
-use crate::server::ServerHandle;
+use crate::handler::{HandlerResult, Park, RequestHandler, StreamRequest, Wake};
 
 /// Every [`HttpHandler`] serves connections of a stream server: the request loop of
 /// Python's `BaseHTTPRequestHandler.handle`.
@@ -37,37 +38,28 @@ impl<H: HttpHandler> RequestHandler for H {
     const RBUFSIZE: usize = 16 * 1024;
     // Responses leave in as few writes as possible; Nagle would only delay the last one.
     const DISABLE_NAGLE_ALGORITHM: bool = true;
-    const NONBLOCKING: bool = <H as HttpHandler>::NONBLOCKING;
+    // On an event loop the connection itself never waits (it parks), and a request that
+    // may is moved to a worker by `HttpHandler::blocks`: every connection starts on the
+    // loop's thread.
+    const NONBLOCKING: bool = true;
 
     fn handle(&mut self, stream: &mut StreamRequest) -> HandlerResult {
         serve_connection(self, stream)
     }
 }
 
-/// What one connection's requests share.
-struct ConnectionContext<'c> {
-    connection: &'c Connection,
-    client_address: &'c ClientAddress,
-    server: &'c ServerHandle,
-    limits: Limits,
-    settings: Settings,
-    /// On the event loop's thread: writes never wait.
-    inline: bool,
-}
-
-/// A connection's state between runs of `handle` on an event loop.
+/// A connection's state between requests, and on an event loop between runs of `handle`.
 struct ConnectionState {
     socket: TimedSocket,
+    /// The head being read.
     head: Vec<u8>,
     /// No request served yet: the idle time is the head timeout.
     first: bool,
     /// When a head that has begun must be complete.
     head_deadline: Option<Instant>,
     /// A request whose head is read and whose body is awaited (here or on a worker).
-    pending: Option<(Head, Framing, bool)>,
-    /// When the body of the pending request must be here.
-    body_deadline: Option<Instant>,
-    /// The connection closes once its output has left; then linger if input was unread.
+    pending: Option<Pending>,
+    /// The connection closes once its output has left; then lingers if input was unread.
     closing: Option<Closing>,
     /// Discarding input until this time before closing.
     lingering: Option<Instant>,
@@ -87,7 +79,6 @@ impl ConnectionState {
             first: true,
             head_deadline: None,
             pending: None,
-            body_deadline: None,
             closing: None,
             lingering: None,
         }
@@ -129,250 +120,256 @@ fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest)
         settings: Settings::of(handler),
         inline: stream.is_inline(),
     };
-    let result = serve_requests(handler, &context, stream, &mut state);
+    let result = if stream.can_park() {
+        serve_parked(handler, &context, stream, &mut state)
+    } else {
+        serve_blocking(handler, &context, stream, &mut state)
+    };
     if stream.parking.requested.is_some() {
         stream.parking.state = Some(state);
     }
     result
 }
 
-/// What a run of `handle` on an event loop does next.
-enum Next {
-    /// Serve the request whose head is buffered.
-    Serve,
-    /// Answer 408: part of a head came, not the rest in time.
-    Late,
-    /// Park until the wake-up.
-    Park(Wake, Option<Instant>),
-    /// The connection is over.
-    Close,
+fn io<'s>(stream: &'s mut StreamRequest, state: &'s mut ConnectionState) -> Io<'s> {
+    Io {
+        rfile: &mut stream.rfile,
+        socket: &mut state.socket,
+        output: &mut stream.output,
+    }
 }
 
-/// Serves requests while they are buffered or arriving; parks the connection when it would
-/// wait, if it can.
-fn serve_requests<H: HttpHandler>(
+/// Serves the connection's requests on a thread of its own: reads wait, bounded by the
+/// timeouts.
+fn serve_blocking<H: HttpHandler>(
     handler: &mut H,
     context: &ConnectionContext<'_>,
     stream: &mut StreamRequest,
     state: &mut ConnectionState,
 ) -> HandlerResult {
     let limits = &context.limits;
-    let parking = stream.can_park();
-    let timed_out = std::mem::take(&mut stream.parking.timed_out);
-    if parking {
-        if let Some(next) = close_step(stream, state, limits, timed_out) {
-            return finish_step(stream, state, limits, next);
+    loop {
+        let idle = state.idle_timeout(limits);
+        let read = read_head(
+            &mut stream.rfile,
+            &mut state.socket,
+            &mut state.head,
+            limits,
+            idle,
+        );
+        let parsed = match read {
+            Ok(()) => parse_request(&state.head, limits),
+            Err(HeadError::Closed | HeadError::Idle) => return Ok(()),
+            Err(HeadError::TimedOut) => Err(head_timed_out()),
+            Err(HeadError::Rejected(rejection)) => Err(rejection),
+            Err(HeadError::Io(err)) if is_disconnect(&err) => return Ok(()),
+            Err(HeadError::Io(err)) => return Err(err.into()),
+        };
+        state.first = false;
+        let exchanged = match parsed {
+            Ok(parsed) => exchange_streamed(handler, context, io(stream, state), parsed),
+            Err(rejection) => reject(context, io(stream, state), rejection)?,
+        };
+        if !exchanged.keep_alive {
+            if exchanged.unread_input {
+                linger(&mut state.socket);
+            }
+            return exchanged.failure.into_result();
         }
+        exchanged.failure.into_result()?;
+    }
+}
+
+/// What a run of `handle` on an event loop does next.
+enum Next {
+    /// Park until the wake-up.
+    Park(Wake, Option<Instant>),
+    /// The connection is over.
+    Close,
+}
+
+/// Serves the requests that are here, on an event loop; parks the connection whenever it
+/// would wait.
+fn serve_parked<H: HttpHandler>(
+    handler: &mut H,
+    context: &ConnectionContext<'_>,
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+) -> HandlerResult {
+    let limits = &context.limits;
+    // This run is for a deadline that passed: the stage it was set for has failed.
+    let mut timed_out = std::mem::take(&mut stream.parking.timed_out);
+    if let Some(next) = close_step(stream, state, limits, timed_out) {
+        return finish_step(stream, state, limits, next);
     }
     // Whether the socket may hold input not read yet: at first yes (the loop woke us), then
     // only if the last read filled the buffer. Not reading when it cannot saves a read that
     // would only say "nothing yet" before every park.
     let mut may_read = true;
     loop {
-        let parsed = match state.pending.take() {
-            Some(pending) => Ok(pending),
-            None => {
-                let late = if parking {
-                    match next_request(stream, state, limits, timed_out, may_read)? {
-                        Next::Serve => false,
-                        Next::Late => true,
-                        Next::Close => return close_after_output(stream, state, limits),
-                        next => return finish_step(stream, state, limits, next),
-                    }
-                } else {
-                    false
-                };
-                let idle = state.idle_timeout(limits);
-                let read = if late {
-                    Err(HeadError::TimedOut)
-                } else {
-                    read_head(
-                        &mut stream.rfile,
-                        &mut state.socket,
-                        &mut state.head,
-                        limits,
-                        idle,
-                    )
-                };
-                state.head_deadline = None;
-                match read {
-                    Ok(()) => parse_request(&state.head, limits),
-                    Err(HeadError::Closed | HeadError::Idle) => break,
-                    Err(HeadError::TimedOut) => Err(Rejection::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request timed out",
-                    )),
-                    Err(HeadError::Rejected(rejection)) => Err(rejection),
-                    Err(HeadError::Io(err)) if is_disconnect(&err) => break,
-                    Err(HeadError::Io(err)) => return Err(err.into()),
-                }
-            }
-        };
-        state.first = false;
-        let (keep_alive, unread_input, failure) = match parsed {
-            Ok((head, framing, expect)) => {
-                if context.inline && !timed_out {
-                    let wait = match body_arrival(&framing, expect, &mut stream.rfile)? {
-                        Arrival::Here => None,
-                        Arrival::Coming => {
-                            let deadline = *state
-                                .body_deadline
-                                .get_or_insert(Instant::now() + limits.body_timeout);
-                            Some(Next::Park(Wake::Readable, Some(deadline)))
+        let mut pending = match state.pending.take() {
+            Some(pending) => pending,
+            None => match next_head(stream, state, limits, timed_out, may_read)? {
+                HeadStep::Here => {
+                    let parsed = parse_request(&state.head, limits);
+                    state.head.clear();
+                    state.first = false;
+                    match parsed {
+                        Ok(parsed) => Pending::new(parsed, stream.rfile.capacity(), limits),
+                        Err(rejection) => {
+                            let exchanged = reject(context, io(stream, state), rejection)?;
+                            return close(stream, state, limits, exchanged);
                         }
-                        // Larger than the buffer, chunked, or held back for a 100 Continue:
-                        // read it where waiting is allowed.
-                        Arrival::Streamed => Some(Next::Park(Wake::Worker, None)),
-                    };
-                    if let Some(next) = wait {
-                        state.pending = Some((head, framing, expect));
-                        return finish_step(stream, state, limits, next);
                     }
                 }
-                state.body_deadline = None;
-                exchange(
-                    handler,
-                    context,
-                    &mut stream.rfile,
-                    &mut state.socket,
-                    &mut stream.output,
-                    head,
-                    framing,
-                    expect,
-                )
-            }
-            Err(rejection) => {
-                reject(
-                    context,
-                    &mut stream.rfile,
-                    &mut state.socket,
-                    &mut stream.output,
-                    rejection,
-                )?;
-                (false, true, Failure::None)
-            }
+                HeadStep::Refused(rejection) => {
+                    state.head.clear();
+                    let exchanged = reject(context, io(stream, state), rejection)?;
+                    return close(stream, state, limits, exchanged);
+                }
+                HeadStep::Wait(deadline) => {
+                    return finish_step(stream, state, limits, Next::Park(Wake::Readable, deadline))
+                }
+                HeadStep::Closed => return close_after_output(stream, state, limits),
+            },
         };
-        if parking {
-            if !keep_alive {
-                state.closing = Some(Closing {
-                    linger: unread_input,
-                    failure,
-                });
-                let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
+        if pending.awaits_continue() {
+            pending = match answer_expect(handler, context, io(stream, state), pending) {
+                Ok(pending) => pending,
+                Err(exchanged) => return close(stream, state, limits, exchanged),
+            };
+        }
+        match pending.read_body(&mut stream.rfile, limits, timed_out) {
+            BodyStep::Here => {}
+            BodyStep::Wait(deadline) => {
+                state.pending = Some(pending);
+                let next = Next::Park(Wake::Readable, Some(deadline));
                 return finish_step(stream, state, limits, next);
             }
-            failure.into_result()?;
-            may_read = !stream.rfile.drained();
-            if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
-                // The socket took only part of the answer: send the rest before reading on.
-                let deadline = Instant::now() + limits.send_timeout;
-                return finish_step(
-                    stream,
-                    state,
-                    limits,
-                    Next::Park(Wake::Writable, Some(deadline)),
-                );
+            BodyStep::Refused(rejection) => {
+                let exchanged = reject(context, io(stream, state), rejection)?;
+                return close(stream, state, limits, exchanged);
             }
-            continue;
         }
-        if !keep_alive {
-            failure.into_result()?;
-            if unread_input {
-                linger(&mut state.socket);
-            }
-            break;
+        timed_out = false;
+        let hand_off = context.inline;
+        let exchanged =
+            match dispatch_pending(handler, context, io(stream, state), pending, hand_off) {
+                Dispatch::Answered(exchanged) => exchanged,
+                Dispatch::HandedOff(pending) => {
+                    state.pending = Some(*pending);
+                    return finish_step(stream, state, limits, Next::Park(Wake::Worker, None));
+                }
+            };
+        if !exchanged.keep_alive {
+            return close(stream, state, limits, exchanged);
         }
-        failure.into_result()?;
+        exchanged.failure.into_result()?;
+        may_read = !stream.rfile.drained();
+        if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
+            // The socket took only part of the answer: send the rest before reading on.
+            let deadline = Instant::now() + limits.send_timeout;
+            let next = Next::Park(Wake::Writable, Some(deadline));
+            return finish_step(stream, state, limits, next);
+        }
     }
-    Ok(())
 }
 
-/// Where a request's body is, for a handler that must not wait for it.
-enum Arrival {
-    /// All buffered (or the client closed: the handler's read fails at once).
+/// Where the next request's head stands, on an event loop.
+enum HeadStep {
+    /// All here, in the connection's head buffer.
     Here,
-    /// On its way, and it fits the buffer.
-    Coming,
-    /// To be read as it comes.
-    Streamed,
+    /// Malformed, too large, or too late: answer this, and close.
+    Refused(Rejection),
+    /// Not all here: wait for more until then.
+    Wait(Option<Instant>),
+    /// The client closed (or stayed silent too long between requests).
+    Closed,
 }
 
-/// Reads what has arrived of a request's body without waiting, and says where it is.
-fn body_arrival(framing: &Framing, expect: bool, rfile: &mut Rfile) -> io::Result<Arrival> {
-    let Framing::Length(length) = *framing else {
-        return Ok(Arrival::Streamed);
-    };
-    if expect && (length as usize) > rfile.buffer().len() {
-        return Ok(Arrival::Streamed);
-    }
-    loop {
-        if rfile.buffer().len() as u64 >= length {
-            return Ok(Arrival::Here);
-        }
-        if length > rfile.capacity() as u64 {
-            return Ok(Arrival::Streamed);
-        }
-        match rfile.read_available() {
-            Ok(0) => return Ok(Arrival::Here),
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Arrival::Coming),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Ok(Arrival::Here),
-        }
-    }
-}
-
-/// On an event loop: whether a whole head is buffered, reading what has arrived, and if
-/// not, until when to wait for it.
-fn next_request(
+/// Collects what has arrived of the next head, without waiting.
+fn next_head(
     stream: &mut StreamRequest,
     state: &mut ConnectionState,
     limits: &Limits,
     timed_out: bool,
     may_read: bool,
-) -> io::Result<Next> {
+) -> io::Result<HeadStep> {
     loop {
-        skip_blank_lines(&mut stream.rfile);
-        if head_is_complete(stream.rfile.buffer()) {
-            return Ok(Next::Serve);
-        }
-        if stream.rfile.is_full() {
-            // A head longer than the buffer: read on the blocking way (on a worker).
-            return Ok(if stream.is_inline() {
-                Next::Park(Wake::Worker, None)
-            } else {
-                Next::Serve
-            });
+        match take_head(&mut stream.rfile, &mut state.head, limits) {
+            Ok(true) => {
+                state.head_deadline = None;
+                return Ok(HeadStep::Here);
+            }
+            Ok(false) => {}
+            Err(rejection) => return Ok(HeadStep::Refused(rejection)),
         }
         if !may_read {
             break;
         }
         match stream.rfile.read_available() {
-            Ok(0) => return Ok(Next::Close),
+            Ok(0) => return Ok(HeadStep::Closed),
             Ok(_) => continue,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) if is_disconnect(&err) => return Ok(Next::Close),
+            Err(err) if is_disconnect(&err) => return Ok(HeadStep::Closed),
             Err(err) => return Err(err),
         }
     }
     let now = Instant::now();
-    if stream.rfile.buffer().is_empty() {
+    if state.head.is_empty() {
         if timed_out {
-            return Ok(Next::Close);
+            return Ok(HeadStep::Closed);
         }
-        let idle = state.idle_timeout(limits);
-        return Ok(Next::Park(Wake::Readable, Some(now + idle)));
+        return Ok(HeadStep::Wait(Some(now + state.idle_timeout(limits))));
     }
     let deadline = *state.head_deadline.get_or_insert(now + limits.head_timeout);
     if timed_out || now >= deadline {
-        return Ok(Next::Late);
+        state.head_deadline = None;
+        return Ok(HeadStep::Refused(head_timed_out()));
     }
-    Ok(Next::Park(Wake::Readable, Some(deadline)))
+    Ok(HeadStep::Wait(Some(deadline)))
 }
 
-/// On an event loop, for a connection that is closing: waits for its output to leave, then
-/// lingers; `None` if it is not closing.
+fn head_timed_out() -> Rejection {
+    Rejection::new(StatusCode::REQUEST_TIMEOUT, "Request timed out")
+}
+
+/// After an exchange that ends the connection: close once the output has left.
+fn close(
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    limits: &Limits,
+    exchanged: Exchanged,
+) -> HandlerResult {
+    state.closing = Some(Closing {
+        linger: exchanged.unread_input,
+        failure: exchanged.failure,
+    });
+    let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
+    finish_step(stream, state, limits, next)
+}
+
+/// The client closed its side (or the connection failed) between requests: once the
+/// output still waiting has left, the connection ends.
+fn close_after_output(
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    limits: &Limits,
+) -> HandlerResult {
+    if stream.output.is_empty() {
+        return finish_step(stream, state, limits, Next::Close);
+    }
+    state.closing.get_or_insert(Closing {
+        linger: false,
+        failure: Failure::None,
+    });
+    let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
+    finish_step(stream, state, limits, next)
+}
+
+/// On an event loop: what a connection whose output failed, timed out or is closing does
+/// (wait for its output to leave, then linger); `None` if it is none of these.
 fn close_step(
     stream: &mut StreamRequest,
     state: &mut ConnectionState,
@@ -384,6 +381,11 @@ fn close_step(
         // finished, and the connection cannot carry another.
         return Some(Next::Close);
     }
+    if timed_out && !stream.output.is_empty() {
+        // The client stopped reading: give up on the rest.
+        stream.output.abandon();
+        return Some(Next::Close);
+    }
     if let Some(until) = state.lingering {
         if timed_out || !discard_input(stream) {
             return Some(Next::Close);
@@ -392,11 +394,6 @@ fn close_step(
     }
     let closing = state.closing.as_ref()?;
     if !stream.output.is_empty() {
-        if timed_out {
-            // The client does not read: give up on the rest.
-            stream.output.abandon();
-            return Some(Next::Close);
-        }
         let deadline = Instant::now() + limits.send_timeout;
         return Some(Next::Park(Wake::Writable, Some(deadline)));
     }
@@ -450,29 +447,11 @@ fn finish_step(
             });
             Ok(())
         }
-        Next::Serve | Next::Late | Next::Close => match state.closing.take() {
+        Next::Close => match state.closing.take() {
             Some(closing) => closing.failure.into_result(),
             None => Ok(()),
         },
     }
-}
-
-/// The client closed its side (or the connection failed) between requests: once the
-/// output still waiting has left, the connection ends.
-fn close_after_output(
-    stream: &mut StreamRequest,
-    state: &mut ConnectionState,
-    limits: &Limits,
-) -> HandlerResult {
-    if stream.output.is_empty() {
-        return finish_step(stream, state, limits, Next::Close);
-    }
-    state.closing.get_or_insert(Closing {
-        linger: false,
-        failure: Failure::None,
-    });
-    let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
-    finish_step(stream, state, limits, next)
 }
 
 /// How long, and for how many bytes, a connection closed with input unread waits for the
@@ -508,7 +487,7 @@ fn linger(socket: &mut TimedSocket) {
 }
 
 /// Parses and checks a head read into `buf`.
-fn parse_request(buf: &[u8], limits: &Limits) -> Result<(Head, Framing, bool), Rejection> {
+fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
     let head = parse_head(buf, limits)?;
     let framing = framing(&head)?;
     if let Framing::Length(n) = framing {
@@ -526,211 +505,9 @@ fn parse_request(buf: &[u8], limits: &Limits) -> Result<(Head, Framing, bool), R
         }
     }
     let expect = expects_continue(&head)?;
-    Ok((head, framing, expect))
-}
-
-/// Answers a request that never reached a handler with its error status, and closes.
-fn reject(
-    context: &ConnectionContext<'_>,
-    rfile: &mut Rfile,
-    socket: &mut TimedSocket,
-    out: &mut Output,
-    rejection: Rejection,
-) -> HandlerResult {
-    let started = AtomicBool::new(false);
-    // Only the method matters for the answer: a HEAD gets the error's head, no page.
-    let method = match rejection.requestline.split(' ').next() {
-        Some("HEAD") => Method::HEAD,
-        _ => Method::GET,
-    };
-    let mut request = HttpRequest::new(
-        method,
-        String::new(),
-        Version::HTTP_10,
-        rejection.requestline.into_bytes(),
-        HeaderMap::new(),
-        context.client_address.clone(),
-        context.server.clone(),
-        Body::new(
-            rfile,
-            socket,
-            Framing::Length(0),
-            0,
-            context.limits.body_timeout,
-            false,
-            &started,
-        ),
-        ResponseWriter::new(context.connection, out, &started, context.inline),
-        context.settings,
-    );
-    request.close_connection = true;
-    request.send_error(rejection.status, rejection.message.as_str())?;
-    complete(&mut request);
-    Ok(())
-}
-
-/// Runs the handler on one request and completes its response: whether the connection
-/// stays open for the next request, and whether the client sent more than was read.
-#[allow(clippy::too_many_arguments)]
-fn exchange<H: HttpHandler>(
-    handler: &mut H,
-    context: &ConnectionContext<'_>,
-    rfile: &mut Rfile,
-    socket: &mut TimedSocket,
-    out: &mut Output,
-    head: Head,
-    framing: Framing,
-    expect_continue: bool,
-) -> (bool, bool, Failure) {
-    let started = AtomicBool::new(false);
-    let limits = &context.limits;
-    let body = Body::new(
-        rfile,
-        socket,
+    Ok(Parsed {
+        head,
         framing,
-        limits.max_body_size,
-        limits.body_timeout,
-        expect_continue,
-        &started,
-    );
-    let mut request = HttpRequest::new(
-        head.method,
-        head.target,
-        head.version,
-        head.raw_requestline,
-        head.headers,
-        context.client_address.clone(),
-        context.server.clone(),
-        body,
-        ResponseWriter::new(context.connection, out, &started, context.inline),
-        context.settings,
-    );
-    // `100 Continue` goes straight to the socket when the handler first reads the body, so
-    // the answers to earlier pipelined requests still buffered must leave before it.
-    if expect_continue && request.wfile.flush().is_err() {
-        // The client is gone or not reading: there is nobody to answer.
-        return (false, false, Failure::None);
-    }
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
-        if expect_continue && !handler.handle_expect_100(&mut request)? {
-            return Ok(());
-        }
-        dispatch(handler, &mut request)
-    }));
-    let failure = settle(&mut request, outcome);
-    if !request.close_connection && !request.rfile.is_complete() {
-        // The client may wait for the answer before it sends the rest of the body.
-        if request.wfile.flush().is_err() || !request.rfile.drain(limits.max_drain) {
-            request.close_connection = true;
-        }
-    }
-    let keep_alive = complete(&mut request);
-    let unread_input = !request.rfile.is_complete() || !request.rfile.input_buffer().is_empty();
-    (keep_alive, unread_input, failure)
-}
-
-/// What the handler left to report once the response is complete.
-enum Failure {
-    None,
-    Error(BoxError),
-    Panic(Box<dyn Any + Send>),
-}
-
-impl Failure {
-    /// The handler's outcome, reported now: its error returned, its panic resumed.
-    fn into_result(self) -> HandlerResult {
-        match self {
-            Failure::None => Ok(()),
-            Failure::Error(err) => Err(err),
-            Failure::Panic(payload) => resume_unwind(payload),
-        }
-    }
-}
-
-/// Makes sure the request has a response, turning the handler's failure into the status it
-/// calls for: the body's 400/408/413 for a bad body, 500 for anything else (and the
-/// connection closes), or a quiet close when the client went away.
-fn settle(request: &mut HttpRequest<'_>, outcome: std::thread::Result<HandlerResult>) -> Failure {
-    // A head the handler began and never ended is no response: if none of it has left,
-    // drop it so that the client gets the status below instead of a truncated head.
-    request.discard_unended_response();
-    let (status, failure) = match outcome {
-        Ok(Ok(())) if request.wfile.started() => {
-            if !request.response_complete() {
-                // Headers never ended: the client cannot tell where this response stops.
-                request.close_connection = true;
-            }
-            return Failure::None;
-        }
-        Ok(Ok(())) => {
-            request.log_error("the handler returned without sending a response");
-            (StatusCode::INTERNAL_SERVER_ERROR, Failure::None)
-        }
-        Ok(Err(err)) => match request.rfile.failure() {
-            Some(status) => (status, Failure::None),
-            None if error_is_disconnect(&*err) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, Failure::None)
-            }
-            None => (StatusCode::INTERNAL_SERVER_ERROR, Failure::Error(err)),
-        },
-        Err(panic) => (StatusCode::INTERNAL_SERVER_ERROR, Failure::Panic(panic)),
-    };
-    request.close_connection = true;
-    if !request.wfile.started() {
-        // If this fails the client is gone; closing is all that is left.
-        let _ = request.send_error(status, None);
-    }
-    failure
-}
-
-/// Whether answers are held back to leave together with the answer to the next pipelined
-/// request, which is already here: the answers to one read leave in one write.
-pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
-    output.file.is_none()
-        && output.bytes.len() < OUTPUT_BUFFER / 2
-        && find_head_end(input, 0).is_some()
-}
-
-/// Sends what is buffered (unless [held back](holds_back) for the next pipelined answer)
-/// and logs the request. `true` if the connection stays open.
-fn complete(request: &mut HttpRequest<'_>) -> bool {
-    let mut keep_alive = !request.close_connection;
-    if !keep_alive || !request.wfile.holds_back(request.rfile.input_buffer()) {
-        if let Err(err) = request.wfile.flush() {
-            if !is_disconnect(&err) {
-                request.log_error(&format!("cannot send the response: {err}"));
-            }
-            keep_alive = false;
-        }
-    }
-    let code = OrDash(request.status().map(|s| s.as_u16().into()));
-    let size = OrDash(Some(request.wfile.body_bytes()).filter(|&n| n > 0));
-    request.log_request(code, size);
-    keep_alive
-}
-
-/// A number, or `-` where Common Log Format has no value.
-struct OrDash(Option<u64>);
-
-impl std::fmt::Display for OrDash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-fn is_disconnect(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-    )
-}
-
-fn error_is_disconnect(err: &(dyn std::error::Error + 'static)) -> bool {
-    err.downcast_ref::<io::Error>().is_some_and(is_disconnect)
+        expect,
+    })
 }

@@ -4,13 +4,12 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::time::SystemTime;
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use super::body::Body;
 use super::limits::Limits;
-use super::log::{escape_control, log_date_time_string, LOG_TARGET};
+use super::log::{log_line, AccessRecord, LOG_TARGET};
 use super::response::{
     error_page, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };
@@ -70,9 +69,11 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// The `do_*` methods never wait: they answer from memory or local files, without
     /// sleeping, calling other services or streaming a long response. An
     /// [`EventLoop`](crate::concurrency::EventLoop) server then runs them on its own thread,
-    /// which is the fastest way to serve (a body still arriving is awaited in the loop first;
-    /// a large or chunked one is read on a worker). Leave it `false` otherwise: the requests
-    /// run on the loop's workers.
+    /// which is the fastest way to serve. Leave it `false` otherwise: the requests run on
+    /// the loop's workers. To decide per request, implement [`blocks`](HttpHandler::blocks).
+    ///
+    /// Either way the event loop itself reads request heads and bodies as they arrive,
+    /// without a thread waiting for them: a handler runs once its request is all here.
     const NONBLOCKING: bool = false;
     /// The page `send_error` sends, with `{code}`, `{message}` and `{explain}`.
     const ERROR_MESSAGE_FORMAT: &'static str = DEFAULT_ERROR_MESSAGE;
@@ -88,6 +89,15 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// decides at run time (as `simple_http --protocol` does).
     fn protocol_version(&self) -> Version {
         Self::PROTOCOL_VERSION
+    }
+
+    /// Whether answering `request` may wait (a CGI script, a call to another service): an
+    /// [`EventLoop`](crate::concurrency::EventLoop) then runs it on a worker thread, and
+    /// everything else on its own thread. It is asked on the loop's thread once the request
+    /// is all here, so it must decide from the request alone, quickly. The default is
+    /// `!NONBLOCKING`; other strategies never ask.
+    fn blocks(&self, _request: &HttpRequest<'_>) -> bool {
+        !Self::NONBLOCKING
     }
 
     /// `GET`.
@@ -133,6 +143,9 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// Called for a request with `Expect: 100-continue` before its `do_*` method. Return
     /// `false` after answering it yourself (say 417 or 413) to refuse the body; `true` lets
     /// the request go on, and `100 Continue` is sent when the handler first reads the body.
+    /// On an [`EventLoop`](crate::concurrency::EventLoop) it runs on the loop's thread
+    /// before the body is read (`100 Continue` goes out when it returns `true`), so it must
+    /// decide from the head alone and must not read the body.
     fn handle_expect_100(&mut self, _request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
         Ok(true)
     }
@@ -224,9 +237,12 @@ struct ResponseState {
     /// A status line (final or interim) was sent and its headers are not ended yet.
     line_sent: bool,
     headers_ended: bool,
-    has_length: bool,
+    /// The `Content-Length` sent, if one was.
+    content_length: Option<u64>,
     chunked: bool,
     connection_header: bool,
+    /// The handler said the response is incomplete.
+    incomplete: bool,
 }
 
 /// The request being answered: Python's handler `self`, with the request's state as fields
@@ -341,6 +357,11 @@ impl<'a> HttpRequest<'a> {
     /// `rfile.read(int(self.headers['Content-Length']))`, for chunked bodies too.
     pub fn read_body(&mut self) -> io::Result<Vec<u8>> {
         self.rfile.read_all()
+    }
+
+    /// The HTTP version this server answers with (Python's `protocol_version`).
+    pub fn protocol_version(&self) -> Version {
+        self.settings.protocol_version
     }
 
     /// Whether a final response's headers have been ended.
@@ -490,7 +511,10 @@ impl<'a> HttpRequest<'a> {
                 }
             }
         } else if keyword.eq_ignore_ascii_case("content-length") {
-            self.response.has_length = true;
+            let head = self.wfile.head_mut();
+            self.response.content_length = std::str::from_utf8(&head[value_start..value_end])
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
         } else if keyword.eq_ignore_ascii_case("transfer-encoding") {
             let head = self.wfile.head_mut();
             self.response.chunked = head[value_start..value_end]
@@ -521,7 +545,8 @@ impl<'a> HttpRequest<'a> {
         };
         let no_body = status::forbids_body(code) || self.command == Method::HEAD;
         if !self.close_connection {
-            let unframed = !no_body && !self.response.has_length && !self.response.chunked;
+            let unframed =
+                !no_body && self.response.content_length.is_none() && !self.response.chunked;
             // A client still waiting for `100 Continue` will never send the body, so the
             // connection cannot carry another request (RFC 9110, 10.1.1: say so).
             if unframed || self.rfile.awaits_continue() {
@@ -643,12 +668,50 @@ impl<'a> HttpRequest<'a> {
     }
 
     fn log_line(&self, message: &str) -> String {
-        format!(
-            "{} - - [{}] {}",
-            escape_control(&self.address_string()),
-            log_date_time_string(SystemTime::now()),
-            escape_control(message)
-        )
+        log_line(&self.address_string(), message)
+    }
+
+    /// Body bytes the response's `Content-Length` promised and the handler did not write
+    /// (0 for a response without one, or without a body).
+    pub(crate) fn body_shortfall(&self) -> u64 {
+        let discarded =
+            self.command == Method::HEAD || self.response.status.is_some_and(status::forbids_body);
+        match self.response.content_length {
+            Some(n) if !discarded && self.response.headers_ended => {
+                n.saturating_sub(self.wfile.body_bytes())
+            }
+            _ => 0,
+        }
+    }
+
+    /// Marks the response as incomplete (the handler cut it short): the connection closes
+    /// after it, and the access log says so.
+    pub(crate) fn mark_incomplete(&mut self) {
+        self.response.incomplete = true;
+        self.close_connection = true;
+    }
+
+    /// The access line of this request's response, to be written once the response has
+    /// left.
+    pub(crate) fn access_record(&self) -> AccessRecord {
+        let discarded =
+            self.command == Method::HEAD || self.response.status.is_some_and(status::forbids_body);
+        let promised = if discarded {
+            0
+        } else {
+            self.response
+                .content_length
+                .unwrap_or(self.wfile.body_bytes())
+                .max(self.wfile.body_bytes())
+        };
+        AccessRecord {
+            address: self.address_string(),
+            requestline: self.requestline.clone(),
+            status: self.response.status,
+            body_origin: self.wfile.body_origin(),
+            promised,
+            incomplete: self.response.incomplete,
+        }
     }
 }
 

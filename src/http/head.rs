@@ -81,54 +81,65 @@ pub(crate) fn read_head(
     buf.clear();
     let mut deadline: Option<Instant> = None;
     loop {
-        if input.buffer().is_empty() {
-            let wait = match deadline {
-                None => idle,
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            if wait.is_zero() {
-                return Err(HeadError::TimedOut);
-            }
-            socket.set_read_timeout(wait).map_err(HeadError::Io)?;
-            match input.fill_buf() {
-                Ok([]) if deadline.is_none() => return Err(HeadError::Closed),
-                // The client gave up halfway through a head: nobody is left to answer.
-                Ok([]) => return Err(HeadError::Closed),
-                Ok(_) => {}
-                Err(e) if is_timeout(&e) && deadline.is_none() => return Err(HeadError::Idle),
-                Err(e) if is_timeout(&e) => return Err(HeadError::TimedOut),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(HeadError::Io(e)),
-            }
-            deadline.get_or_insert_with(|| Instant::now() + limits.head_timeout);
-        }
-        if buf.is_empty() && skip_blank_lines(input) {
-            continue;
-        }
-        let available = input.buffer();
-        if buf.is_empty() {
-            // The usual case, a whole head in the buffer: copy just the head, not the
-            // pipelined requests behind it.
-            if let Some(end) =
-                find_head_end(available, 0).or_else(|| versionless_line_end(available))
-            {
-                buf.extend_from_slice(&available[..end]);
-                input.consume(end);
-                return check_size(buf, limits);
-            }
-        }
-        let old_len = buf.len();
-        buf.extend_from_slice(available);
-        let end =
-            find_head_end(buf, old_len.saturating_sub(3)).or_else(|| versionless_line_end(buf));
-        let head_len = end.unwrap_or(buf.len());
-        buf.truncate(head_len);
-        input.consume(head_len - old_len);
-        check_size(buf, limits)?;
-        if end.is_some() {
+        if take_head(input, buf, limits).map_err(HeadError::Rejected)? {
             return Ok(());
         }
+        // `take_head` took everything buffered: the rest must be read.
+        let wait = match deadline {
+            None => idle,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        if wait.is_zero() {
+            return Err(HeadError::TimedOut);
+        }
+        socket.set_read_timeout(wait).map_err(HeadError::Io)?;
+        match input.fill_buf() {
+            // Between requests, or halfway through a head: nobody is left to answer.
+            Ok([]) => return Err(HeadError::Closed),
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) && deadline.is_none() => return Err(HeadError::Idle),
+            Err(e) if is_timeout(&e) => return Err(HeadError::TimedOut),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+        deadline.get_or_insert_with(|| Instant::now() + limits.head_timeout);
     }
+}
+
+/// Moves what `input` holds of a request head into `buf`, up to the end of the head, and
+/// leaves the body and pipelined requests buffered; `true` once the head in `buf` is whole.
+/// Reads nothing, so it serves both the blocking reader and the event loop, which collects
+/// a head of any size this way across reads. Blank lines before a request line are
+/// dropped (RFC 9112 2.2).
+pub(crate) fn take_head(
+    input: &mut Rfile,
+    buf: &mut Vec<u8>,
+    limits: &Limits,
+) -> Result<bool, Rejection> {
+    if buf.is_empty() {
+        skip_blank_lines(input);
+        let available = input.buffer();
+        // The usual case, a whole head in the buffer: copy just the head, not the
+        // pipelined requests behind it.
+        if let Some(end) = find_head_end(available, 0).or_else(|| versionless_line_end(available)) {
+            buf.extend_from_slice(&available[..end]);
+            input.consume(end);
+            check_size(buf, limits)?;
+            return Ok(true);
+        }
+    }
+    let available = input.buffer();
+    if available.is_empty() {
+        return Ok(false);
+    }
+    let old_len = buf.len();
+    buf.extend_from_slice(available);
+    let end = find_head_end(buf, old_len.saturating_sub(3)).or_else(|| versionless_line_end(buf));
+    let head_len = end.unwrap_or(buf.len());
+    buf.truncate(head_len);
+    input.consume(head_len - old_len);
+    check_size(buf, limits)?;
+    Ok(end.is_some())
 }
 
 fn is_timeout(err: &io::Error) -> bool {
@@ -155,7 +166,7 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Drops the empty lines buffered before a request line (RFC 9112 2.2: old clients leave
 /// them after a POST body); `true` if there were any.
-pub(crate) fn skip_blank_lines(input: &mut Rfile) -> bool {
+fn skip_blank_lines(input: &mut Rfile) -> bool {
     let blank = input
         .buffer()
         .iter()
@@ -163,11 +174,6 @@ pub(crate) fn skip_blank_lines(input: &mut Rfile) -> bool {
         .count();
     input.consume(blank);
     blank > 0
-}
-
-/// Whether `buf` begins with a whole head.
-pub(crate) fn head_is_complete(buf: &[u8]) -> bool {
-    find_head_end(buf, 0).is_some() || versionless_line_end(buf).is_some()
 }
 
 /// An HTTP/0.9-style request is one line without a version: it has no blank line to wait
@@ -179,22 +185,22 @@ fn versionless_line_end(buf: &[u8]) -> Option<usize> {
     (words < 3).then_some(nl + 1)
 }
 
-fn check_size(buf: &[u8], limits: &Limits) -> Result<(), HeadError> {
+fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
     let line_len = match buf.iter().position(|&b| b == b'\n') {
         Some(nl) => nl + 1,
         None => buf.len(),
     };
     if line_len > limits.max_request_line {
-        return Err(HeadError::Rejected(Rejection::new(
+        return Err(Rejection::new(
             StatusCode::URI_TOO_LONG,
             "Request line too long",
-        )));
+        ));
     }
     if buf.len() - line_len > limits.max_header_bytes {
-        return Err(HeadError::Rejected(Rejection::new(
+        return Err(Rejection::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "Header section too large",
-        )));
+        ));
     }
     Ok(())
 }

@@ -6,6 +6,8 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use http::StatusCode;
+
 /// The `log` target of access and error lines; filter it like any other, e.g.
 /// `RUST_LOG=socketserver::http=warn` to drop access lines.
 pub const LOG_TARGET: &str = "socketserver::http";
@@ -24,6 +26,65 @@ pub fn escape_control(text: &str) -> String {
         }
     }
     out
+}
+
+/// A log line in Common Log Format: `host - - [date] message`, with control characters
+/// escaped.
+pub(crate) fn log_line(address: &str, message: &str) -> String {
+    format!(
+        "{} - - [{}] {}",
+        escape_control(address),
+        log_date_time_string(SystemTime::now()),
+        escape_control(message)
+    )
+}
+
+/// The access line of a response, written once the response has left (or the connection
+/// ended before it could): the size is what was sent of the body, not what was promised.
+pub(crate) struct AccessRecord {
+    pub(crate) address: String,
+    pub(crate) requestline: String,
+    pub(crate) status: Option<StatusCode>,
+    /// Where the body begins in the connection's output stream, if the head was ended.
+    pub(crate) body_origin: Option<u64>,
+    /// Body bytes the response declared (`Content-Length`) or was given.
+    pub(crate) promised: u64,
+    /// The handler knows the response is incomplete (it failed, or cut it short).
+    pub(crate) incomplete: bool,
+}
+
+impl AccessRecord {
+    /// Logs the line, the output stream having been sent up to `sent`; a response cut
+    /// short gets a warning first, saying how much of it left.
+    pub(crate) fn write(self, sent: u64) {
+        let body_sent = self
+            .body_origin
+            .map_or(0, |origin| sent.saturating_sub(origin).min(self.promised));
+        let code = self
+            .status
+            .map_or("-".to_string(), |s| s.as_u16().to_string());
+        if self.incomplete || body_sent < self.promised {
+            log::warn!(
+                target: LOG_TARGET,
+                "{}",
+                log_line(
+                    &self.address,
+                    &format!(
+                        "\"{}\" {code} response cut short: {body_sent} of {} body bytes sent",
+                        self.requestline, self.promised
+                    )
+                )
+            );
+        }
+        if log::log_enabled!(target: LOG_TARGET, log::Level::Info) {
+            let size = match body_sent {
+                0 => "-".to_string(),
+                n => n.to_string(),
+            };
+            let message = format!("\"{}\" {code} {size}", self.requestline);
+            log::info!(target: LOG_TARGET, "{}", log_line(&self.address, &message));
+        }
+    }
 }
 
 /// The time as Common Log Format writes it, in UTC: `23/Nov/2026:09:12:00 +0000`.

@@ -14,9 +14,12 @@
 //! smuggling) 400, bodies over [`Limits::max_body_size`] 413, unsupported versions 505, and
 //! slow clients are cut off by the timeouts of [`Limits`].
 
+mod ahead;
 mod body;
+mod chunked;
 mod connection;
 mod date;
+mod exchange;
 mod form;
 #[doc(hidden)]
 pub mod fuzz;
@@ -26,6 +29,7 @@ mod limits;
 mod log;
 mod response;
 mod socket;
+pub(crate) mod spool;
 pub mod status;
 
 pub use body::Body;

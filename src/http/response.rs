@@ -96,6 +96,19 @@ impl<'a> ResponseWriter<'a> {
         self.started.load(Ordering::Acquire)
     }
 
+    /// Where the response's body begins in the connection's output stream, once its
+    /// headers are ended.
+    pub(crate) fn body_origin(&self) -> Option<u64> {
+        self.body_origin
+    }
+
+    /// Calls `then` with how far the connection's output was sent, once everything
+    /// written so far has left (or the connection ended before it could).
+    pub(crate) fn when_sent(&mut self, then: Box<dyn FnOnce(u64) + Send>) {
+        let end = self.out.position();
+        self.out.when_sent(end, then);
+    }
+
     /// Whether some of this response has been handed to the socket.
     fn has_left(&self) -> bool {
         self.out.sent() > self.origin
@@ -104,7 +117,7 @@ impl<'a> ResponseWriter<'a> {
     /// Whether the output waits for the answer to the next pipelined request (see
     /// `connection::holds_back`).
     pub(crate) fn holds_back(&self, input: &[u8]) -> bool {
-        super::connection::holds_back(self.out, input)
+        super::exchange::holds_back(self.out, input)
     }
 
     /// Appends head bytes (status line, headers) without counting them as body.

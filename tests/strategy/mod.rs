@@ -18,6 +18,16 @@ pub enum Flavor {
     LoopWorkers,
 }
 
+impl Flavor {
+    /// On an event loop the server reads a request's body whole, as it arrives, before the
+    /// handler runs (no thread waits for a slow client): a body it cannot have is answered
+    /// without the handler, and an early answer comes once the body is in. On a thread the
+    /// handler reads the body as it comes.
+    pub fn reads_ahead(self) -> bool {
+        self != Flavor::Threads
+    }
+}
+
 pub fn flavor() -> Flavor {
     let path = module_path!();
     if path.starts_with("event_loop_inline") {

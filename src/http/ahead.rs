@@ -1,0 +1,336 @@
+//! On an event loop, a request is read whole before its handler runs: the head, the answer
+//! to `Expect: 100-continue`, then the body, each as it arrives, with the connection parked
+//! in between. No thread waits for a slow client, so no number of slow clients can hold the
+//! loop or its workers; the handler reads its body from the connection's buffer or a
+//! [`Spool`].
+
+use std::io::{self, BufRead};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use http::StatusCode;
+
+use super::body::Body;
+use super::chunked::ChunkedDecoder;
+use super::exchange::{
+    answer, complete, into_head, new_request, settle, ConnectionContext, Exchanged, Io, Parsed,
+};
+use super::handler::HttpHandler;
+use super::head::{Framing, Head, Rejection};
+use super::limits::Limits;
+use super::response::ResponseWriter;
+use super::spool::Spool;
+use crate::handler::Rfile;
+
+/// A request whose head is here, kept while its body arrives.
+pub(super) struct Pending {
+    head: Head,
+    framing: Framing,
+    /// `Expect: 100-continue`, not answered yet.
+    expect: bool,
+    body: Ahead,
+    /// When the body must have made progress by; each arrival moves it.
+    deadline: Instant,
+}
+
+/// How far a body has been read ahead of its handler.
+enum Ahead {
+    /// It fits in the connection's read buffer and waits there (this long).
+    Buffered(u64),
+    /// Going into a spool as it arrives.
+    Spooling { spool: Spool, left: Left },
+    /// All here, in the spool.
+    Spooled(Spool),
+}
+
+/// What is left of a body being spooled.
+enum Left {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// Where the body of a pending request stands.
+pub(super) enum BodyStep {
+    /// All here: the handler can run.
+    Here,
+    /// More is coming; wait for it until then.
+    Wait(Instant),
+    /// It cannot be had: answer this, and close.
+    Refused(Rejection),
+}
+
+/// What became of a request offered to the handler.
+pub(super) enum Dispatch {
+    Answered(Exchanged),
+    /// It may wait: it goes to a worker, to be offered again there.
+    HandedOff(Box<Pending>),
+}
+
+impl Pending {
+    /// The pending request of `parsed`, whose body a read buffer of `buffer` bytes holds if
+    /// it fits.
+    pub(super) fn new(parsed: Parsed, buffer: usize, limits: &Limits) -> Self {
+        let body = match parsed.framing {
+            Framing::Length(n) if n <= buffer as u64 => Ahead::Buffered(n),
+            Framing::Length(n) => Ahead::Spooling {
+                spool: Spool::new(),
+                left: Left::Length(n),
+            },
+            Framing::Chunked => Ahead::Spooling {
+                spool: Spool::new(),
+                left: Left::Chunked(ChunkedDecoder::new(limits.max_body_size)),
+            },
+        };
+        Pending {
+            head: parsed.head,
+            framing: parsed.framing,
+            expect: parsed.expect,
+            body,
+            deadline: Instant::now() + limits.body_timeout,
+        }
+    }
+
+    /// The request line, for the log of a refusal.
+    fn requestline(&self) -> String {
+        String::from_utf8_lossy(self.head.raw_requestline.trim_ascii_end()).into_owned()
+    }
+
+    fn refuse(&self, status: StatusCode, message: &str) -> BodyStep {
+        let mut rejection = Rejection::new(status, message);
+        rejection.requestline = self.requestline();
+        BodyStep::Refused(rejection)
+    }
+
+    /// Reads what has arrived of the body, without waiting. `timed_out`: this run is for
+    /// the deadline.
+    pub(super) fn read_body(
+        &mut self,
+        rfile: &mut Rfile,
+        limits: &Limits,
+        timed_out: bool,
+    ) -> BodyStep {
+        let mut progressed = false;
+        loop {
+            match self.take_buffered(rfile) {
+                Ok(true) => return BodyStep::Here,
+                Ok(false) => {}
+                Err(step) => return step,
+            }
+            match rfile.read_available() {
+                Ok(0) => {
+                    return self.refuse(
+                        StatusCode::BAD_REQUEST,
+                        "The client closed the connection before the end of the body",
+                    )
+                }
+                Ok(_) => progressed = true,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    return self.refuse(StatusCode::BAD_REQUEST, "The connection failed");
+                }
+            }
+        }
+        let now = Instant::now();
+        if progressed {
+            self.deadline = now + limits.body_timeout;
+        } else if timed_out || now >= self.deadline {
+            return self.refuse(StatusCode::REQUEST_TIMEOUT, "Request body timed out");
+        }
+        BodyStep::Wait(self.deadline)
+    }
+
+    /// Moves what the read buffer holds of the body into the spool (or leaves it there if
+    /// it fits); `true` once the body is all here.
+    fn take_buffered(&mut self, rfile: &mut Rfile) -> Result<bool, BodyStep> {
+        let (spool, left) = match &mut self.body {
+            Ahead::Buffered(n) => return Ok(rfile.buffer().len() as u64 >= *n),
+            Ahead::Spooled(_) => return Ok(true),
+            Ahead::Spooling { spool, left } => (spool, left),
+        };
+        let stored = loop {
+            let available = rfile.buffer();
+            if available.is_empty() {
+                return Ok(false);
+            }
+            match left {
+                Left::Length(remaining) => {
+                    let n = available.len().min(*remaining as usize);
+                    if let Err(err) = spool.write(&available[..n]) {
+                        break Err(err);
+                    }
+                    rfile.consume(n);
+                    *remaining -= n as u64;
+                    if *remaining == 0 {
+                        break Ok(());
+                    }
+                }
+                Left::Chunked(decoder) => {
+                    let decoded = match decoder.decode(available) {
+                        Ok(decoded) => decoded,
+                        Err(malformed) => {
+                            let (status, message) = (malformed.status, malformed.message);
+                            return Err(self.refuse(status, message));
+                        }
+                    };
+                    if let Err(err) = spool.write(decoded.data) {
+                        break Err(err);
+                    }
+                    let consumed = decoded.consumed;
+                    rfile.consume(consumed);
+                    if decoder.is_done() {
+                        break Ok(());
+                    }
+                }
+            }
+        };
+        match stored {
+            Ok(()) => {
+                let Ahead::Spooling { spool, .. } =
+                    std::mem::replace(&mut self.body, Ahead::Buffered(0))
+                else {
+                    unreachable!("the body was spooling")
+                };
+                self.body = Ahead::Spooled(spool);
+                Ok(true)
+            }
+            Err(err) => {
+                log::error!("cannot keep a request body: {err}");
+                let full = matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+                Err(if full {
+                    self.refuse(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "No room to keep the request body",
+                    )
+                } else {
+                    self.refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "The request body could not be kept",
+                    )
+                })
+            }
+        }
+    }
+
+    /// Whether the client waits for `100 Continue` before it sends the body.
+    pub(super) fn awaits_continue(&self) -> bool {
+        self.expect
+    }
+}
+
+/// Asks the handler whether the client may send its body (`handle_expect_100`, before the
+/// body is read). `Ok`: the request goes on, with `100 Continue` queued; `Err`: the handler
+/// refused (or failed), and its answer ends the connection.
+pub(super) fn answer_expect<H: HttpHandler>(
+    handler: &mut H,
+    context: &ConnectionContext<'_>,
+    io: Io<'_>,
+    pending: Pending,
+) -> Result<Pending, Exchanged> {
+    let Pending {
+        head,
+        framing,
+        body: ahead,
+        deadline,
+        ..
+    } = pending;
+    let started = AtomicBool::new(false);
+    let limits = &context.limits;
+    let body = Body::new(
+        io.rfile,
+        io.socket,
+        framing,
+        limits.max_body_size,
+        limits.body_timeout,
+        true,
+        &started,
+    )
+    .held();
+    let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
+    let mut request = new_request(context, head, body, wfile);
+    let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle_expect_100(&mut request)));
+    if matches!(outcome, Ok(Ok(true))) && request.status().is_none() {
+        // The hook may have sent its own interim response (Python's default does).
+        let interim_sent = request.wfile.started();
+        let head = into_head(request);
+        if !interim_sent {
+            io.output
+                .bytes
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        // An error is remembered by the output; the connection ends at the next step.
+        let _ = io.output.send_now(context.connection);
+        return Ok(Pending {
+            head,
+            framing,
+            expect: false,
+            body: ahead,
+            deadline,
+        });
+    }
+    let outcome = outcome.map(|result| result.map(|_| ()));
+    let failure = settle(&mut request, outcome);
+    // The client holds its body back: the connection cannot carry another request.
+    request.close_connection = true;
+    complete(&mut request);
+    Err(Exchanged {
+        keep_alive: false,
+        unread_input: true,
+        failure,
+    })
+}
+
+/// Offers the request, all here, to the handler: answered here, or handed off when it may
+/// wait and `hand_off` allows (on the loop's own thread).
+pub(super) fn dispatch_pending<H: HttpHandler>(
+    handler: &mut H,
+    context: &ConnectionContext<'_>,
+    io: Io<'_>,
+    pending: Pending,
+    hand_off: bool,
+) -> Dispatch {
+    let Pending {
+        head,
+        framing,
+        body: ahead,
+        deadline,
+        ..
+    } = pending;
+    let mut spool = match ahead {
+        Ahead::Spooled(spool) => Some(spool),
+        _ => None,
+    };
+    let started = AtomicBool::new(false);
+    let limits = &context.limits;
+    let mut body = Body::new(
+        io.rfile,
+        io.socket,
+        framing,
+        limits.max_body_size,
+        limits.body_timeout,
+        false,
+        &started,
+    );
+    if let Some(spool) = &mut spool {
+        body = body.spooled(spool);
+    }
+    let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
+    let mut request = new_request(context, head, body, wfile);
+    if hand_off && handler.blocks(&request) {
+        let head = into_head(request);
+        let body = match (spool, framing) {
+            (Some(spool), _) => Ahead::Spooled(spool),
+            (None, Framing::Length(n)) => Ahead::Buffered(n),
+            (None, Framing::Chunked) => unreachable!("a chunked body is spooled"),
+        };
+        return Dispatch::HandedOff(Box::new(Pending {
+            head,
+            framing,
+            expect: false,
+            body,
+            deadline,
+        }));
+    }
+    Dispatch::Answered(answer(handler, &mut request, false, limits))
+}

@@ -1,0 +1,308 @@
+//! One request and its response: run the handler, then keep the protocol's promises
+//! whatever it did.
+//!
+//! Every request gets exactly one response (a 500 if the handler sent none or failed before
+//! answering), an unread body is drained or the connection closed, and the access line is
+//! written once the response has left, with what was sent of it.
+
+use std::any::Any;
+use std::io::{self, Write};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
+
+use http::{HeaderMap, Method, StatusCode, Version};
+
+use super::body::Body;
+use super::handler::{dispatch, HttpHandler, HttpRequest, Settings};
+use super::head::{find_head_end, Framing, Head, Rejection};
+use super::limits::Limits;
+use super::log::LOG_TARGET;
+use super::response::{ResponseWriter, OUTPUT_BUFFER};
+use super::socket::TimedSocket;
+use crate::address::ClientAddress;
+use crate::connection::Connection;
+use crate::handler::{BoxError, HandlerResult, Rfile};
+use crate::output::Output;
+use crate::server::ServerHandle;
+
+/// What one connection's requests share.
+pub(super) struct ConnectionContext<'c> {
+    pub(super) connection: &'c Connection,
+    pub(super) client_address: &'c ClientAddress,
+    pub(super) server: &'c ServerHandle,
+    pub(super) limits: Limits,
+    pub(super) settings: Settings,
+    /// On the event loop's thread: writes never wait.
+    pub(super) inline: bool,
+}
+
+/// The parts of a connection a request is answered through.
+pub(super) struct Io<'s> {
+    pub(super) rfile: &'s mut Rfile,
+    pub(super) socket: &'s mut TimedSocket,
+    pub(super) output: &'s mut Output,
+}
+
+/// A request head, parsed and checked.
+pub(super) struct Parsed {
+    pub(super) head: Head,
+    pub(super) framing: Framing,
+    /// The client sent `Expect: 100-continue`.
+    pub(super) expect: bool,
+}
+
+/// How an exchange left the connection.
+pub(super) struct Exchanged {
+    /// The connection can carry the next request.
+    pub(super) keep_alive: bool,
+    /// The client sent more than was read: closing now would reset the connection under
+    /// the response.
+    pub(super) unread_input: bool,
+    /// What the handler left to report.
+    pub(super) failure: Failure,
+}
+
+/// What the handler left to report once the response is complete.
+pub(super) enum Failure {
+    None,
+    Error(BoxError),
+    Panic(Box<dyn Any + Send>),
+}
+
+impl Failure {
+    /// The handler's outcome, reported now: its error returned, its panic resumed.
+    pub(super) fn into_result(self) -> HandlerResult {
+        match self {
+            Failure::None => Ok(()),
+            Failure::Error(err) => Err(err),
+            Failure::Panic(payload) => resume_unwind(payload),
+        }
+    }
+}
+
+/// The request a handler answers, made of its head.
+pub(super) fn new_request<'r>(
+    context: &ConnectionContext<'_>,
+    head: Head,
+    body: Body<'r>,
+    wfile: ResponseWriter<'r>,
+) -> HttpRequest<'r> {
+    HttpRequest::new(
+        head.method,
+        head.target,
+        head.version,
+        head.raw_requestline,
+        head.headers,
+        context.client_address.clone(),
+        context.server.clone(),
+        body,
+        wfile,
+        context.settings,
+    )
+}
+
+/// The head back out of a request that was not answered here (it goes to a worker).
+pub(super) fn into_head(request: HttpRequest<'_>) -> Head {
+    Head {
+        method: request.command,
+        target: request.path,
+        version: request.request_version,
+        raw_requestline: request.raw_requestline,
+        headers: request.headers,
+    }
+}
+
+/// Answers a request whose body is read from the connection as the handler asks for it
+/// (a thread per connection, or a worker of a pool).
+pub(super) fn exchange_streamed<H: HttpHandler>(
+    handler: &mut H,
+    context: &ConnectionContext<'_>,
+    io: Io<'_>,
+    parsed: Parsed,
+) -> Exchanged {
+    let started = AtomicBool::new(false);
+    let limits = &context.limits;
+    let body = Body::new(
+        io.rfile,
+        io.socket,
+        parsed.framing,
+        limits.max_body_size,
+        limits.body_timeout,
+        parsed.expect,
+        &started,
+    );
+    let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
+    let mut request = new_request(context, parsed.head, body, wfile);
+    // `100 Continue` goes straight to the socket when the handler first reads the body, so
+    // the answers to earlier pipelined requests still buffered must leave before it.
+    if parsed.expect && request.wfile.flush().is_err() {
+        // The client is gone or not reading: there is nobody to answer.
+        return Exchanged {
+            keep_alive: false,
+            unread_input: false,
+            failure: Failure::None,
+        };
+    }
+    answer(handler, &mut request, parsed.expect, limits)
+}
+
+/// Runs the handler on `request` and completes its response.
+pub(super) fn answer<H: HttpHandler>(
+    handler: &mut H,
+    request: &mut HttpRequest<'_>,
+    expect_continue: bool,
+    limits: &Limits,
+) -> Exchanged {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
+        if expect_continue && !handler.handle_expect_100(request)? {
+            return Ok(());
+        }
+        dispatch(handler, request)
+    }));
+    let failure = settle(request, outcome);
+    if !request.close_connection && !request.rfile.wire_complete() {
+        // The client may wait for the answer before it sends the rest of the body.
+        if request.wfile.flush().is_err() || !request.rfile.drain(limits.max_drain) {
+            request.close_connection = true;
+        }
+    }
+    let keep_alive = complete(request);
+    let unread_input = !request.rfile.wire_complete() || !request.rfile.input_buffer().is_empty();
+    Exchanged {
+        keep_alive,
+        unread_input,
+        failure,
+    }
+}
+
+/// Answers a request that never reached a handler with its error status, and closes.
+pub(super) fn reject(
+    context: &ConnectionContext<'_>,
+    io: Io<'_>,
+    rejection: Rejection,
+) -> io::Result<Exchanged> {
+    let started = AtomicBool::new(false);
+    // Only the method matters for the answer: a HEAD gets the error's head, no page.
+    let method = match rejection.requestline.split(' ').next() {
+        Some("HEAD") => Method::HEAD,
+        _ => Method::GET,
+    };
+    let head = Head {
+        method,
+        target: String::new(),
+        version: Version::HTTP_10,
+        raw_requestline: rejection.requestline.into_bytes(),
+        headers: HeaderMap::new(),
+    };
+    let body = Body::new(
+        io.rfile,
+        io.socket,
+        Framing::Length(0),
+        0,
+        context.limits.body_timeout,
+        false,
+        &started,
+    );
+    let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
+    let mut request = new_request(context, head, body, wfile);
+    request.close_connection = true;
+    request.send_error(rejection.status, rejection.message.as_str())?;
+    complete(&mut request);
+    Ok(Exchanged {
+        keep_alive: false,
+        unread_input: true,
+        failure: Failure::None,
+    })
+}
+
+/// Makes sure the request has a response, turning the handler's failure into the status it
+/// calls for: the body's 400/408/413 for a bad body, 500 for anything else (and the
+/// connection closes), or a quiet close when the client went away.
+pub(super) fn settle(
+    request: &mut HttpRequest<'_>,
+    outcome: std::thread::Result<HandlerResult>,
+) -> Failure {
+    // A head the handler began and never ended is no response: if none of it has left,
+    // drop it so that the client gets the status below instead of a truncated head.
+    request.discard_unended_response();
+    let (status, failure) = match outcome {
+        Ok(Ok(())) if request.wfile.started() => {
+            if !request.response_complete() {
+                // Headers never ended: the client cannot tell where this response stops.
+                request.close_connection = true;
+            }
+            let short = request.body_shortfall();
+            if short > 0 {
+                // The client would take the next response for the rest of this one.
+                request.log_error(&format!(
+                    "the handler wrote {short} body bytes less than its Content-Length"
+                ));
+                request.close_connection = true;
+            }
+            return Failure::None;
+        }
+        Ok(Ok(())) => {
+            request.log_error("the handler returned without sending a response");
+            (StatusCode::INTERNAL_SERVER_ERROR, Failure::None)
+        }
+        Ok(Err(err)) => match request.rfile.failure() {
+            Some(status) => (status, Failure::None),
+            None if error_is_disconnect(&*err) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Failure::None)
+            }
+            None => (StatusCode::INTERNAL_SERVER_ERROR, Failure::Error(err)),
+        },
+        Err(panic) => (StatusCode::INTERNAL_SERVER_ERROR, Failure::Panic(panic)),
+    };
+    request.close_connection = true;
+    if !request.wfile.started() {
+        // If this fails the client is gone; closing is all that is left.
+        let _ = request.send_error(status, None);
+    }
+    failure
+}
+
+/// Whether answers are held back to leave together with the answer to the next pipelined
+/// request, which is already here: the answers to one read leave in one write.
+pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
+    output.file.is_none()
+        && output.bytes.len() < OUTPUT_BUFFER / 2
+        && find_head_end(input, 0).is_some()
+}
+
+/// Sends what is buffered (unless [held back](holds_back) for the next pipelined answer),
+/// and arranges for the access line to be written once the response has left. `true` if
+/// the connection stays open.
+pub(super) fn complete(request: &mut HttpRequest<'_>) -> bool {
+    let mut keep_alive = !request.close_connection;
+    if !keep_alive || !request.wfile.holds_back(request.rfile.input_buffer()) {
+        if let Err(err) = request.wfile.flush() {
+            if !is_disconnect(&err) {
+                request.log_error(&format!("cannot send the response: {err}"));
+            }
+            keep_alive = false;
+        }
+    }
+    // Formatting costs as much as a small response: only when a line may be written.
+    if log::log_enabled!(target: LOG_TARGET, log::Level::Warn) {
+        let record = request.access_record();
+        request
+            .wfile
+            .when_sent(Box::new(move |sent| record.write(sent)));
+    }
+    keep_alive
+}
+
+pub(super) fn is_disconnect(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+fn error_is_disconnect(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.downcast_ref::<io::Error>().is_some_and(is_disconnect)
+}
