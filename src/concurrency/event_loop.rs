@@ -163,7 +163,7 @@ impl Concurrency for EventLoop {
 
     fn wait(
         &self,
-        server: BorrowedFd<'_>,
+        server: Option<BorrowedFd<'_>>,
         waker: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
@@ -260,6 +260,8 @@ struct Watched {
     fds: (RawFd, Option<RawFd>),
     server: OwnedFd,
     waker: Option<OwnedFd>,
+    /// The server socket reports new connections (not paused).
+    accepting: bool,
 }
 
 #[derive(Default)]
@@ -289,37 +291,53 @@ impl Reactor {
 
     /// Registers the server socket and the waker, as given for this wait. Epoll watches
     /// duplicates of them, so that they can be taken out again whatever the server does
-    /// with its own descriptors.
+    /// with its own descriptors. Without a server socket (accepting is paused), the one
+    /// registered stays registered but reports nothing.
     fn watch_server(
         &self,
-        server: BorrowedFd<'_>,
+        server: Option<BorrowedFd<'_>>,
         waker: Option<BorrowedFd<'_>>,
     ) -> io::Result<()> {
-        let wanted = (server.as_raw_fd(), waker.map(|w| w.as_raw_fd()));
         let mut state = self.lock();
-        if state.watched.as_ref().is_some_and(|w| w.fds == wanted) {
-            return Ok(());
-        }
-        if let Some(old) = state.watched.take() {
-            let _ = self.epoll.delete(&old.server);
-            if let Some(waker) = &old.waker {
-                let _ = self.epoll.delete(waker);
+        if let Some(server) = server {
+            let wanted = (server.as_raw_fd(), waker.map(|w| w.as_raw_fd()));
+            if state.watched.as_ref().is_none_or(|w| w.fds != wanted) {
+                if let Some(old) = state.watched.take() {
+                    let _ = self.epoll.delete(&old.server);
+                    if let Some(waker) = &old.waker {
+                        let _ = self.epoll.delete(waker);
+                    }
+                }
+                let watched = Watched {
+                    fds: wanted,
+                    server: server.try_clone_to_owned()?,
+                    waker: waker.map(|w| w.try_clone_to_owned()).transpose()?,
+                    accepting: true,
+                };
+                self.epoll.add(
+                    &watched.server,
+                    EpollEvent::new(EpollFlags::EPOLLIN, SERVER),
+                )?;
+                if let Some(waker) = &watched.waker {
+                    self.epoll
+                        .add(waker, EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+                }
+                state.watched = Some(watched);
             }
         }
-        let watched = Watched {
-            fds: wanted,
-            server: server.try_clone_to_owned()?,
-            waker: waker.map(|w| w.try_clone_to_owned()).transpose()?,
-        };
-        self.epoll.add(
-            &watched.server,
-            EpollEvent::new(EpollFlags::EPOLLIN, SERVER),
-        )?;
-        if let Some(waker) = &watched.waker {
-            self.epoll
-                .add(waker, EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+        if let Some(watched) = &mut state.watched {
+            let accepting = server.is_some();
+            if watched.accepting != accepting {
+                let interest = if accepting {
+                    EpollFlags::EPOLLIN
+                } else {
+                    EpollFlags::empty()
+                };
+                self.epoll
+                    .modify(&watched.server, &mut EpollEvent::new(interest, SERVER))?;
+                watched.accepting = accepting;
+            }
         }
-        state.watched = Some(watched);
         Ok(())
     }
 

@@ -171,25 +171,29 @@ pub trait Concurrency: Send + Sync + 'static {
     /// Called by `server_close` after the socket is closed.
     fn server_close(&self) {}
 
-    /// Waits until the server socket or the shutdown waker (if given) is readable, or
-    /// `timeout` passes, and says which: the serve loop's wait. The default polls them; a
-    /// strategy with sockets of its own serves those meanwhile ([`EventLoop`]).
+    /// Waits until the server socket or the shutdown waker (each if given) is readable, or
+    /// `timeout` passes, and says which: the serve loop's wait. The server socket is not
+    /// given while accepting is paused (the process ran out of file descriptors). The
+    /// default polls them; a strategy with sockets of its own serves those meanwhile
+    /// ([`EventLoop`]).
     fn wait(
         &self,
-        server: BorrowedFd<'_>,
+        server: Option<BorrowedFd<'_>>,
         waker: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
-        let mut fds = vec![PollFd::new(server, PollFlags::POLLIN)];
+        let mut fds = Vec::with_capacity(2);
+        fds.extend(server.map(|server| PollFd::new(server, PollFlags::POLLIN)));
         fds.extend(waker.map(|waker| PollFd::new(waker, PollFlags::POLLIN)));
         match poll(&mut fds, poll_timeout(timeout)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(errno) => return Err(errno.into()),
         }
         let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let waker_index = usize::from(server.is_some());
         Ok(Readiness {
-            server: ready(&fds[0]),
-            shutdown: fds.get(1).is_some_and(ready),
+            server: server.is_some() && ready(&fds[0]),
+            shutdown: fds.get(waker_index).is_some_and(ready),
         })
     }
 }

@@ -69,6 +69,15 @@ const MAX_REQUESTS_PER_TURN: usize = 64;
 /// of spinning on a socket that stays readable. A shutdown still ends the rest at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// What one turn of taking requests from the socket did.
+#[derive(Debug, Default)]
+struct Taken {
+    /// Requests taken (refused ones included).
+    requests: usize,
+    /// It stopped because the process is out of file descriptors or memory.
+    exhausted: bool,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     request_queue_size: i32,
@@ -215,17 +224,29 @@ where
         let transport = self.active_transport()?;
         let _running = self.control.enter()?;
         let handle = self.handle();
+        // Out of file descriptors (or memory), accepting rests for a while: the socket
+        // would stay readable and the loop spin. The rest of the server serves on.
+        let mut paused_until: Option<Instant> = None;
         loop {
-            let ready = self.concurrency.wait(
-                transport.as_fd(),
-                Some(self.control.waker()),
-                self.settings.poll_interval,
-            )?;
+            let now = Instant::now();
+            paused_until = paused_until.filter(|&until| until > now);
+            let timeout = match (paused_until, self.settings.poll_interval) {
+                (Some(until), Some(interval)) => Some(interval.min(until - now)),
+                (Some(until), None) => Some(until - now),
+                (None, interval) => interval,
+            };
+            let server = paused_until.is_none().then(|| transport.as_fd());
+            let ready = self
+                .concurrency
+                .wait(server, Some(self.control.waker()), timeout)?;
             if ready.shutdown {
                 return Ok(());
             }
             if ready.server {
-                self.handle_pending(&transport, MAX_REQUESTS_PER_TURN);
+                let taken = self.handle_pending(&transport, MAX_REQUESTS_PER_TURN);
+                if taken.exhausted {
+                    paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                }
             }
             self.hooks.service_actions(&handle);
             self.concurrency.service_actions();
@@ -239,9 +260,17 @@ where
         let deadline = self.settings.timeout.map(|t| Instant::now() + t);
         loop {
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ready = self.concurrency.wait(transport.as_fd(), None, remaining)?;
-            if ready.server && self.handle_pending(&transport, 1) > 0 {
-                return Ok(());
+            let ready = self
+                .concurrency
+                .wait(Some(transport.as_fd()), None, remaining)?;
+            if ready.server {
+                let taken = self.handle_pending(&transport, 1);
+                if taken.requests > 0 {
+                    return Ok(());
+                }
+                if taken.exhausted {
+                    self.rest(ACCEPT_BACKOFF);
+                }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.hooks.handle_timeout(&self.handle());
@@ -251,14 +280,13 @@ where
         }
     }
 
-    /// Takes up to `max` pending requests from the socket and processes them; returns how
-    /// many were taken (refused ones included).
-    fn handle_pending(&self, transport: &T, max: usize) -> usize {
-        let mut taken = 0;
-        while taken < max {
+    /// Takes up to `max` pending requests from the socket and processes them.
+    fn handle_pending(&self, transport: &T, max: usize) -> Taken {
+        let mut taken = Taken::default();
+        while taken.requests < max {
             match self.hooks.get_request(transport) {
                 Ok((request, client_address)) => {
-                    taken += 1;
+                    taken.requests += 1;
                     self.dispatch(request, client_address);
                 }
                 Err(err) => match err.kind() {
@@ -267,9 +295,7 @@ where
                     io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => {}
                     _ => {
                         log::error!("cannot take a request from the server socket: {err}");
-                        if is_resource_exhaustion(&err) {
-                            self.rest(ACCEPT_BACKOFF);
-                        }
+                        taken.exhausted = is_resource_exhaustion(&err);
                         break;
                     }
                 },

@@ -89,7 +89,7 @@ impl Concurrency for TestConcurrency {
 
     fn wait(
         &self,
-        server: BorrowedFd<'_>,
+        server: Option<BorrowedFd<'_>>,
         waker: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
     ) -> io::Result<Readiness> {
