@@ -391,7 +391,8 @@ struct ScriptRun {
 impl ScriptRun {
     fn new(child: &mut Child, input: Vec<u8>) -> io::Result<Self> {
         let run = ScriptRun {
-            stdin: child.stdin.take(),
+            // Without a body the script reads end-of-file at once.
+            stdin: child.stdin.take().filter(|_| !input.is_empty()),
             input,
             written: 0,
             stdout: child.stdout.take(),

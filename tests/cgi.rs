@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use files_support::{curl, python, serve, set_mode, Served, TempDir};
+use files_support::{curl, exchange, python, serve, set_mode, Served, TempDir};
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
+use socketserver::http::Version;
 
 /// Printed by scripts that must never run.
 const MARKER: &str = "SCRIPT-RAN-5b1e";
@@ -413,6 +414,32 @@ fn a_slow_script_is_killed_with_504() {
     );
     // The server still answers.
     assert_eq!(server.get("/page.txt").text(), "a page\n");
+}
+
+#[test]
+fn answers_without_a_length_are_chunked_on_http_1_1_so_a_cut_shows() {
+    let site = Site::new();
+    let files = SimpleHttpHandler::new(site.root())
+        .unwrap()
+        .with_protocol_version(Version::HTTP_11);
+    let server = serve(CgiHttpHandler::from_files(files).time_limit(Duration::from_millis(500)));
+    let request = |target: &str| {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        String::from_utf8(exchange(server.addr, request.as_bytes())).unwrap()
+    };
+    // A GET has no body: a script reading its input sees end-of-file at once, and its
+    // answer ends with the last chunk well before the time limit.
+    let whole = request("/cgi-bin/stdin.sh");
+    assert!(whole.starts_with("HTTP/1.1 200 "), "{whole}");
+    assert!(whole.contains("Transfer-Encoding: chunked\r\n"), "{whole}");
+    assert!(whole.ends_with("\r\n\r\n0\r\n\r\n"), "{whole}");
+    // Killed at the time limit after part of its answer: no last chunk.
+    let cut = request("/cgi-bin/partial.sh");
+    assert!(cut.contains("\r\n\r\n7\r\npartial\r\n"), "{cut}");
+    assert!(
+        !cut.ends_with("0\r\n\r\n"),
+        "a cut answer looks whole: {cut}"
+    );
 }
 
 #[test]
