@@ -286,6 +286,41 @@ fn simple_http_serves_the_shipped_site() {
 }
 
 #[test]
+fn simple_http_exits_at_once_on_a_second_sigterm() {
+    // A download the client never reads holds the first SIGTERM's close (it finishes the
+    // requests in flight); the second one must not wait for it.
+    let dir = std::env::temp_dir().join(format!("simple-http-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big.bin"), vec![b'b'; 32 << 20]).unwrap();
+    let dir_arg = dir.to_str().unwrap().to_string();
+    let mut example = Example::start("simple_http", &["0", "--bind", "127.0.0.1", "-d", &dir_arg]);
+    let address = SocketAddr::from(([127, 0, 0, 1], example.port_from_banner()));
+    let mut stalled = connect(address);
+    socket2::SockRef::from(&stalled)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    stalled.write_all(b"GET /big.bin HTTP/1.0\r\n\r\n").unwrap();
+    let mut first = [0u8; 16];
+    stalled.read_exact(&mut first).expect("the download starts");
+    let pid = Pid::from_raw(example.child.id() as i32);
+    kill(pid, Signal::SIGTERM).unwrap();
+    // The first signal closed the listener: the server is in its close now.
+    let deadline = Instant::now() + TIMEOUT;
+    while TcpStream::connect(address).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the listener stayed open after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = example.wait();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    drop(stalled);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn custom_routes_answers_its_routes_and_falls_back_to_files() {
     let mut example = Example::start("custom_routes", &["0", "--bind", "127.0.0.1"]);
     let address = example.inet_address();
