@@ -188,10 +188,14 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         };
         let deadline = Instant::now() + self.time_limit;
         let mut run = ScriptRun::new(&mut child, body)?;
-        let result = run.relay(request, deadline);
+        let relayed = run.relay(request, deadline);
         let stderr = std::mem::take(&mut run.errors);
         drop(run);
         let status = finish_child(&mut child, deadline);
+        // Only a script that exited cleanly gave its whole answer; the end of an answer
+        // without a length says so.
+        let clean = matches!(status, ChildEnd::Exited(0));
+        let result = relayed.and_then(|answer| answer.finish(request, clean));
         if !stderr.is_empty() {
             request.log_error(&format!(
                 "CGI script {script_url} wrote to stderr: {}",
@@ -413,20 +417,18 @@ impl ScriptRun {
     }
 
     /// Relays the script's answer to the client as it comes, until its output ends, its
-    /// answer is complete, or `deadline`.
+    /// answer is complete, or `deadline`; returns the answer, to be ended once the script's
+    /// exit is known.
     fn relay(
         &mut self,
         request: &mut HttpRequest<'_>,
         deadline: Instant,
-    ) -> Result<(), CgiFailure> {
+    ) -> Result<Answer, CgiFailure> {
         let mut answer = Answer::Head(Vec::new());
         let mut chunk = vec![0u8; OUTPUT_CHUNK];
         loop {
-            if answer.is_complete() {
-                return answer.finish(request);
-            }
-            if self.stdout.is_none() {
-                return answer.finish(request);
+            if answer.is_complete() || self.stdout.is_none() {
+                return Ok(answer);
             }
             let readable = self.wait(deadline)?;
             if let (true, Some(stdout)) = (readable.stdout, &mut self.stdout) {
@@ -598,16 +600,21 @@ impl Answer {
         }
     }
 
-    /// The script's output ended (or its answer is complete).
-    fn finish(self, request: &mut HttpRequest<'_>) -> Result<(), CgiFailure> {
+    /// Ends the answer once the script's output has ended (or its answer is complete);
+    /// `clean`: the script exited with status 0.
+    fn finish(self, request: &mut HttpRequest<'_>, clean: bool) -> Result<(), CgiFailure> {
         match self {
             Answer::Head(_) => Err(CgiFailure::BadOutput(
                 "output ended before the blank line after its headers".into(),
             )),
-            Answer::Body(Framing::Length(0)) | Answer::Body(Framing::Close) => Ok(()),
+            Answer::Body(Framing::Length(0)) => Ok(()),
             Answer::Body(Framing::Length(left)) => Err(CgiFailure::BadOutput(format!(
                 "output ended {left} bytes short of its Content-Length"
             ))),
+            Answer::Body(_) if !clean => Err(CgiFailure::BadOutput(
+                "the script did not exit cleanly: its answer may be cut".into(),
+            )),
+            Answer::Body(Framing::Close) => Ok(()),
             Answer::Body(Framing::Chunked) => {
                 request.wfile.write_all(b"0\r\n\r\n")?;
                 Ok(())
