@@ -9,7 +9,7 @@
 //! [`cache_small_files`](SimpleHttpHandler::cache_small_files).
 
 mod cache;
-mod conditional;
+pub(crate) mod conditional;
 mod form;
 mod listing;
 pub(crate) mod path;

@@ -26,7 +26,7 @@ pub(crate) struct Root {
     path: PathBuf,
     dir: Arc<OpenDir>,
     /// Whether this kernel has `openat2`; without it, paths are resolved in user space.
-    beneath: bool,
+    pub(crate) beneath: bool,
 }
 
 /// The directory's descriptor, checked against its path once a second: a directory
