@@ -7,6 +7,8 @@ mod http_support;
 use std::io::Write;
 use std::net::Shutdown;
 
+use std::time::Duration;
+
 use http_support::{exchange, flavor, start, Client, Echo, Echo11, Echoed};
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::HandlerResult;
@@ -313,4 +315,21 @@ fn unread_body_larger_than_max_drain_closes_the_connection() {
     client.send(request.as_bytes());
     assert_eq!(client.read_response().text(), "ignored /small");
     assert_eq!(client.read_response().text(), "got /next");
+}
+
+#[test]
+fn blank_lines_after_a_request_do_not_hold_its_answer_back() {
+    // Answers wait only for a pipelined request that is all here; blank lines (which old
+    // clients send after a body) are no request, and the answer must not wait for the
+    // keep-alive timeout behind them.
+    let server = start(Echo11::with_limits(Limits {
+        keep_alive_timeout: Duration::from_secs(60),
+        ..Limits::default()
+    }));
+    let mut client = Client::connect(server.addr());
+    for blank in ["\r\n\r\n", "\n\n", "\r\n"] {
+        client.send(format!("GET /blank HTTP/1.1\r\nHost: a\r\n\r\n{blank}").as_bytes());
+        let echoed = Echoed::parse(&client.read_response());
+        assert_eq!(echoed.requestline, "GET /blank HTTP/1.1", "after {blank:?}");
+    }
 }

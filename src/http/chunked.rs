@@ -154,6 +154,8 @@ impl ChunkedDecoder {
                 self.trailer_bytes += line.len();
                 if text.is_empty() {
                     self.state = State::Done;
+                } else if !is_field_line(text) {
+                    return Err(Malformed::bad("malformed trailer field"));
                 }
             }
             State::Data(_) | State::Done => unreachable!("no framing line in this state"),
@@ -165,21 +167,43 @@ impl ChunkedDecoder {
     }
 }
 
-/// `size [ws] [; extensions]`, hexadecimal, at most 16 digits.
+/// `size [BWS] [; extensions]`, hexadecimal, at most 16 digits (RFC 9112 7.1.1). Only
+/// spaces and tabs may follow the size, and no control character may hide in an
+/// extension: a proxy in front may read a stray CR or NUL differently, and two readings of
+/// one body are the stuff of request smuggling.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, Malformed> {
     let digits_end = line
         .iter()
         .position(|b| !b.is_ascii_hexdigit())
         .unwrap_or(line.len());
     let (digits, rest) = line.split_at(digits_end);
-    // After the size: optional whitespace, then nothing or `;extensions`.
-    let rest = rest.trim_ascii_start();
-    let valid_rest = rest.is_empty() || rest.starts_with(b";");
+    let blank = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let rest = &rest[blank..];
+    let valid_rest = rest.is_empty()
+        || (rest.starts_with(b";") && rest.iter().all(|&b| b == b'\t' || !b.is_ascii_control()));
     if digits.is_empty() || digits.len() > 16 || !valid_rest {
         return Err(Malformed::bad("malformed chunk size"));
     }
     let digits = std::str::from_utf8(digits).unwrap_or("");
     u64::from_str_radix(digits, 16).map_err(|_| Malformed::bad("malformed chunk size"))
+}
+
+/// `name: value` with a token for name and no control character but tab.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name_ok = colon > 0
+        && line[..colon]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    name_ok
+        && line[colon + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || !b.is_ascii_control())
 }
 
 fn trim_line_end(line: &[u8]) -> &[u8] {
@@ -235,6 +259,14 @@ mod tests {
             b"-1\r\n",
             b"3 x\r\n",
             b"\r\n",
+            // Only spaces and tabs after the size; no control character in an extension.
+            b"3\r\r\n",
+            b"3\x0c\n",
+            b"3;a=\rb\r\n",
+            b"3;\x00\r\n",
+            // A trailer is a field line.
+            b"0\r\nnot a field\r\n",
+            b"0\r\nX: a\x01b\r\n",
         ] {
             let mut decoder = ChunkedDecoder::new(1 << 20);
             let mut input = bad;

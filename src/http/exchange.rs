@@ -14,7 +14,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::body::Body;
 use super::handler::{dispatch, HttpHandler, HttpRequest, Settings};
-use super::head::{find_head_end, Framing, Head, Rejection};
+use super::head::{head_follows, Framing, Head, Rejection};
 use super::limits::Limits;
 use super::log::LOG_TARGET;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
@@ -263,11 +263,10 @@ pub(super) fn settle(
 }
 
 /// Whether answers are held back to leave together with the answer to the next pipelined
-/// request, which is already here: the answers to one read leave in one write.
+/// request, which is all here already: the answers to one read leave in one write. Blank
+/// lines are no request: an answer held back for them would wait for the next read.
 pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
-    output.file.is_none()
-        && output.bytes.len() < OUTPUT_BUFFER / 2
-        && find_head_end(input, 0).is_some()
+    output.file.is_none() && output.bytes.len() < OUTPUT_BUFFER / 2 && head_follows(input)
 }
 
 /// Sends what is buffered (unless [held back](holds_back) for the next pipelined answer),

@@ -164,6 +164,17 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Whether `input` holds a whole request head, after the blank lines that may precede it.
+pub(crate) fn head_follows(input: &[u8]) -> bool {
+    let start = input
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(input.len());
+    let input = &input[start..];
+    !input.is_empty()
+        && (find_head_end(input, 0).is_some() || versionless_line_end(input).is_some())
+}
+
 /// Drops the empty lines buffered before a request line (RFC 9112 2.2: old clients leave
 /// them after a POST body); `true` if there were any.
 fn skip_blank_lines(input: &mut Rfile) -> bool {
