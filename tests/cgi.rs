@@ -8,6 +8,7 @@
 mod files_support;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -440,6 +441,39 @@ fn answers_without_a_length_are_chunked_on_http_1_1_so_a_cut_shows() {
         !cut.ends_with("0\r\n\r\n"),
         "a cut answer looks whole: {cut}"
     );
+}
+
+#[test]
+fn a_scripts_answer_is_relayed_as_it_comes() {
+    // The script prints a line, then waits for a file the test makes only once it has read
+    // that line: an answer held until the script exits would never show it.
+    let site = Site::new();
+    site.base.script(
+        "root/cgi-bin/stream.sh",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\nfirst\\n'\n\
+         while [ ! -e \"$QUERY_STRING\" ]; do sleep 0.02; done\nprintf 'second\\n'\n",
+    );
+    let go = site.base.join("go");
+    let server = serve(
+        CgiHttpHandler::new(site.root())
+            .unwrap()
+            .time_limit(Duration::from_secs(30)),
+    );
+    let mut stream = files_support::connect(server.addr);
+    let request = format!("GET /cgi-bin/stream.sh?{} HTTP/1.0\r\n\r\n", go.display());
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).ends_with("first\n") {
+        let n = stream
+            .read(&mut chunk)
+            .expect("the first line while the script still runs");
+        assert!(n > 0, "closed before the first line: {seen:?}");
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    std::fs::write(&go, "").unwrap();
+    let rest = files_support::read_to_eof(&mut stream);
+    assert_eq!(String::from_utf8_lossy(&rest), "second\n");
 }
 
 #[test]

@@ -78,6 +78,7 @@ on_every_strategy!(
     cgi_silent_script_gets_504,
     cgi_killed_mid_output_is_visibly_incomplete,
     cgi_killed_short_of_its_content_length,
+    cgi_large_upload_is_not_held_in_memory,
     server_close_refuses_new_connections,
     server_close_during_download_refuses_new_connections,
     reset_during_head,
@@ -663,6 +664,61 @@ fn cgi_killed_mid_output_is_visibly_incomplete(strategy: Strategy) {
     drop(conn);
     rig.assert_healthy("a CGI script killed mid-output");
     rig.finish();
+}
+
+/// A 48 MiB upload to a CGI script: the body waits in a temporary file (the event loop's
+/// spool, or the CGI handler's), never whole in memory. The process's peak RSS, reset just
+/// before, must stay well below the body's size.
+fn cgi_large_upload_is_not_held_in_memory(strategy: Strategy) {
+    const BODY: usize = 48 << 20;
+    let site = Site::new();
+    site.script(
+        "cgi-bin/count.sh",
+        "n=$(wc -c | tr -d ' ')\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s' \"$n\"\n",
+    );
+    let rig = Rig::start(strategy, || {
+        site.cgi(short_limits(), Version::HTTP_10, 30 * SECOND)
+    });
+    // Writing 5 resets the peak (Linux 4.0); without it the peak so far is the baseline.
+    let _ = fs::write("/proc/self/clear_refs", "5");
+    let before = peak_rss_kib();
+    let mut conn = Conn::open(rig.addr);
+    conn.set_read_timeout(WAIT);
+    let head = format!(
+        "POST /cgi-bin/count.sh HTTP/1.0\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {BODY}\r\n\r\n"
+    );
+    conn.send(head.as_bytes()).unwrap();
+    let piece = vec![b'u'; 64 * 1024];
+    for _ in 0..BODY / piece.len() {
+        conn.send(&piece).unwrap();
+    }
+    let head = conn
+        .head()
+        .unwrap_or_else(|err| panic!("a 48 MiB upload: {err}"));
+    let (body, _) = conn.until_end();
+    assert_eq!(head.status, 200, "a 48 MiB upload: {}", head.text);
+    assert_eq!(String::from_utf8_lossy(&body), BODY.to_string());
+    let grew = peak_rss_kib().saturating_sub(before);
+    assert!(
+        grew < 16 * 1024,
+        "the peak RSS grew by {} MiB during a {} MiB upload: the body was held in memory",
+        grew / 1024,
+        BODY >> 20
+    );
+    drop(conn);
+    rig.assert_healthy("a 48 MiB CGI upload");
+    rig.finish();
+}
+
+/// This process's peak resident set (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
 }
 
 /// A script that declares 100 bytes, prints 12 and is killed: the connection must close,

@@ -135,11 +135,23 @@ impl HttpHandler for Logged {
                 req.log_message("line one\nFAKE 127.0.0.1 - - line two\r\x1b[31mred\x07");
                 http_support::send_body(req, "text/plain", b"logged")?;
             }
+            "/huge" => {
+                // Far more than socket buffers hold: the client is gone long before the end.
+                req.send_response(200)?;
+                req.send_header("Content-Length", HUGE)?;
+                req.end_headers()?;
+                let chunk = vec![b'h'; 1 << 20];
+                for _ in 0..HUGE >> 20 {
+                    req.wfile.write_all(&chunk)?;
+                }
+            }
             _ => http_support::send_body(req, "text/plain", b"hello")?,
         }
         Ok(())
     }
 }
+
+const HUGE: u64 = 256 << 20;
 
 #[test]
 fn access_line_is_in_common_log_format() {
@@ -281,4 +293,41 @@ fn a_logged_message_cannot_forge_a_line() {
         "{entries:#?}"
     );
     assert_no_control_characters_logged();
+}
+
+#[test]
+fn a_response_cut_short_is_logged_with_the_bytes_sent_and_a_warning() {
+    collector();
+    let server = start(Logged);
+    let mut client = connect(server.addr());
+    client
+        .write_all(b"GET /huge HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut some = vec![0u8; 64 * 1024];
+    std::io::Read::read_exact(&mut client, &mut some).unwrap();
+    // Reset, not close: the server's next send fails at once.
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    let warnings = wait_for_entries("\"GET /huge HTTP/1.1\" 200 response cut short: ", 1);
+    assert_eq!(warnings[0].level, Level::Warn, "{warnings:#?}");
+    assert!(
+        warnings[0]
+            .message
+            .ends_with(&format!(" of {HUGE} body bytes sent")),
+        "{warnings:#?}"
+    );
+    let access = wait_for_entries("\"GET /huge HTTP/1.1\" 200 ", 2)
+        .into_iter()
+        .find(|e| e.level == Level::Info)
+        .expect("the access line");
+    let sent: u64 = access
+        .message
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no size in {access:?}"));
+    // What left, not what was promised: at least what the client read, less than all.
+    assert!((64 * 1024..HUGE).contains(&sent), "{access:?}");
 }
