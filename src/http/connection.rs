@@ -357,15 +357,12 @@ fn close_after_output(
     state: &mut ConnectionState,
     limits: &Limits,
 ) -> HandlerResult {
-    if stream.output.is_empty() {
-        return finish_step(stream, state, limits, Next::Close);
-    }
-    state.closing.get_or_insert(Closing {
-        linger: false,
+    let quietly = Exchanged {
+        keep_alive: false,
+        unread_input: false,
         failure: Failure::None,
-    });
-    let next = close_step(stream, state, limits, false).unwrap_or(Next::Close);
-    finish_step(stream, state, limits, next)
+    };
+    close(stream, state, limits, quietly)
 }
 
 /// On an event loop: what a connection whose output failed, timed out or is closing does

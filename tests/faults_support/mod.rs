@@ -10,12 +10,13 @@
 
 #[path = "../common/mod.rs"]
 pub mod common;
+#[path = "../strategy/mod.rs"]
+pub mod strategy;
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::BorrowedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,14 +26,12 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockRef, Socket, Type};
 use socketserver::cgi::CgiHttpHandler;
-use socketserver::concurrency::{Job, Readiness};
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::{HttpHandler, Limits, Version};
-use socketserver::{
-    Concurrency, EventLoop, Server, TcpServer, TcpTransport, ThreadPool, Threading,
-};
+use socketserver::{EventLoop, Server, TcpServer, TcpTransport, ThreadPool, Threading};
 
 pub use common::TempDir;
+pub use strategy::TestConcurrency;
 
 pub const KIB: usize = 1024;
 pub const MIB: usize = 1024 * 1024;
@@ -92,14 +91,14 @@ impl Strategy {
         queue: 16,
     };
 
-    pub fn concurrency(self) -> io::Result<AnyConcurrency> {
+    pub fn concurrency(self) -> io::Result<TestConcurrency> {
         Ok(match self {
-            Strategy::Loop { workers } => AnyConcurrency::Loop(EventLoop::new(workers)?),
+            Strategy::Loop { workers } => TestConcurrency::Loop(EventLoop::new(workers)?),
             // Daemon threads: a connection a failing test leaves open cannot make
             // `server_close` wait for it (as in tests/strategy).
-            Strategy::Threads => AnyConcurrency::Threads(Threading::new().daemon_threads(true)),
+            Strategy::Threads => TestConcurrency::Threads(Threading::new().daemon_threads(true)),
             Strategy::Pool { workers, queue } => {
-                AnyConcurrency::Pool(ThreadPool::new(workers, queue))
+                TestConcurrency::Pool(ThreadPool::new(workers, queue))
             }
         })
     }
@@ -122,55 +121,6 @@ impl fmt::Display for Strategy {
             Strategy::Threads => f.write_str("Threading (daemon threads)"),
             Strategy::Pool { workers, queue } => write!(f, "ThreadPool::new({workers}, {queue})"),
         }
-    }
-}
-
-/// One server type for every strategy, so that a case is written once.
-#[derive(Debug)]
-pub enum AnyConcurrency {
-    Loop(EventLoop),
-    Threads(Threading),
-    Pool(ThreadPool),
-}
-
-impl AnyConcurrency {
-    fn inner(&self) -> &dyn Concurrency {
-        match self {
-            AnyConcurrency::Loop(c) => c,
-            AnyConcurrency::Threads(c) => c,
-            AnyConcurrency::Pool(c) => c,
-        }
-    }
-}
-
-impl Concurrency for AnyConcurrency {
-    fn process_request(&self, job: Job) -> io::Result<()> {
-        self.inner().process_request(job)
-    }
-
-    fn service_actions(&self) {
-        self.inner().service_actions()
-    }
-
-    fn handle_timeout(&self) {
-        self.inner().handle_timeout()
-    }
-
-    fn shutdown_requested(&self) {
-        self.inner().shutdown_requested()
-    }
-
-    fn server_close(&self) {
-        self.inner().server_close()
-    }
-
-    fn wait(
-        &self,
-        server: Option<BorrowedFd<'_>>,
-        waker: Option<BorrowedFd<'_>>,
-        timeout: Option<Duration>,
-    ) -> io::Result<Readiness> {
-        self.inner().wait(server, waker, timeout)
     }
 }
 
@@ -419,7 +369,7 @@ fn busiest_threads(before: &[(String, Duration)], after: &[(String, Duration)]) 
 // ---------------------------------------------------------------------------------------
 // The server rig
 
-pub type TestServer<H> = Server<TcpTransport, H, AnyConcurrency>;
+pub type TestServer<H> = Server<TcpTransport, H, TestConcurrency>;
 
 /// A server on 127.0.0.1, port 0, serving on a thread of its own, with the process's
 /// descriptor counts from before it existed and from when it served with no connection.

@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
-use socketserver::concurrency::{Concurrency, EventLoop, Job, Readiness, Threading};
+use socketserver::concurrency::{Concurrency, EventLoop, Job, Readiness, ThreadPool, Threading};
 
 /// Which strategy this test binary's servers use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,11 +40,14 @@ pub fn flavor() -> Flavor {
 }
 
 /// `Threading` with daemon threads (a connection a failing test leaves open cannot make the
-/// server's drop wait), or an `EventLoop`, as the binary says.
+/// server's drop wait), or an `EventLoop`, as the binary says; or a `ThreadPool`, for the
+/// suites that choose their strategy themselves (tests/faults.rs). One server type for
+/// every strategy, so that a test is written once.
 #[derive(Debug)]
 pub enum TestConcurrency {
     Threads(Threading),
     Loop(EventLoop),
+    Pool(ThreadPool),
 }
 
 impl Default for TestConcurrency {
@@ -62,6 +65,7 @@ impl TestConcurrency {
         match self {
             TestConcurrency::Threads(c) => c,
             TestConcurrency::Loop(c) => c,
+            TestConcurrency::Pool(c) => c,
         }
     }
 }
