@@ -39,9 +39,9 @@ enum Ahead {
     /// It fits in the connection's read buffer and waits there (this long).
     Buffered(u64),
     /// Going into a spool as it arrives.
-    Spooling { spool: Spool, left: Left },
+    Spooling { spool: Box<Spool>, left: Left },
     /// All here, in the spool.
-    Spooled(Spool),
+    Spooled(Box<Spool>),
 }
 
 /// What is left of a body being spooled.
@@ -67,6 +67,34 @@ pub(super) enum Dispatch {
     HandedOff(Box<Pending>),
 }
 
+/// A request all here, for its handler: the head, and the body in the connection's buffer
+/// or a spool.
+pub(super) struct Ready {
+    head: Head,
+    framing: Framing,
+    spool: Option<Box<Spool>>,
+}
+
+impl Ready {
+    /// Whether the request of `parsed` is all here, its body (if any) in `buffered`: the
+    /// usual case, which needs no [`Pending`] to wait in.
+    pub(super) fn is_here(parsed: &Parsed, buffered: &[u8]) -> bool {
+        match parsed.framing {
+            Framing::Length(n) => !parsed.expect && buffered.len() as u64 >= n,
+            Framing::Chunked => false,
+        }
+    }
+
+    /// The request of `parsed`, which [is here](Ready::is_here).
+    pub(super) fn new(parsed: Parsed) -> Ready {
+        Ready {
+            head: parsed.head,
+            framing: parsed.framing,
+            spool: None,
+        }
+    }
+}
+
 impl Pending {
     /// The pending request of `parsed`, whose body a read buffer of `buffer` bytes holds if
     /// it fits.
@@ -74,11 +102,11 @@ impl Pending {
         let body = match parsed.framing {
             Framing::Length(n) if n <= buffer as u64 => Ahead::Buffered(n),
             Framing::Length(n) => Ahead::Spooling {
-                spool: Spool::new(),
+                spool: Box::default(),
                 left: Left::Length(n),
             },
             Framing::Chunked => Ahead::Spooling {
-                spool: Spool::new(),
+                spool: Box::default(),
                 left: Left::Chunked(ChunkedDecoder::new(limits.max_body_size)),
             },
         };
@@ -217,6 +245,36 @@ impl Pending {
     pub(super) fn awaits_continue(&self) -> bool {
         self.expect
     }
+
+    /// The request, once [`read_body`](Pending::read_body) said its body is here.
+    pub(super) fn into_ready(self) -> Ready {
+        let spool = match self.body {
+            Ahead::Spooled(spool) => Some(spool),
+            Ahead::Buffered(_) => None,
+            Ahead::Spooling { .. } => unreachable!("a body still arriving is not ready"),
+        };
+        Ready {
+            head: self.head,
+            framing: self.framing,
+            spool,
+        }
+    }
+
+    /// A request all here, waiting for a worker.
+    fn of_ready(ready: Ready) -> Pending {
+        let body = match (ready.spool, ready.framing) {
+            (Some(spool), _) => Ahead::Spooled(spool),
+            (None, Framing::Length(n)) => Ahead::Buffered(n),
+            (None, Framing::Chunked) => unreachable!("a chunked body is spooled"),
+        };
+        Pending {
+            head: ready.head,
+            framing: ready.framing,
+            expect: false,
+            body,
+            deadline: Instant::now(),
+        }
+    }
 }
 
 /// Asks the handler whether the client may send its body (`handle_expect_100`, before the
@@ -283,24 +341,18 @@ pub(super) fn answer_expect<H: HttpHandler>(
 
 /// Offers the request, all here, to the handler: answered here, or handed off when it may
 /// wait and `hand_off` allows (on the loop's own thread).
-pub(super) fn dispatch_pending<H: HttpHandler>(
+pub(super) fn dispatch<H: HttpHandler>(
     handler: &mut H,
     context: &ConnectionContext<'_>,
     io: Io<'_>,
-    pending: Pending,
+    ready: Ready,
     hand_off: bool,
 ) -> Dispatch {
-    let Pending {
+    let Ready {
         head,
         framing,
-        body: ahead,
-        deadline,
-        ..
-    } = pending;
-    let mut spool = match ahead {
-        Ahead::Spooled(spool) => Some(spool),
-        _ => None,
-    };
+        mut spool,
+    } = ready;
     let started = AtomicBool::new(false);
     let limits = &context.limits;
     let mut body = Body::new(
@@ -319,18 +371,12 @@ pub(super) fn dispatch_pending<H: HttpHandler>(
     let mut request = new_request(context, head, body, wfile);
     if hand_off && handler.blocks(&request) {
         let head = into_head(request);
-        let body = match (spool, framing) {
-            (Some(spool), _) => Ahead::Spooled(spool),
-            (None, Framing::Length(n)) => Ahead::Buffered(n),
-            (None, Framing::Chunked) => unreachable!("a chunked body is spooled"),
-        };
-        return Dispatch::HandedOff(Box::new(Pending {
+        let ready = Ready {
             head,
             framing,
-            expect: false,
-            body,
-            deadline,
-        }));
+            spool,
+        };
+        return Dispatch::HandedOff(Box::new(Pending::of_ready(ready)));
     }
     Dispatch::Answered(answer(handler, &mut request, false, limits))
 }

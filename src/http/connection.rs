@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::ahead::{answer_expect, dispatch_pending, BodyStep, Dispatch, Pending};
+use super::ahead::{answer_expect, dispatch, BodyStep, Dispatch, Pending, Ready};
 use super::exchange::{
     exchange_streamed, holds_back, is_disconnect, reject, ConnectionContext, Exchanged, Failure,
     Io, Parsed,
@@ -215,6 +215,16 @@ fn serve_parked<H: HttpHandler>(
                     state.head.clear();
                     state.first = false;
                     match parsed {
+                        // The usual case: the body, if any, came with the head.
+                        Ok(parsed) if Ready::is_here(&parsed, stream.rfile.buffer()) => {
+                            timed_out = false;
+                            let ready = Ready::new(parsed);
+                            if let Some(end) = serve_ready(handler, context, stream, state, ready) {
+                                return end;
+                            }
+                            may_read = !stream.rfile.drained();
+                            continue;
+                        }
                         Ok(parsed) => Pending::new(parsed, stream.rfile.capacity(), limits),
                         Err(rejection) => {
                             let exchanged = reject(context, io(stream, state), rejection)?;
@@ -252,27 +262,45 @@ fn serve_parked<H: HttpHandler>(
             }
         }
         timed_out = false;
-        let hand_off = context.inline;
-        let exchanged =
-            match dispatch_pending(handler, context, io(stream, state), pending, hand_off) {
-                Dispatch::Answered(exchanged) => exchanged,
-                Dispatch::HandedOff(pending) => {
-                    state.pending = Some(*pending);
-                    return finish_step(stream, state, limits, Next::Park(Wake::Worker, None));
-                }
-            };
-        if !exchanged.keep_alive {
-            return close(stream, state, limits, exchanged);
+        if let Some(end) = serve_ready(handler, context, stream, state, pending.into_ready()) {
+            return end;
         }
-        exchanged.failure.into_result()?;
         may_read = !stream.rfile.drained();
-        if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
-            // The socket took only part of the answer: send the rest before reading on.
-            let deadline = Instant::now() + limits.send_timeout;
-            let next = Next::Park(Wake::Writable, Some(deadline));
-            return finish_step(stream, state, limits, next);
-        }
     }
+}
+
+/// Answers a request that is all here, on the loop's thread (or hands it to a worker if it
+/// may wait), or on a worker. `Some`: this run of `handle` ends with that; `None`: the
+/// connection goes on to the next request.
+fn serve_ready<H: HttpHandler>(
+    handler: &mut H,
+    context: &ConnectionContext<'_>,
+    stream: &mut StreamRequest,
+    state: &mut ConnectionState,
+    ready: Ready,
+) -> Option<HandlerResult> {
+    let limits = &context.limits;
+    let exchanged = match dispatch(handler, context, io(stream, state), ready, context.inline) {
+        Dispatch::Answered(exchanged) => exchanged,
+        Dispatch::HandedOff(pending) => {
+            state.pending = Some(*pending);
+            let next = Next::Park(Wake::Worker, None);
+            return Some(finish_step(stream, state, limits, next));
+        }
+    };
+    if !exchanged.keep_alive {
+        return Some(close(stream, state, limits, exchanged));
+    }
+    if let Err(err) = exchanged.failure.into_result() {
+        return Some(Err(err));
+    }
+    if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
+        // The socket took only part of the answer: send the rest before reading on.
+        let deadline = Instant::now() + limits.send_timeout;
+        let next = Next::Park(Wake::Writable, Some(deadline));
+        return Some(finish_step(stream, state, limits, next));
+    }
+    None
 }
 
 /// Where the next request's head stands, on an event loop.
