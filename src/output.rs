@@ -1,14 +1,17 @@
 //! Output written for a client and not sent yet: bytes, then perhaps part of a file.
 //!
-//! Every write of a response to the socket goes through here, so that two things hold
+//! Every write of a response to the socket goes through here, so that three things hold
 //! whatever path the bytes take (buffered, written through, or left for the event loop to
 //! send as the socket drains):
 //!
-//! - the bytes handed to the socket are counted, so the access log can say what was sent,
-//!   not what was promised;
+//! - the bytes handed to the socket are counted, and a receipt can wait for a position in
+//!   the stream, so the access log can say what was sent, not what was promised;
 //! - the first failure (the client is gone, the socket timed out, a file shrank under
 //!   `sendfile`) drops what was waiting and is remembered: later writes fail at once, and
-//!   nothing is tried again on a connection that cannot carry it.
+//!   nothing is sent after the gap;
+//! - a write that must not wait ([`Wait::Never`], the event loop's thread) never does: what
+//!   the socket does not take stays in memory up to [`MEMORY_LIMIT`], beyond it in an
+//!   unnamed temporary file that leaves by `sendfile` like any other.
 //!
 //! A file is sent with `sendfile`: the kernel copies it from the page cache to the socket,
 //! so a large file costs neither a copy through user space nor memory per connection.
@@ -27,6 +30,18 @@ use crate::connection::Connection;
 /// Largest piece of a file handed to one `sendfile`.
 const SENDFILE_CHUNK: u64 = 1 << 30;
 
+/// Output that waits in memory for the socket; more waits in a temporary file.
+pub(crate) const MEMORY_LIMIT: usize = 256 * 1024;
+
+/// Whether a write may wait for the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// On a thread of its own: wait, each wait bounded by the socket's write timeout.
+    Yes,
+    /// On the event loop's thread: send what the socket takes, keep the rest.
+    Never,
+}
+
 #[derive(Default)]
 pub(crate) struct Output {
     /// Sent first.
@@ -41,19 +56,33 @@ pub(crate) struct Output {
     receipts: VecDeque<Receipt>,
 }
 
-/// Called with how far the output stream was sent, once it reached `position` or the
-/// connection ended short of it.
-struct Receipt {
-    position: u64,
-    then: Box<dyn FnOnce(u64) + Send>,
-}
-
 /// `length` bytes of `file` from `offset`.
 #[derive(Debug)]
 pub(crate) struct FileRange {
     pub(crate) file: File,
     pub(crate) offset: u64,
     pub(crate) length: u64,
+    /// A temporary file of output that did not fit in memory: more may be appended.
+    spill: bool,
+}
+
+impl FileRange {
+    /// `length` bytes of `file` from `offset`, to be sent as they are.
+    pub(crate) fn new(file: File, offset: u64, length: u64) -> Self {
+        FileRange {
+            file,
+            offset,
+            length,
+            spill: false,
+        }
+    }
+}
+
+/// Called with how far the output stream was sent, once it reached `position` or the
+/// connection ended short of it.
+struct Receipt {
+    position: u64,
+    then: Box<dyn FnOnce(u64) + Send>,
 }
 
 impl Output {
@@ -104,9 +133,13 @@ impl Output {
     /// returns the error.
     fn fail(&mut self, err: io::Error) -> io::Error {
         self.failure.get_or_insert(err.kind());
+        self.drop_waiting();
+        err
+    }
+
+    fn drop_waiting(&mut self) {
         self.bytes.clear();
         self.file = None;
-        err
     }
 
     /// Gives up on what waits (the client stopped reading): the connection carries
@@ -119,7 +152,7 @@ impl Output {
     }
 
     /// The error of a write after a failure.
-    fn check(&self) -> io::Result<()> {
+    pub(crate) fn check(&self) -> io::Result<()> {
         match self.failure {
             None => Ok(()),
             Some(kind) => Err(io::Error::new(
@@ -129,10 +162,11 @@ impl Output {
         }
     }
 
-    /// Sends what the socket takes now; `true` once everything is sent.
+    /// Sends what the socket takes now; `true` once everything is sent. After a failure
+    /// nothing is sent: what was put in the buffer since is dropped.
     pub(crate) fn send_now(&mut self, connection: &Connection) -> io::Result<bool> {
-        // After a failure nothing waits: there is nothing more to fail at.
-        if self.is_empty() {
+        if self.failed() {
+            self.drop_waiting();
             return Ok(true);
         }
         match self.try_send_now(connection) {
@@ -187,8 +221,10 @@ impl Output {
     }
 
     /// Sends everything, waiting for the socket (each wait bounded by its write timeout).
+    /// After a failure nothing is sent.
     pub(crate) fn send_all(&mut self, connection: &Connection) -> io::Result<()> {
-        if self.is_empty() {
+        if self.failed() {
+            self.drop_waiting();
             return Ok(());
         }
         let flags = self.more();
@@ -205,29 +241,55 @@ impl Output {
             }
         }
         self.bytes.clear();
-        if let Some(range) = self.file.take() {
-            self.send_file_now(connection, range)?;
+        if let Some(mut range) = self.file.take() {
+            let before = range.length;
+            let result = send_file(connection, &mut range);
+            self.advance(before - range.length);
+            result.map_err(|err| self.fail(err))?;
         }
         Ok(())
     }
 
-    /// Sends what is buffered and then `data`, waiting for the socket; `data` is not
-    /// copied into the buffer.
-    pub(crate) fn write_through(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
+    /// Writes `data` after what waits. With [`Wait::Yes`] all of it is sent (and `data` is
+    /// not copied); with [`Wait::Never`] what the socket does not take is kept, in memory
+    /// or beyond [`MEMORY_LIMIT`] in a temporary file.
+    pub(crate) fn write(
+        &mut self,
+        connection: &Connection,
+        data: &[u8],
+        wait: Wait,
+    ) -> io::Result<()> {
         self.check()?;
+        if let (Some(range), Wait::Never) = (&mut self.file, wait) {
+            if range.spill {
+                // Behind output that waits in the spill file: it waits there too.
+                match range.file.write_all(data) {
+                    Ok(()) => range.length += data.len() as u64,
+                    Err(err) => return Err(self.fail(err)),
+                }
+                return self.send_now(connection).map(drop);
+            }
+        }
         if self.file.is_some() {
             // Bytes go before a waiting file: what follows one waits until it has left.
             self.send_all(connection)?;
         }
+        match wait {
+            Wait::Yes => self.write_waiting(connection, data),
+            Wait::Never => self.write_now(connection, data),
+        }
+    }
+
+    /// Sends the buffer and `data`, waiting for the socket.
+    fn write_waiting(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
         let mut slices = [IoSlice::new(&self.bytes), IoSlice::new(data)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
-        let mut writer = connection;
         let mut written = 0;
         let result = loop {
             if slices.is_empty() {
                 break Ok(());
             }
-            match writer.write_vectored(slices) {
+            match connection.send_with(slices, MsgFlags::empty()) {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     written += n as u64;
@@ -247,14 +309,8 @@ impl Output {
         }
     }
 
-    /// Sends what the socket takes now of the buffer and then `data`, and keeps the rest
-    /// of both buffered: a write that never waits (unless a file waits: bytes written after
-    /// one leave after it).
-    pub(crate) fn write_now(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
-        self.check()?;
-        if self.file.is_some() {
-            self.send_all(connection)?;
-        }
+    /// Sends what the socket takes now of the buffer and then `data`, and keeps the rest.
+    fn write_now(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
         let buffered = self.bytes.len();
         let total = buffered + data.len();
         let mut written = 0;
@@ -275,28 +331,36 @@ impl Output {
                 Err(err) => return Err(self.fail(err)),
             }
         }
-        if written >= buffered {
-            self.bytes.clear();
-            self.bytes.extend_from_slice(&data[written - buffered..]);
-        } else {
-            self.bytes.drain(..written);
-            self.bytes.extend_from_slice(data);
+        let rest = &data[written.saturating_sub(buffered)..];
+        self.bytes.drain(..written.min(buffered));
+        if self.bytes.len() + rest.len() <= MEMORY_LIMIT {
+            self.bytes.extend_from_slice(rest);
+            return Ok(());
         }
+        // More than memory should hold for one client: the rest waits in a file.
+        let spilled = spill(rest).map_err(|err| self.fail(err))?;
+        self.file = Some(spilled);
         Ok(())
     }
 
-    /// Sends `range` of a file now, waiting for the socket; what is buffered must have
-    /// been sent first.
-    pub(crate) fn send_file_now(
+    /// Sends `range` of a file after what waits; with [`Wait::Never`] what the socket
+    /// does not take waits.
+    pub(crate) fn send_file(
         &mut self,
         connection: &Connection,
-        mut range: FileRange,
+        range: FileRange,
+        wait: Wait,
     ) -> io::Result<()> {
         self.check()?;
-        let before = range.length;
-        let result = send_file(connection, &mut range);
-        self.advance(before - range.length);
-        result.map_err(|err| self.fail(err))
+        if self.file.is_some() {
+            // One file waits at a time: the next one waits for it to leave.
+            self.send_all(connection)?;
+        }
+        self.file = Some(range);
+        match wait {
+            Wait::Yes => self.send_all(connection),
+            Wait::Never => self.send_now(connection).map(drop),
+        }
     }
 
     /// Gives the buffer's memory back while nothing waits in it (an idle connection).
@@ -305,6 +369,18 @@ impl Output {
             buffer::give_empty(std::mem::take(&mut self.bytes));
         }
     }
+}
+
+/// `data` in a new unnamed temporary file, as a range to send.
+fn spill(data: &[u8]) -> io::Result<FileRange> {
+    let mut file = tempfile::tempfile()?;
+    file.write_all(data)?;
+    Ok(FileRange {
+        file,
+        offset: 0,
+        length: data.len() as u64,
+        spill: true,
+    })
 }
 
 impl Drop for Output {

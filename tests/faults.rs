@@ -72,6 +72,7 @@ on_every_strategy!(
     file_grown_mid_send,
     slow_steady_reader_gets_whole_file,
     stalled_reader_is_cut_off,
+    large_answer_to_a_stalled_reader_does_not_block,
     slow_cgi_uploads_do_not_block_static_files,
     slow_bodies_and_heads_do_not_delay_get,
     cgi_background_child_does_not_hold_request,
@@ -400,6 +401,49 @@ fn stalled_reader_is_cut_off(strategy: Strategy) {
 
 /// Limits under which slow clients live through the test: a byte every 300 ms keeps every
 /// per-pause timeout from firing.
+/// A handler that runs on the event loop's own thread (the form echo of the file handler)
+/// answers 16 MiB (more than the kernel buffers) to a client that does not read: the answer waits with the connection (in a
+/// temporary file past 256 KiB), and another client's GET is answered meanwhile. A write
+/// that waited for the socket would hold the loop for up to the send timeout, again at
+/// every pause of the client.
+fn large_answer_to_a_stalled_reader_does_not_block(strategy: Strategy) {
+    let site = Site::new();
+    let limits = Limits {
+        send_timeout: 10 * SECOND,
+        ..short_limits()
+    };
+    let rig = Rig::start(strategy, || site.files(limits, Version::HTTP_10));
+    let field = "v".repeat(16 * MIB);
+    let body = format!("big={field}");
+    let mut stalled = Conn::open_slow(rig.addr);
+    let request = format!(
+        "POST /form HTTP/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stalled.send(request.as_bytes()).unwrap();
+    let head = stalled
+        .head()
+        .unwrap_or_else(|err| panic!("the echo of a 16 MiB form: {err}"));
+    assert_eq!(head.status, 200, "the echo of a 16 MiB form: {}", head.text);
+    // The client stops reading here, with most of the answer not sent.
+    assert_get_within(
+        rig.addr,
+        2 * SECOND,
+        "a 16 MiB answer waited for a stalled client",
+    );
+    // It still gets all of it once it reads.
+    let (page, end) = stalled.until_end();
+    assert!(
+        end.is_close() && page.windows(field.len()).any(|w| w == field.as_bytes()),
+        "the stalled client got {} bytes of the echo, then {end:?}",
+        page.len()
+    );
+    drop(stalled);
+    rig.assert_healthy("a 16 MiB answer to a client that read it late");
+    rig.finish();
+}
+
 fn slow_client_limits() -> Limits {
     Limits {
         head_timeout: 5 * SECOND,

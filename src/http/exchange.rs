@@ -273,7 +273,7 @@ pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
 /// and arranges for the access line to be written once the response has left. `true` if
 /// the connection stays open.
 pub(super) fn complete(request: &mut HttpRequest<'_>) -> bool {
-    let mut keep_alive = !request.close_connection;
+    let mut keep_alive = !request.close_connection && !request.wfile.failed();
     if !keep_alive || !request.wfile.holds_back(request.rfile.input_buffer()) {
         if let Err(err) = request.wfile.flush() {
             if !is_disconnect(&err) {

@@ -7,17 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::buffer;
 use crate::connection::Connection;
-use crate::output::{FileRange, Output};
+use crate::output::{FileRange, Output, Wait};
 
 /// Output kept back before it is written: a whole small response, or the headers of a large
 /// one (which then leave together with the first body write in one `writev`).
 pub(crate) const OUTPUT_BUFFER: usize = 16 * 1024;
-
-/// Output a handler on an event loop's thread may leave waiting for the socket; beyond it,
-/// writes wait for the client as on any other thread (a handler that streams that much is
-/// not one that never waits), so that a client that does not read cannot make the server
-/// hold a whole large response in memory.
-const INLINE_OUTPUT_LIMIT: usize = 256 * 1024;
 
 /// Python's `DEFAULT_ERROR_MESSAGE`: the page `send_error` fills with `{code}`, `{message}`
 /// and `{explain}` (each HTML-escaped).
@@ -69,6 +63,9 @@ impl<'a> ResponseWriter<'a> {
         started: &'a AtomicBool,
         nonblocking: bool,
     ) -> Self {
+        // Heads go into the buffer, before a waiting file: a response begins only once the
+        // file of the one before it has left.
+        debug_assert!(out.file.is_none(), "a response began behind a waiting file");
         if out.bytes.capacity() == 0 {
             out.bytes = buffer::take_empty(OUTPUT_BUFFER);
         }
@@ -167,13 +164,18 @@ impl<'a> ResponseWriter<'a> {
         self.discard_body = false;
     }
 
-    /// Sends the buffer and `data`: on the event loop's thread what the socket takes now
-    /// (the rest waits, up to a limit), elsewhere all of it.
-    fn write_through(&mut self, data: &[u8]) -> io::Result<()> {
-        if self.nonblocking && self.out.bytes.len() + data.len() <= INLINE_OUTPUT_LIMIT {
-            return self.out.write_now(self.connection, data);
+    /// How writes treat the socket: on the event loop's thread they never wait.
+    fn wait(&self) -> Wait {
+        if self.nonblocking {
+            Wait::Never
+        } else {
+            Wait::Yes
         }
-        self.out.write_through(self.connection, data)
+    }
+
+    /// Whether sending this connection's output failed: nothing more reaches the client.
+    pub(crate) fn failed(&self) -> bool {
+        self.out.failed()
     }
 
     /// Sends `length` bytes of `file` from `offset` as (part of) the body: Python's
@@ -182,6 +184,7 @@ impl<'a> ResponseWriter<'a> {
     /// drains, like everything else written.
     pub fn send_file(&mut self, file: File, offset: u64, length: u64) -> io::Result<()> {
         self.started.store(true, Ordering::Release);
+        self.out.check()?;
         if self.in_body {
             if self.discard_body {
                 return Ok(());
@@ -191,57 +194,39 @@ impl<'a> ResponseWriter<'a> {
         if length == 0 {
             return Ok(());
         }
-        self.finish_file()?;
-        let range = FileRange {
-            file,
-            offset,
-            length,
-        };
-        if self.nonblocking {
-            self.out.file = Some(range);
-            self.out.send_now(self.connection)?;
-            return Ok(());
-        }
-        self.flush()?;
-        self.out.send_file_now(self.connection, range)
-    }
-
-    /// Sends a file still waiting, so that what is written next goes after it.
-    fn finish_file(&mut self) -> io::Result<()> {
-        if self.out.file.is_some() {
-            self.out.send_all(self.connection)?;
-        }
-        Ok(())
+        let wait = self.wait();
+        self.out
+            .send_file(self.connection, FileRange::new(file, offset, length), wait)
     }
 }
 
 impl Write for ResponseWriter<'_> {
+    /// Buffers a small write; a larger one leaves with what is buffered, in one `writev`.
+    /// On an event loop's thread what the socket does not take waits (in memory, then in a
+    /// temporary file): a write there never waits for the client.
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.started.store(true, Ordering::Release);
+        self.out.check()?;
         if self.in_body {
             if self.discard_body {
                 return Ok(data.len());
             }
             self.body_bytes += data.len() as u64;
         }
-        self.finish_file()?;
-        if self.out.bytes.len() + data.len() <= OUTPUT_BUFFER {
+        if self.out.file.is_none() && self.out.bytes.len() + data.len() <= OUTPUT_BUFFER {
             self.out.bytes.extend_from_slice(data);
         } else {
-            self.write_through(data)?;
+            let wait = self.wait();
+            self.out.write(self.connection, data, wait)?;
         }
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
+        match self.wait() {
+            Wait::Never => self.out.send_now(self.connection).map(drop),
+            Wait::Yes => self.out.send_all(self.connection),
         }
-        if self.nonblocking && self.out.bytes.len() <= INLINE_OUTPUT_LIMIT {
-            self.out.send_now(self.connection)?;
-            return Ok(());
-        }
-        self.out.send_all(self.connection)
     }
 }
 
