@@ -17,6 +17,7 @@ use http::{Method, StatusCode};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::files::path::{resolve, translate};
@@ -187,10 +188,26 @@ impl<F: FormHandler> CgiHttpHandler<F> {
             }
         };
         let deadline = Instant::now() + self.time_limit;
-        let mut run = ScriptRun::new(&mut child, body)?;
-        let relayed = run.relay(request, deadline);
+        let mut run = match ScriptRun::new(&mut child, body) {
+            Ok(run) => run,
+            Err(err) => {
+                // Not left running, nor unreaped.
+                kill_group(&child);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err.into());
+            }
+        };
+        let relayed = run.relay(request, &child, deadline);
         let stderr = std::mem::take(&mut run.errors);
+        let abandoned = run.abandoned || matches!(relayed, Err(CgiFailure::TimedOut));
         drop(run);
+        if abandoned {
+            // What holds the pipes open goes with the script's group (not yet reaped, so
+            // its id is still the script's); a descendant in a session of its own is out
+            // of reach, and only loses its reader.
+            kill_group(&child);
+        }
         let status = finish_child(&mut child, deadline);
         // Only a script that exited cleanly gave its whole answer; the end of an answer
         // without a length says so.
@@ -379,6 +396,21 @@ fn script_input(request: &mut HttpRequest<'_>) -> io::Result<(ScriptInput, u64)>
 
 /// Largest piece of output read from the script at a time.
 const OUTPUT_CHUNK: usize = 64 * 1024;
+/// How often the relay looks whether the script has exited.
+const EXIT_CHECK: Duration = Duration::from_millis(50);
+/// How long output may go on after the script exited (a pipeline's last writer); then
+/// whatever still holds the pipes is not waited for.
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// Whether the script has exited, without reaping it: until `finish_child` does, its pid,
+/// and so the id of its process group, stay its own.
+fn has_exited(child: &Child) -> bool {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return false;
+    };
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(waitid(Id::Pid(Pid::from_raw(pid)), flags), Ok(status) if status != WaitStatus::StillAlive)
+}
 
 /// A running script's pipes: one `poll` over its input, output and errors, so that no
 /// descendant holding a pipe open can hold the request past the time limit.
@@ -390,6 +422,9 @@ struct ScriptRun {
     stderr: Option<ChildStderr>,
     /// What the script wrote to stderr, up to [`MAX_STDERR`].
     errors: Vec<u8>,
+    /// The script exited and something it started held its output open: the relay gave
+    /// up on it.
+    abandoned: bool,
 }
 
 impl ScriptRun {
@@ -402,6 +437,7 @@ impl ScriptRun {
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),
             errors: Vec::new(),
+            abandoned: false,
         };
         for fd in [
             run.stdin.as_ref().map(AsFd::as_fd),
@@ -422,15 +458,31 @@ impl ScriptRun {
     fn relay(
         &mut self,
         request: &mut HttpRequest<'_>,
+        child: &Child,
         deadline: Instant,
     ) -> Result<Answer, CgiFailure> {
         let mut answer = Answer::Head(Vec::new());
         let mut chunk = vec![0u8; OUTPUT_CHUNK];
+        let mut exited: Option<Instant> = None;
         loop {
             if answer.is_complete() || self.stdout.is_none() {
                 return Ok(answer);
             }
-            let readable = self.wait(deadline)?;
+            if exited.is_some_and(|at| at.elapsed() >= EXIT_GRACE) {
+                // The script is gone and what it started holds its output: what it wrote
+                // is all the answer there is.
+                self.abandoned = true;
+                return Ok(answer);
+            }
+            // Until the script exits, look again at least every EXIT_CHECK.
+            let wake = match exited {
+                None => Instant::now() + EXIT_CHECK,
+                Some(at) => at + EXIT_GRACE,
+            };
+            let readable = self.wait(deadline, wake)?;
+            if exited.is_none() && has_exited(child) {
+                exited = Some(Instant::now());
+            }
             if let (true, Some(stdout)) = (readable.stdout, &mut self.stdout) {
                 match stdout.read(&mut chunk) {
                     Ok(0) => self.stdout = None,
@@ -454,13 +506,15 @@ impl ScriptRun {
         }
     }
 
-    /// Waits until a pipe is ready or `deadline`.
-    fn wait(&self, deadline: Instant) -> Result<Ready, CgiFailure> {
+    /// Waits until a pipe is ready, or `wake` (nothing ready), or `deadline` (timed out).
+    fn wait(&self, deadline: Instant, wake: Instant) -> Result<Ready, CgiFailure> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() {
                 return Err(CgiFailure::TimedOut);
             }
+            let left = left.min(wake.saturating_duration_since(now));
             let pending_input = self.written < self.input.len();
             let mut fds = Vec::with_capacity(3);
             let stdin = self.stdin.as_ref().filter(|_| pending_input);
@@ -474,7 +528,14 @@ impl ScriptRun {
                 fds.push(PollFd::new(stderr.as_fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, poll_timeout(left)) {
-                Ok(0) => return Err(CgiFailure::TimedOut),
+                Ok(0) if Instant::now() >= deadline => return Err(CgiFailure::TimedOut),
+                Ok(0) => {
+                    return Ok(Ready {
+                        stdin: false,
+                        stdout: false,
+                        stderr: false,
+                    })
+                }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => return Err(io::Error::from(errno).into()),
@@ -637,6 +698,10 @@ fn start_response(request: &mut HttpRequest<'_>, head: &[u8]) -> Result<Framing,
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
+            if status.0 == StatusCode::NO_CONTENT || status.0.is_informational() {
+                // RFC 9110 8.6: never on a response that cannot have a body.
+                continue;
+            }
             match value.trim().parse::<u64>() {
                 Ok(n) if length.is_none() => length = Some(n),
                 _ => {
@@ -648,9 +713,7 @@ fn start_response(request: &mut HttpRequest<'_>, head: &[u8]) -> Result<Framing,
         }
         request.send_header(name, value)?;
     }
-    let no_body = request.command == Method::HEAD
-        || crate::http::status::forbids_body(status.0)
-        || status.0 == StatusCode::NOT_MODIFIED;
+    let no_body = request.command == Method::HEAD || crate::http::status::forbids_body(status.0);
     let chunked = request.request_version >= Version::HTTP_11
         && request.protocol_version() >= Version::HTTP_11;
     let framing = match length {
@@ -804,8 +867,8 @@ impl<F: FormHandler> HttpHandler for CgiHttpHandler<F> {
     }
 
     /// Scripts run on a worker; files stay on the event loop's thread.
-    fn blocks(&self, request: &HttpRequest<'_>) -> bool {
-        self.cgi_parts(&request.path).is_some() || self.files.blocks(request)
+    fn may_block(&self, request: &HttpRequest<'_>) -> bool {
+        self.cgi_parts(&request.path).is_some() || self.files.may_block(request)
     }
 
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {

@@ -161,19 +161,15 @@ impl Read for &Connection {
     }
 }
 
+/// Writes are `sendmsg` with `MSG_NOSIGNAL`: a client that went away is an error, never a
+/// SIGPIPE that would kill a program which did not ignore it (as Rust's runtime does).
 impl Write for &Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &*self.0 {
-            StreamSocket::Tcp(s) => (&*s).write(buf),
-            StreamSocket::Unix(s) => (&*s).write(buf),
-        }
+        self.send_with(&[IoSlice::new(buf)], MsgFlags::empty())
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match &*self.0 {
-            StreamSocket::Tcp(s) => (&*s).write_vectored(bufs),
-            StreamSocket::Unix(s) => (&*s).write_vectored(bufs),
-        }
+        self.send_with(bufs, MsgFlags::empty())
     }
 
     fn flush(&mut self) -> io::Result<()> {

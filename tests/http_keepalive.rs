@@ -333,3 +333,38 @@ fn blank_lines_after_a_request_do_not_hold_its_answer_back() {
         assert_eq!(echoed.requestline, "GET /blank HTTP/1.1", "after {blank:?}");
     }
 }
+
+#[test]
+fn blank_lines_do_not_keep_an_idle_connection_open() {
+    // A line end every 200 ms is no request: the connection closes by the head timeout
+    // (blank lines count as the start of a head), not whenever the client stops.
+    let server = start(Echo11::with_limits(Limits {
+        head_timeout: Duration::from_millis(500),
+        keep_alive_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    }));
+    let mut client = Client::connect(server.addr());
+    client.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
+    Echoed::parse(&client.read_response());
+    let stream = &mut client.stream;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut scratch = [0u8; 1024];
+    let closed = loop {
+        if started.elapsed() > Duration::from_secs(5) {
+            break false;
+        }
+        if stream.write_all(b"\r\n").is_err() {
+            break true;
+        }
+        match std::io::Read::read(stream, &mut scratch) {
+            // End-of-file, or the 408 that comes before it.
+            Ok(_) => break true,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break true,
+        }
+    };
+    assert!(closed, "still open after 5 s of blank lines");
+}

@@ -253,3 +253,57 @@ fn parking_is_refused_by_other_strategies() {
     drop(stream);
     stop(&server, thread);
 }
+
+/// Waits on a worker, then lets its connection idle past a short keep-alive timeout.
+#[derive(Clone)]
+struct OnAWorker;
+
+impl HttpHandler for OnAWorker {
+    const PROTOCOL_VERSION: Version = Version::HTTP_11;
+
+    fn limits(&self) -> Limits {
+        Limits {
+            keep_alive_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        }
+    }
+
+    fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        req.send_response(200)?;
+        req.send_header("Content-Length", name.len())?;
+        req.end_headers()?;
+        req.wfile.write_all(name.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_deadline_set_on_a_worker_wakes_a_loop_that_sleeps_without_one() {
+    // No poll interval: the loop sleeps until an event. The keep-alive deadline of the
+    // connection is set by the worker that answered, after the loop went to sleep.
+    let server = Server::<TcpTransport, OnAWorker, EventLoop>::builder("127.0.0.1:0", OnAWorker)
+        .concurrency(EventLoop::new(1).unwrap())
+        .poll_interval(None)
+        .build()
+        .unwrap();
+    let (server, thread) = serve(server);
+    let mut reader = BufReader::new(connect_tcp(&server.server_address()));
+    reader
+        .get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let ran_on = read_response(&mut reader);
+    assert!(
+        ran_on.starts_with(b"Worker"),
+        "{:?}",
+        String::from_utf8_lossy(&ran_on)
+    );
+    // The idle connection closes at its deadline, well within the read timeout.
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .expect("end-of-file at the keep-alive deadline");
+    assert!(rest.is_empty(), "{rest:?}");
+    stop(&server, thread);
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::workers::Workers;
 use super::{Concurrency, Job, Readiness, Resumable, RunMode, Step};
@@ -29,6 +30,9 @@ const EVENTS: usize = 256;
 /// Tokens of the two sockets of the server itself.
 const SERVER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
+/// Token of the reactor's own eventfd, by which a worker wakes the loop for a deadline
+/// earlier than the one it sleeps towards.
+const ALARM: u64 = u64::MAX - 2;
 
 /// Serves connections from an event loop on the serving thread, with `workers` threads for
 /// handlers that may block.
@@ -171,16 +175,14 @@ impl Concurrency for EventLoop {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut events = lock(&self.events);
         loop {
-            let next = match (deadline, self.reactor.next_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = self.reactor.sleep_until(deadline);
             let wait = next.map(|t| t.saturating_duration_since(Instant::now()));
-            let n = match self
+            let waited = self
                 .reactor
                 .epoll
-                .wait(&mut events, super::poll_timeout(wait))
-            {
+                .wait(&mut events, super::poll_timeout(wait));
+            self.reactor.woke();
+            let n = match waited {
                 Ok(n) => n,
                 Err(Errno::EINTR) => 0,
                 Err(errno) => return Err(errno.into()),
@@ -190,6 +192,7 @@ impl Concurrency for EventLoop {
                 match event.data() {
                     SERVER => ready.server = true,
                     WAKER => ready.shutdown = true,
+                    ALARM => self.reactor.clear_alarm(),
                     token => self.on_event(token, event.events()),
                 }
             }
@@ -233,6 +236,8 @@ enum Task {
 struct Reactor {
     epoll: Epoll,
     state: Mutex<State>,
+    /// Written when a worker parks a connection with a deadline before the loop's wake-up.
+    alarm: EventFd,
 }
 
 impl std::fmt::Debug for Reactor {
@@ -252,6 +257,8 @@ struct State {
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     closing: bool,
     watched: Option<Watched>,
+    /// While the loop sleeps in epoll: until when (`None`: until an event).
+    sleeping: Option<Option<Instant>>,
 }
 
 /// The server's own descriptors as epoll watches them.
@@ -279,10 +286,37 @@ struct Slot {
 
 impl Reactor {
     fn new() -> io::Result<Self> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let alarm = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        epoll.add(&alarm, EpollEvent::new(EpollFlags::EPOLLIN, ALARM))?;
         Ok(Reactor {
-            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            epoll,
             state: Mutex::default(),
+            alarm,
         })
+    }
+
+    /// The loop is about to sleep: until `deadline` or the earliest parked deadline,
+    /// whichever comes first. Noted under the lock, so that a worker parking a connection
+    /// meanwhile sees it and can wake the loop.
+    fn sleep_until(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let mut state = self.lock();
+        let parked = state.timers.peek().map(|Reverse((t, _))| *t);
+        let until = match (deadline, parked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        state.sleeping = Some(until);
+        until
+    }
+
+    /// The loop is awake again.
+    fn woke(&self) {
+        self.lock().sleeping = None;
+    }
+
+    fn clear_alarm(&self) {
+        let _ = self.alarm.read();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -397,6 +431,13 @@ impl Reactor {
                 slot.timer = Some(deadline);
                 state.timers.push(Reverse((deadline, token)));
             }
+            // Parked by a worker while the loop sleeps past this deadline: wake it.
+            if let Some(until) = state.sleeping {
+                if until.is_none_or(|until| deadline < until) {
+                    state.sleeping = Some(Some(deadline));
+                    let _ = self.alarm.write(1);
+                }
+            }
         }
     }
 
@@ -416,11 +457,6 @@ impl Reactor {
         if slot_of(&mut state, token).is_some() {
             release(&mut state, (token & 0xffff_ffff) as usize, &self.epoll);
         }
-    }
-
-    /// The earliest deadline of a parked connection (possibly one that moved later).
-    fn next_deadline(&self) -> Option<Instant> {
-        self.lock().timers.peek().map(|Reverse((t, _))| *t)
     }
 
     /// Takes out the parked connections whose deadline has passed.

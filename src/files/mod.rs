@@ -428,7 +428,7 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
     }
 
     /// Only a form may wait (for its [`FormHandler`]); files never do.
-    fn blocks(&self, request: &HttpRequest<'_>) -> bool {
+    fn may_block(&self, request: &HttpRequest<'_>) -> bool {
         request.command == http::Method::POST && !F::NONBLOCKING
     }
 

@@ -369,7 +369,7 @@ pub(super) fn dispatch<H: HttpHandler>(
     }
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
     let mut request = new_request(context, head, body, wfile);
-    if hand_off && handler.blocks(&request) {
+    if hand_off && handler.may_block(&request) {
         let head = into_head(request);
         let ready = Ready {
             head,

@@ -7,7 +7,7 @@
 //!   reads wait, bounded by the timeouts of [`Limits`].
 //! - [`serve_parked`], for an event loop: nothing waits. The head and the body are read as
 //!   they arrive ([`ahead`](super::ahead)), the connection parked in between with a deadline
-//!   for each stage; a request that [may block](HttpHandler::blocks) moves to a worker once
+//!   for each stage; a request that [may block](HttpHandler::may_block) moves to a worker once
 //!   it is all here; output the socket does not take leaves as it drains; a closing
 //!   connection lingers parked.
 
@@ -39,7 +39,7 @@ impl<H: HttpHandler> RequestHandler for H {
     // Responses leave in as few writes as possible; Nagle would only delay the last one.
     const DISABLE_NAGLE_ALGORITHM: bool = true;
     // On an event loop the connection itself never waits (it parks), and a request that
-    // may is moved to a worker by `HttpHandler::blocks`: every connection starts on the
+    // may is moved to a worker by `HttpHandler::may_block`: every connection starts on the
     // loop's thread.
     const NONBLOCKING: bool = true;
 
@@ -63,6 +63,8 @@ struct ConnectionState {
     closing: Option<Closing>,
     /// Discarding input until this time before closing.
     lingering: Option<Instant>,
+    /// Bytes discarded so far while lingering.
+    lingered: usize,
 }
 
 /// Why the connection closes, kept while its last output leaves.
@@ -81,6 +83,7 @@ impl ConnectionState {
             pending: None,
             closing: None,
             lingering: None,
+            lingered: 0,
         }
     }
 
@@ -248,6 +251,10 @@ fn serve_parked<H: HttpHandler>(
                 Ok(pending) => pending,
                 Err(exchanged) => return close(stream, state, limits, exchanged),
             };
+            if stream.output.failed() {
+                // Nobody is left to send the body to.
+                return close_after_output(stream, state, limits);
+            }
         }
         match pending.read_body(&mut stream.rfile, limits, timed_out) {
             BodyStep::Here => {}
@@ -323,6 +330,7 @@ fn next_head(
     timed_out: bool,
     may_read: bool,
 ) -> io::Result<HeadStep> {
+    let mut received = false;
     loop {
         match take_head(&mut stream.rfile, &mut state.head, limits) {
             Ok(true) => {
@@ -337,7 +345,10 @@ fn next_head(
         }
         match stream.rfile.read_available() {
             Ok(0) => return Ok(HeadStep::Closed),
-            Ok(_) => continue,
+            Ok(_) => {
+                received = true;
+                continue;
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) if is_disconnect(&err) => return Ok(HeadStep::Closed),
@@ -345,7 +356,12 @@ fn next_head(
         }
     }
     let now = Instant::now();
-    if state.head.is_empty() {
+    if received {
+        // Blank lines count as the start of a head, as for the blocking reader: a client
+        // cannot keep an idle connection open with a line end every few seconds.
+        state.head_deadline.get_or_insert(now + limits.head_timeout);
+    }
+    if state.head.is_empty() && state.head_deadline.is_none() {
         if timed_out {
             return Ok(HeadStep::Closed);
         }
@@ -412,7 +428,7 @@ fn close_step(
         return Some(Next::Close);
     }
     if let Some(until) = state.lingering {
-        if timed_out || !discard_input(stream) {
+        if timed_out || !discard_input(stream, state) {
             return Some(Next::Close);
         }
         return Some(Next::Park(Wake::Readable, Some(until)));
@@ -427,24 +443,32 @@ fn close_step(
     }
     let until = Instant::now() + LINGER_TIME;
     state.lingering = Some(until);
-    if !discard_input(stream) {
+    if !discard_input(stream, state) {
         return Some(Next::Close);
     }
     Some(Next::Park(Wake::Readable, Some(until)))
 }
 
-/// Reads and drops what the client sent; `false` once it closed (or failed).
-fn discard_input(stream: &mut StreamRequest) -> bool {
+/// Reads and drops what the client sent, up to what lingering allows; `false` once it
+/// closed (or failed, or sent more than [`LINGER_BYTES`]).
+fn discard_input(stream: &mut StreamRequest, state: &mut ConnectionState) -> bool {
     let mut scratch = [0u8; 8192];
-    loop {
+    // A bounded share per wake-up: a fast sender must not keep the loop's thread reading.
+    for _ in 0..8 {
         match stream.request.recv_now(&mut scratch) {
             Ok(0) => return false,
-            Ok(_) => {}
+            Ok(n) => {
+                state.lingered += n;
+                if state.lingered >= LINGER_BYTES {
+                    return false;
+                }
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return true,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return false,
         }
     }
+    true
 }
 
 /// Parks the connection, or ends this run of `handle` for good (with the failure that
@@ -464,10 +488,16 @@ fn finish_step(
                 // An idle connection keeps no buffer: ten thousand of them cost nothing.
                 stream.output.release_buffer();
             }
+            // Output waiting for a worker's turn is sent first, as for a Writable park: a
+            // client that stops reading must not keep it parked without a deadline.
+            let sending =
+                wake == Wake::Writable || (wake == Wake::Worker && !stream.output.is_empty());
+            let send_timeout = sending.then_some(limits.send_timeout);
+            let deadline = deadline.or(send_timeout.map(|t| Instant::now() + t));
             stream.park_until(Park {
                 wake,
                 deadline,
-                send_timeout: (wake == Wake::Writable).then_some(limits.send_timeout),
+                send_timeout,
                 resume_at_deadline: true,
             });
             Ok(())

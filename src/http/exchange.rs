@@ -247,7 +247,8 @@ pub(super) fn settle(
         }
         Ok(Err(err)) => match request.rfile.failure() {
             Some(status) => (status, Failure::None),
-            None if error_is_disconnect(&*err) => {
+            // The client went away or stopped reading: nothing for `handle_error`.
+            None if error_is_disconnect(&*err) || request.wfile.failed() => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Failure::None)
             }
             None => (StatusCode::INTERNAL_SERVER_ERROR, Failure::Error(err)),

@@ -70,7 +70,7 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// sleeping, calling other services or streaming a long response. An
     /// [`EventLoop`](crate::concurrency::EventLoop) server then runs them on its own thread,
     /// which is the fastest way to serve. Leave it `false` otherwise: the requests run on
-    /// the loop's workers. To decide per request, implement [`blocks`](HttpHandler::blocks).
+    /// the loop's workers. To decide per request, implement [`may_block`](HttpHandler::may_block).
     ///
     /// Either way the event loop itself reads request heads and bodies as they arrive,
     /// without a thread waiting for them: a handler runs once its request is all here.
@@ -96,7 +96,7 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// everything else on its own thread. It is asked on the loop's thread once the request
     /// is all here, so it must decide from the request alone, quickly. The default is
     /// `!NONBLOCKING`; other strategies never ask.
-    fn blocks(&self, _request: &HttpRequest<'_>) -> bool {
+    fn may_block(&self, _request: &HttpRequest<'_>) -> bool {
         !Self::NONBLOCKING
     }
 
