@@ -15,6 +15,8 @@ pub(crate) const MEMORY_LIMIT: usize = 64 * 1024;
 /// A body being written, then read.
 #[derive(Debug, Default)]
 pub(crate) struct Spool {
+    /// The body while it is small; once it is in a file, what waits to be written there
+    /// (so that a body of tiny chunks costs a write per 64 KiB, not per chunk).
     memory: Vec<u8>,
     file: Option<File>,
     len: u64,
@@ -40,16 +42,22 @@ impl Spool {
             return Ok(());
         }
         if self.file.is_none() && self.memory.len() + data.len() > MEMORY_LIMIT {
-            let mut file = tempfile::tempfile()?;
-            file.write_all(&self.memory)?;
-            self.memory = Vec::new();
-            self.file = Some(file);
+            self.file = Some(tempfile::tempfile()?);
         }
-        match &mut self.file {
-            Some(file) => file.write_all(data)?,
-            None => self.memory.extend_from_slice(data),
-        }
+        self.memory.extend_from_slice(data);
         self.len += data.len() as u64;
+        if self.memory.len() >= MEMORY_LIMIT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what waits in memory to the file, if the body is in one.
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.write_all(&self.memory)?;
+            self.memory.clear();
+        }
         Ok(())
     }
 
@@ -61,6 +69,7 @@ impl Spool {
     /// The file holding the body, positioned at the next byte to read, if the body is in
     /// one (a CGI script can read it as its standard input).
     pub(crate) fn file(&mut self) -> io::Result<Option<&File>> {
+        self.flush()?;
         if let Some(file) = &mut self.file {
             file.seek(SeekFrom::Start(self.read_at))?;
         }
@@ -88,6 +97,8 @@ impl Read for Spool {
             }
             Some(file) => {
                 if !self.reading {
+                    file.write_all(&self.memory)?;
+                    self.memory.clear();
                     file.seek(SeekFrom::Start(self.read_at))?;
                     self.reading = true;
                 }
@@ -125,5 +136,20 @@ mod tests {
         assert_eq!(all.len() as u64, large.len());
         assert!(all.ends_with(b"\x07end"));
         assert_eq!(large.remaining(), 0);
+    }
+
+    #[test]
+    fn tiny_writes_past_the_limit_keep_their_order() {
+        let mut spool = Spool::new();
+        let mut expected = Vec::new();
+        for i in 0..(3 * MEMORY_LIMIT / 7) {
+            let piece = [(i % 251) as u8; 7];
+            spool.write(&piece).unwrap();
+            expected.extend_from_slice(&piece);
+        }
+        assert!(spool.memory().is_none());
+        let mut all = Vec::new();
+        spool.read_to_end(&mut all).unwrap();
+        assert!(all == expected, "the spool changed the body");
     }
 }
