@@ -512,9 +512,7 @@ impl<'a> HttpRequest<'a> {
             }
         } else if keyword.eq_ignore_ascii_case("content-length") {
             let head = self.wfile.head_mut();
-            self.response.content_length = std::str::from_utf8(&head[value_start..value_end])
-                .ok()
-                .and_then(|v| v.trim().parse().ok());
+            self.response.content_length = parse_decimal(&head[value_start..value_end]);
         } else if keyword.eq_ignore_ascii_case("transfer-encoding") {
             let head = self.wfile.head_mut();
             self.response.chunked = head[value_start..value_end]
@@ -724,6 +722,17 @@ impl fmt::Debug for HttpRequest<'_> {
             .field("close_connection", &self.close_connection)
             .finish_non_exhaustive()
     }
+}
+
+/// A decimal number of up to 19 digits (so it fits a `u64`), spaces around it allowed.
+fn parse_decimal(bytes: &[u8]) -> Option<u64> {
+    let digits = bytes.trim_ascii();
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
 }
 
 /// Lets `write!` format a header value straight into the head buffer.
