@@ -1,37 +1,36 @@
-//! The upper-casing server over a Unix stream socket (Python's `UnixStreamServer` with a
-//! `StreamRequestHandler`). The socket file is removed when the server closes.
+//! The seed's upper-casing server over a Unix stream socket: `tcp_upper`'s handler as it
+//! is, served by Python's `UnixStreamServer` instead of `TCPServer`. The socket file is
+//! removed when the server closes.
 //!
 //! Run: `cargo run --example unix_upper -- /tmp/upper.sock`, then
 //! `nc -U /tmp/upper.sock`.
 
 mod common;
 
-use std::io::Write;
-
 use socketserver::{HandlerResult, RequestHandler, StreamRequest, ThreadingUnixStreamServer};
 
 #[derive(Clone)]
-struct Upper;
+struct MyStreamHandler;
 
-impl RequestHandler for Upper {
+impl RequestHandler for MyStreamHandler {
     type Request = StreamRequest;
 
+    /// Answers each `recv` (not each line), as `tcp_upper` does.
     fn handle(&mut self, req: &mut StreamRequest) -> HandlerResult {
         loop {
-            let line = req.rfile.readline(65536)?;
-            if line.is_empty() {
-                return Ok(());
+            let data = req.request.recv(1024)?;
+            if data.is_empty() {
+                return Ok(()); // the client closed the connection
             }
-            req.wfile
-                .write_all(&line.trim_ascii().to_ascii_uppercase())?;
-            req.wfile.write_all(b"\n")?;
+            req.request
+                .sendall(&data.trim_ascii().to_ascii_uppercase())?;
         }
     }
 }
 
 fn main() -> std::io::Result<()> {
     let path = common::address_arg("/tmp/socketserver-upper.sock");
-    let server = ThreadingUnixStreamServer::bind(&path, Upper)?;
+    let server = ThreadingUnixStreamServer::bind(&path, MyStreamHandler)?;
     common::announce_and_stop_on_signal("unix_upper", server.handle());
     server.serve_forever()?;
     server.server_close(); // removes the socket file

@@ -72,6 +72,11 @@ pub trait RequestHandler: Clone + Send + Sync + 'static {
     const WBUFSIZE: usize = 0;
     /// Sets `TCP_NODELAY` on the connection (Python's `disable_nagle_algorithm`).
     const DISABLE_NAGLE_ALGORITHM: bool = false;
+    /// `SO_REUSEADDR` on the socket of a server built for this handler, unless the builder
+    /// says otherwise: Python's `allow_reuse_address` of the server class, `false` as in
+    /// `TCPServer`; every HTTP handler sets it, as Python's `HTTPServer` does, so that a
+    /// restarted server can bind its port while old connections linger in `TIME_WAIT`.
+    const ALLOW_REUSE_ADDRESS: bool = false;
     /// `handle` never waits: it reads only what has arrived (on an event loop, `rfile` then
     /// fails with `WouldBlock` instead of waiting, and the handler
     /// [parks](StreamRequest::park)) and its replies are small. An

@@ -25,6 +25,29 @@ fn binding_a_tcp_port_in_use_fails_with_addr_in_use() {
     let address = taken.local_addr().unwrap();
     let err = TcpServer::bind(address, UpperEcho).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    // The error says which address.
+    assert!(err.to_string().contains(&address.to_string()), "{err}");
+}
+
+/// An HTTP handler that is never asked anything.
+#[derive(Clone)]
+struct Quiet;
+
+impl socketserver::http::HttpHandler for Quiet {}
+
+#[test]
+fn http_servers_reuse_their_address_as_pythons_do_and_tcp_servers_do_not() {
+    let reuses = |socket: &std::net::TcpListener| socket2::SockRef::from(socket).reuse_address();
+    let http = socketserver::http::HttpServer::bind("127.0.0.1:0", Quiet).unwrap();
+    assert!(reuses(http.socket().unwrap().listener()).unwrap());
+    let tcp = TcpServer::bind("127.0.0.1:0", UpperEcho).unwrap();
+    assert!(!reuses(tcp.socket().unwrap().listener()).unwrap());
+    // The builder decides, either way.
+    let http = socketserver::http::HttpServer::builder("127.0.0.1:0", Quiet)
+        .allow_reuse_address(false)
+        .build()
+        .unwrap();
+    assert!(!reuses(http.socket().unwrap().listener()).unwrap());
 }
 
 #[test]

@@ -183,8 +183,12 @@ fn unix_upper_serves_and_removes_its_socket_file() {
     assert_eq!(PathBuf::from(example.serving_address()), path);
     let mut client = UnixStream::connect(&path).expect("connect to the unix socket");
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
-    client.write_all(b"unix line\n").unwrap();
-    read_exact_reply(&mut client, b"UNIX LINE\n");
+    // The same handler as tcp_upper: each recv is answered, stripped, without waiting for
+    // a line end.
+    client.write_all(b"  unix line \n").unwrap();
+    read_exact_reply(&mut client, b"UNIX LINE");
+    client.write_all(b"again").unwrap();
+    read_exact_reply(&mut client, b"AGAIN");
     drop(client);
     assert!(example.terminate().success());
     assert!(!path.exists(), "the socket file was not removed");

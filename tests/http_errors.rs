@@ -211,6 +211,12 @@ impl HttpHandler for Errors {
             "/error-204" => req.send_error(204, None)?,
             "/error-304" => req.send_error(304, None)?,
             "/error-404" => req.send_error(404, "Nothing here")?,
+            // Any text: a `String` built on the spot, or a borrowed one.
+            "/error-string" => req.send_error(400, format!("Bad {}", "input"))?,
+            "/error-ref" => {
+                let why = String::from("Taken");
+                req.send_error_explain(409, &why, format!("{why} already"))?
+            }
             other => panic!("unexpected path {other}"),
         }
         Ok(())
@@ -242,6 +248,29 @@ fn send_error_escapes_every_value_in_the_page() {
     assert_eq!(
         response.header("content-type"),
         Some("text/html;charset=utf-8")
+    );
+}
+
+#[test]
+fn send_error_takes_a_string_or_a_borrowed_one() {
+    let server = start(Errors);
+    let mut client = Client::connect(server.addr());
+    let response = client.request(b"GET /error-string HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(
+        (response.status, response.reason.as_str()),
+        (400, "Bad input")
+    );
+    assert!(
+        response.text().contains("Message: Bad input."),
+        "{}",
+        response.text()
+    );
+    let response = client.request(b"GET /error-ref HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((response.status, response.reason.as_str()), (409, "Taken"));
+    assert!(
+        response.text().contains("409 - Taken already."),
+        "{}",
+        response.text()
     );
 }
 

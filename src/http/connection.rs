@@ -38,6 +38,8 @@ impl<H: HttpHandler> RequestHandler for H {
     const RBUFSIZE: usize = 16 * 1024;
     // Responses leave in as few writes as possible; Nagle would only delay the last one.
     const DISABLE_NAGLE_ALGORITHM: bool = true;
+    // Python's HTTPServer.
+    const ALLOW_REUSE_ADDRESS: bool = true;
     // On an event loop the connection itself never waits (it parks), and a request that
     // may is moved to a worker by `HttpHandler::may_block`: every connection starts on the
     // loop's thread.

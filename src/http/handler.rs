@@ -203,6 +203,37 @@ impl IntoStatus for i32 {
     }
 }
 
+/// The text of an error page: `"..."`, a `String` or `&String`, `Some("...")`, or `None` for
+/// the standard text of the status.
+pub trait Message {
+    /// The text, if one is given.
+    fn text(&self) -> Option<&str>;
+}
+
+impl Message for &str {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Message for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Message for &String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Message for Option<&str> {
+    fn text(&self) -> Option<&str> {
+        *self
+    }
+}
+
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.into())
 }
@@ -571,29 +602,26 @@ impl<'a> HttpRequest<'a> {
         self.wfile.flush()
     }
 
-    /// Sends an error page: Python's `send_error(code, message)`. `message` defaults to the
-    /// standard reason phrase; use [`send_error_explain`](HttpRequest::send_error_explain)
-    /// for the explanation too.
-    pub fn send_error<'m>(
-        &mut self,
-        code: impl IntoStatus,
-        message: impl Into<Option<&'m str>>,
-    ) -> io::Result<()> {
+    /// Sends an error page: Python's `send_error(code, message)`. `message` is any text
+    /// (`"..."`, a `String`) or `None` for the standard reason phrase; use
+    /// [`send_error_explain`](HttpRequest::send_error_explain) for the explanation too.
+    pub fn send_error(&mut self, code: impl IntoStatus, message: impl Message) -> io::Result<()> {
         self.send_error_explain(code, message, None)
     }
 
     /// Python's `send_error(code, message, explain)`: logs the error, sends the status, and
     /// unless the status forbids a body (1xx, 204, 205, 304) the `ERROR_MESSAGE_FORMAT`
-    /// page with every value HTML-escaped (no body for `HEAD`).
-    pub fn send_error_explain<'m>(
+    /// page with every value HTML-escaped (no body for `HEAD`). `None` for either text
+    /// takes the standard one of the status.
+    pub fn send_error_explain(
         &mut self,
         code: impl IntoStatus,
-        message: impl Into<Option<&'m str>>,
-        explain: impl Into<Option<&'m str>>,
+        message: impl Message,
+        explain: impl Message,
     ) -> io::Result<()> {
         let code = code.into_status()?;
-        let message = message.into().unwrap_or_else(|| status::reason(code));
-        let explain = explain.into().unwrap_or_else(|| status::explain(code));
+        let message = message.text().unwrap_or_else(|| status::reason(code));
+        let explain = explain.text().unwrap_or_else(|| status::explain(code));
         self.log_error(&format!("code {}, message {message}", code.as_u16()));
         self.send_response_message(code, Some(message))?;
         if self.close_connection {
@@ -621,7 +649,7 @@ impl<'a> HttpRequest<'a> {
     /// 501 for a method the handler does not implement.
     pub fn send_unsupported(&mut self) -> HandlerResult {
         let message = format!("Unsupported method ({})", self.command);
-        self.send_error(StatusCode::NOT_IMPLEMENTED, message.as_str())?;
+        self.send_error(StatusCode::NOT_IMPLEMENTED, message)?;
         Ok(())
     }
 

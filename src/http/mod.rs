@@ -34,7 +34,7 @@ pub mod status;
 
 pub use body::Body;
 pub use form::parse_qsl;
-pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus};
+pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus, Message};
 pub use limits::Limits;
 pub use log::{escape_control, log_date_time_string, LOG_TARGET};
 pub use response::{

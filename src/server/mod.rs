@@ -153,6 +153,7 @@ where
     /// Starts a [`ServerBuilder`] for the options Python sets as class attributes.
     pub fn builder(address: impl ToAddress<T::Address>, handler: H) -> ServerBuilder<T, H, C, K> {
         ServerBuilder::new(address.to_address(), handler, C::default(), K::default())
+            .allow_reuse_address(H::ALLOW_REUSE_ADDRESS)
     }
 }
 
@@ -201,7 +202,13 @@ where
 
     /// Binds the socket to the address given at creation: Python's `server_bind`.
     pub fn server_bind(&self) -> io::Result<()> {
-        let address = self.transport()?.bind(&self.requested_address)?;
+        let address = self
+            .transport()?
+            .bind(&self.requested_address)
+            .map_err(|err| {
+                let requested: ServerAddress = self.requested_address.clone().into();
+                io::Error::new(err.kind(), format!("cannot bind {requested}: {err}"))
+            })?;
         self.control.set_address(address);
         Ok(())
     }
