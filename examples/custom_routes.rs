@@ -106,7 +106,6 @@ fn main() -> std::io::Result<()> {
     let files = SimpleHttpHandler::new(www)?.with_protocol_version(Version::HTTP_11);
     let server =
         ThreadingHttpServer::builder(SocketAddr::new(args.bind, args.port), Routes { files })
-            .allow_reuse_address(true)
             .request_queue_size(1024)
             .build()?;
     let address = server.server_address();

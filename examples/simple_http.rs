@@ -115,7 +115,6 @@ fn serve<H: HttpHandler, C: Concurrency>(
     let build = |ip: IpAddr| {
         Server::<TcpTransport, _>::builder(SocketAddr::new(ip, port), handler.clone())
             .concurrency(concurrency())
-            .allow_reuse_address(true)
             .ipv6_only(false)
             .request_queue_size(1024)
             .build()
