@@ -27,5 +27,7 @@ mod http_limits;
 mod http_logging;
 #[path = "http_parsing.rs"]
 mod http_parsing;
+#[path = "http_shortcuts.rs"]
+mod http_shortcuts;
 #[path = "http_smuggling.rs"]
 mod http_smuggling;

@@ -199,6 +199,12 @@ impl<'a> Body<'a> {
         io::Error::new(kind, message.to_string())
     }
 
+    /// Fails the body with 400 for `message`: it was read, and is not what it must be.
+    pub(crate) fn refuse(&mut self, message: &str) -> io::Error {
+        self.failure.get_or_insert(StatusCode::BAD_REQUEST);
+        io::Error::new(io::ErrorKind::InvalidData, message.to_string())
+    }
+
     fn malformed(&mut self, malformed: Malformed) -> io::Error {
         self.fail(
             malformed.status,

@@ -384,10 +384,73 @@ impl<'a> HttpRequest<'a> {
         target.split_once('?').map(|(_, q)| q)
     }
 
+    /// The path of the target, without its query or fragment: what a route matches.
+    /// `"/api/notes"` for `/api/notes?limit=5`.
+    pub fn url_path(&self) -> &str {
+        let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
+        &self.path[..end]
+    }
+
+    /// The fields of the query, decoded, in order: Python's
+    /// `parse_qsl(urlsplit(self.path).query)`.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        super::parse_qsl(self.query().unwrap_or("").as_bytes())
+    }
+
     /// Reads the whole body (bounded by `max_body_size`): Python's
     /// `rfile.read(int(self.headers['Content-Length']))`, for chunked bodies too.
     pub fn read_body(&mut self) -> io::Result<Vec<u8>> {
         self.rfile.read_all()
+    }
+
+    /// The body as text. A body that is not UTF-8 fails with `InvalidData`, which the
+    /// server answers with 400 if the handler returns it before answering.
+    pub fn body_text(&mut self) -> io::Result<String> {
+        let body = self.read_body()?;
+        String::from_utf8(body).map_err(|_| self.rfile.refuse("the request body is not UTF-8"))
+    }
+
+    /// The body's form fields (`application/x-www-form-urlencoded`), decoded, in order.
+    pub fn body_form(&mut self) -> io::Result<Vec<(String, String)>> {
+        Ok(super::parse_qsl(&self.read_body()?))
+    }
+
+    /// A whole response in one call: `status`, `Content-Type`, `Content-Length` and the
+    /// body (not sent for `HEAD`, whose answer has the same headers).
+    pub fn respond(
+        &mut self,
+        status: impl IntoStatus,
+        content_type: &str,
+        body: impl AsRef<[u8]>,
+    ) -> io::Result<()> {
+        let body = body.as_ref();
+        self.send_response(status)?;
+        self.send_header("Content-Type", content_type)?;
+        self.send_header("Content-Length", body.len())?;
+        self.end_headers()?;
+        self.wfile.write_all(body)
+    }
+
+    /// [`respond`](HttpRequest::respond) with `text/plain; charset=utf-8`.
+    pub fn send_text(&mut self, status: impl IntoStatus, text: &str) -> io::Result<()> {
+        self.respond(status, "text/plain; charset=utf-8", text)
+    }
+
+    /// [`respond`](HttpRequest::respond) with `text/html; charset=utf-8`.
+    pub fn send_html(&mut self, status: impl IntoStatus, html: &str) -> io::Result<()> {
+        self.respond(status, "text/html; charset=utf-8", html)
+    }
+
+    /// A redirect: `status` (301, 302, 303, 307 or 308) with `Location` and no body.
+    pub fn redirect(&mut self, status: impl IntoStatus, location: &str) -> io::Result<()> {
+        let status = status.into_status()?;
+        if !status.is_redirection() {
+            return Err(invalid(format!("{status} is not a redirect status")));
+        }
+        self.send_response(status)?;
+        self.send_header("Location", location)?;
+        self.send_header("Content-Length", 0)?;
+        self.end_headers()
     }
 
     /// The HTTP version this server answers with (Python's `protocol_version`).

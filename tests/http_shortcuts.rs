@@ -1,0 +1,118 @@
+//! The one-call responses and the request accessors: `respond`, `send_text`, `send_html`,
+//! `redirect`; `url_path`, `query_pairs`, `body_text`, `body_form`. Each answers as the
+//! five calls it stands for would, `HEAD` included.
+
+mod http_support;
+
+use http_support::{start, Client};
+use socketserver::http::{HttpHandler, HttpRequest, Version};
+use socketserver::HandlerResult;
+
+#[derive(Clone)]
+struct Shortcuts;
+
+impl HttpHandler for Shortcuts {
+    const PROTOCOL_VERSION: Version = Version::HTTP_11;
+
+    fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        match req.url_path() {
+            "/text" => req.send_text(200, "plain words")?,
+            "/html" => req.send_html(200, "<p>a page</p>")?,
+            "/bytes" => req.respond(201, "application/octet-stream", [1u8, 2, 3])?,
+            "/moved" => req.redirect(303, "/there")?,
+            "/not-a-redirect" => req.redirect(200, "/there")?,
+            "/query" => {
+                let fields = format!("{:?}", req.query_pairs());
+                req.send_text(200, &fields)?
+            }
+            _ => req.send_error(404, None)?,
+        }
+        Ok(())
+    }
+
+    fn do_head(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        self.do_get(req)
+    }
+
+    fn do_post(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        match req.url_path() {
+            "/text" => {
+                let text = req.body_text()?;
+                req.send_text(200, &text.to_uppercase())?
+            }
+            "/form" => {
+                let fields = format!("{:?}", req.body_form()?);
+                req.send_text(200, &fields)?
+            }
+            _ => req.send_error(404, None)?,
+        }
+        Ok(())
+    }
+}
+
+fn get(client: &mut Client, target: &str) -> http_support::Response {
+    client.request(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+}
+
+#[test]
+fn one_call_responses_set_type_and_length() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    let text = get(&mut client, "/text");
+    assert_eq!(text.status, 200);
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(text.header("content-length"), Some("11"));
+    assert_eq!(text.text(), "plain words");
+    let html = get(&mut client, "/html");
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(html.text(), "<p>a page</p>");
+    let bytes = get(&mut client, "/bytes");
+    assert_eq!(
+        (bytes.status, bytes.body.as_slice()),
+        (201, &[1u8, 2, 3][..])
+    );
+    let moved = get(&mut client, "/moved");
+    assert_eq!(moved.status, 303);
+    assert_eq!(moved.header("location"), Some("/there"));
+    assert_eq!(moved.header("content-length"), Some("0"));
+    // HEAD: the same head, no body (the connection stays in step).
+    client.send(b"HEAD /text HTTP/1.1\r\nHost: a\r\n\r\n");
+    let head = client.read_head_response();
+    assert_eq!(head.header("content-length"), Some("11"));
+    assert_eq!(get(&mut client, "/text").text(), "plain words");
+}
+
+#[test]
+fn a_redirect_needs_a_redirect_status() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    // The handler's error, before it answered: 500.
+    assert_eq!(get(&mut client, "/not-a-redirect").status, 500);
+}
+
+#[test]
+fn accessors_split_the_target_and_decode_the_body() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    let query = get(&mut client, "/query?name=Ada+L&lang=%E4%B8%AD&empty=#frag");
+    assert_eq!(
+        query.text(),
+        r#"[("name", "Ada L"), ("lang", "中"), ("empty", "")]"#
+    );
+    let mut client = Client::connect(server.addr());
+    let text = client.request(b"POST /text HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(text.text(), "HELLO");
+    let form =
+        client.request(b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\na=1&b=x+y");
+    assert_eq!(form.text(), r#"[("a", "1"), ("b", "x y")]"#);
+    // A body that is not UTF-8 is the client's fault: 400.
+    let bad =
+        client.request(b"POST /text HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n\xff\xfe");
+    assert_eq!(bad.status, 400);
+}
