@@ -1,4 +1,5 @@
-//! Your own routes on `http.server`: subclass the handler, dispatch on the path.
+//! Your own routes on `http.server`: a handler with a few routes that hands everything else
+//! to `SimpleHttpHandler`, as a Python subclass calls `super().do_GET()`.
 //!
 //! ```python
 //! class Handler(SimpleHTTPRequestHandler):
@@ -11,11 +12,10 @@
 //!             super().do_GET()
 //! ```
 //!
-//! - `GET /hello`: "It works" with a `Welcome: Contect` header;
+//! - `GET /hello`: "It works" with a `Welcome: Contect` header (the five calls, as in Python);
 //! - `GET /api/time`: the time as JSON;
 //! - `POST /echo`: the urldecoded form fields, one `name=value` per line;
-//! - anything else: the files of `www/`, through `SimpleHttpHandler` (Python's
-//!   `super().do_GET()`).
+//! - anything else, `HEAD` and other methods included: the files of `www/`.
 //!
 //! Run: `cargo run --example custom_routes -- 8080 --bind 127.0.0.1`, then
 //! `curl -i localhost:8080/hello` or `curl -d 'a=1&b=x+y' localhost:8080/echo`.
@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::Parser;
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::{parse_qsl, HttpHandler, HttpRequest, ThreadingHttpServer, Version};
+use socketserver::http::{HttpHandler, HttpRequest, HttpServer, Version};
 use socketserver::HandlerResult;
 
 #[derive(Parser)]
@@ -46,23 +46,11 @@ struct Routes {
     files: SimpleHttpHandler,
 }
 
-impl Routes {
-    fn send_text(req: &mut HttpRequest<'_>, content_type: &str, body: &str) -> HandlerResult {
-        req.send_response(200)?;
-        req.send_header("Content-Type", content_type)?;
-        req.send_header("Content-Length", body.len())?;
-        req.end_headers()?;
-        req.wfile.write_all(body.as_bytes())?;
-        Ok(())
-    }
-}
-
 impl HttpHandler for Routes {
     const PROTOCOL_VERSION: Version = Version::HTTP_11;
 
     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
-        let path = req.path.split('?').next().unwrap_or("").to_string();
-        match path.as_str() {
+        match req.url_path() {
             "/hello" => {
                 let body = "It works";
                 req.send_response(200)?;
@@ -76,42 +64,41 @@ impl HttpHandler for Routes {
             "/api/time" => {
                 let now = jiff::Timestamp::now();
                 let json = format!("{{\"time\": \"{now}\", \"unix\": {}}}", now.as_second());
-                Self::send_text(req, "application/json", &json)
+                req.respond(200, "application/json", json)
             }
-            _ => self.files.do_get(req),
+            _ => self.fallback(req),
         }
-    }
-
-    fn do_head(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
-        self.do_get(req)
     }
 
     fn do_post(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
-        if req.path.split('?').next() != Some("/echo") {
-            return self.files.do_post(req);
+        if req.url_path() != "/echo" {
+            return self.fallback(req);
         }
-        let body = req.read_body()?;
         let mut text = String::new();
-        for (name, value) in parse_qsl(&body) {
+        for (name, value) in req.body_form()? {
             text.push_str(&format!("{name}={value}\n"));
         }
-        Self::send_text(req, "text/plain; charset=utf-8", &text)
+        req.send_text(200, &text)
+    }
+
+    /// Everything the routes leave, whatever the method: Python's `super()`.
+    fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        self.files.dispatch(req)
     }
 }
 
 fn main() -> std::io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    socketserver::http::log_to_stderr(log::LevelFilter::Info).expect("the only logger");
     let args = Args::parse();
     let www = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www");
-    let files = SimpleHttpHandler::new(www)?.with_protocol_version(Version::HTTP_11);
-    let server =
-        ThreadingHttpServer::builder(SocketAddr::new(args.bind, args.port), Routes { files })
-            .request_queue_size(1024)
-            .build()?;
-    let address = server.server_address();
-    println!("custom_routes serving on {address}");
-    let handle = server.handle();
-    common::stop_on_signal(handle);
+    let routes = Routes {
+        files: SimpleHttpHandler::new(www)?,
+    };
+    let server = HttpServer::builder(SocketAddr::new(args.bind, args.port), routes)
+        .request_queue_size(1024)
+        .build()?;
+    println!("custom_routes serving on {}", server.server_address());
+    common::stop_on_signal(server.handle());
     server.serve_forever()?;
     server.server_close();
     Ok(())

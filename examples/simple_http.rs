@@ -20,7 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::{HttpHandler, Limits, Version};
+use socketserver::http::{Configured, HttpHandler, Limits, Version};
 use socketserver::{Concurrency, EventLoop, Server, TcpTransport, Threading};
 
 #[derive(Parser)]
@@ -61,7 +61,7 @@ struct Args {
 }
 
 fn main() -> io::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    socketserver::http::log_to_stderr(log::LevelFilter::Info).expect("the only logger");
     let args = Args::parse();
 
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www");
@@ -81,35 +81,45 @@ fn main() -> io::Result<()> {
     } else {
         Version::HTTP_10
     };
-    let handler = SimpleHttpHandler::new(&directory)?
-        .with_limits(limits)
-        .with_protocol_version(protocol);
-    println!("Directory: {} ({which})", handler.directory().display());
+    let files = SimpleHttpHandler::new(&directory)?;
+    println!("Directory: {} ({which})", files.directory().display());
 
     let workers = args.workers;
     let event_loop = || EventLoop::new(workers).expect("an epoll instance");
+    let with_args = |handler| {
+        Configured::new(handler)
+            .limits(limits)
+            .protocol_version(protocol)
+    };
+    let (bind, port) = (args.bind, args.port);
     match (args.cgi, args.threading) {
-        (true, true) => serve(
-            args.bind,
-            args.port,
-            CgiHttpHandler::from_files(handler),
-            Threading::new,
-        ),
-        (true, false) => serve(
-            args.bind,
-            args.port,
-            CgiHttpHandler::from_files(handler),
-            event_loop,
-        ),
-        (false, true) => serve(args.bind, args.port, handler, Threading::new),
-        (false, false) => serve(args.bind, args.port, handler, event_loop),
+        (true, true) => {
+            let cgi = Configured::new(CgiHttpHandler::from_files(files));
+            serve(
+                bind,
+                port,
+                cgi.limits(limits).protocol_version(protocol),
+                Threading::new,
+            )
+        }
+        (true, false) => {
+            let cgi = Configured::new(CgiHttpHandler::from_files(files));
+            serve(
+                bind,
+                port,
+                cgi.limits(limits).protocol_version(protocol),
+                event_loop,
+            )
+        }
+        (false, true) => serve(bind, port, with_args(files), Threading::new),
+        (false, false) => serve(bind, port, with_args(files), event_loop),
     }
 }
 
 fn serve<H: HttpHandler, C: Concurrency>(
     bind: Option<IpAddr>,
     port: u16,
-    handler: H,
+    handler: Configured<H>,
     concurrency: impl Fn() -> C,
 ) -> io::Result<()> {
     let build = |ip: IpAddr| {

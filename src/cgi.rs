@@ -24,7 +24,7 @@ use crate::files::path::{resolve, translate};
 use crate::files::{EchoForm, FormHandler, SimpleHttpHandler};
 use crate::handler::HandlerResult;
 use crate::http::spool::Spool;
-use crate::http::{HttpHandler, HttpRequest, Limits, Version};
+use crate::http::{HttpHandler, HttpRequest, Version};
 
 /// Largest header section a script may print.
 const MAX_CGI_HEADER: usize = 64 * 1024;
@@ -857,14 +857,6 @@ fn finish_child(child: &mut Child, deadline: Instant) -> ChildEnd {
 
 impl<F: FormHandler> HttpHandler for CgiHttpHandler<F> {
     const SERVER_VERSION: &'static str = concat!("CGIHTTP/", env!("CARGO_PKG_VERSION"));
-
-    fn limits(&self) -> Limits {
-        self.files.limits()
-    }
-
-    fn protocol_version(&self) -> Version {
-        self.files.protocol_version()
-    }
 
     /// Scripts run on a worker; files stay on the event loop's thread.
     fn may_block(&self, request: &HttpRequest<'_>) -> bool {

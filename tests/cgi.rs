@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use files_support::{curl, exchange, python, serve, set_mode, Served, TempDir};
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::Version;
+use socketserver::http::{Configured, Version};
 
 /// Printed by scripts that must never run.
 const MARKER: &str = "SCRIPT-RAN-5b1e";
@@ -420,10 +420,9 @@ fn a_slow_script_is_killed_with_504() {
 #[test]
 fn answers_without_a_length_are_chunked_on_http_1_1_so_a_cut_shows() {
     let site = Site::new();
-    let files = SimpleHttpHandler::new(site.root())
-        .unwrap()
-        .with_protocol_version(Version::HTTP_11);
-    let server = serve(CgiHttpHandler::from_files(files).time_limit(Duration::from_millis(500)));
+    let files = SimpleHttpHandler::new(site.root()).unwrap();
+    let cgi = CgiHttpHandler::from_files(files).time_limit(Duration::from_millis(500));
+    let server = serve(Configured::new(cgi).protocol_version(Version::HTTP_11));
     let request = |target: &str| {
         let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
         String::from_utf8(exchange(server.addr, request.as_bytes())).unwrap()

@@ -457,7 +457,10 @@ const TRICKLE: Duration = Duration::from_millis(300);
 /// Gives the server a moment to take the slow clients. Not an assertion: a server that one
 /// of them blocks takes no more, and the GET that follows (queued behind them, the listen
 /// queue is first come first served) is what shows it.
-fn settle_slow_clients<H: socketserver::http::HttpHandler>(rig: &Rig<H>, clients: usize) {
+fn settle_slow_clients<H: socketserver::RequestHandler<Request = socketserver::StreamRequest>>(
+    rig: &Rig<H>,
+    clients: usize,
+) {
     rig.try_wait_connections(clients, 2 * SECOND);
 }
 

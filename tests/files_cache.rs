@@ -17,7 +17,9 @@ use files_support::{
     serve, set_mtime, wait_until, KeepAlive, Served, TempDir, MTIME_HTTP, MTIME_SECS,
 };
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::Version;
+use socketserver::http::{Configured, Version};
+
+type Files11 = Configured<SimpleHttpHandler>;
 
 /// Waits until every file in `dir` was last changed (ctime, which cannot be set back) more
 /// than two whole seconds ago: then the cache keeps them.
@@ -31,12 +33,12 @@ fn wait_until_settled(dir: &Path) {
     wait_until("the files to settle", || SystemTime::now() >= settled);
 }
 
-fn servers(dir: &TempDir) -> (Served<SimpleHttpHandler>, Served<SimpleHttpHandler>) {
+fn servers(dir: &TempDir) -> (Served<Files11>, Served<Files11>) {
     let handler = |cache| {
-        SimpleHttpHandler::new(dir.path())
+        let files = SimpleHttpHandler::new(dir.path())
             .unwrap()
-            .with_protocol_version(Version::HTTP_11)
-            .cache_small_files(cache)
+            .cache_small_files(cache);
+        Configured::new(files).protocol_version(Version::HTTP_11)
     };
     (serve(handler(1 << 20)), serve(handler(0)))
 }
@@ -175,7 +177,11 @@ fn every_change_to_a_cached_file_shows_on_the_next_request() {
 }
 
 /// How many files the server's handler holds in memory, from its `Debug` text.
-fn cached_files(server: &Served<SimpleHttpHandler>) -> usize {
+fn cached_files<
+    H: std::fmt::Debug + socketserver::RequestHandler<Request = socketserver::StreamRequest>,
+>(
+    server: &Served<H>,
+) -> usize {
     let debug = format!("{:?}", server.server.handler());
     let count = debug
         .split("files: ")

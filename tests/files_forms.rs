@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use files_support::{connect, curl, curl_raw, read_head, read_to_eof, serve, Served, TempDir};
 use socketserver::files::{FormHandler, SimpleHttpHandler};
-use socketserver::http::{HttpRequest, Limits};
+use socketserver::http::{Configured, HttpRequest, Limits};
 use socketserver::HandlerResult;
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -306,15 +306,13 @@ fn a_custom_form_handler_receives_the_decoded_pairs() {
 fn bodies_over_the_limit_are_413() {
     let dir = TempDir::new();
     let recorder = Recorder::default();
-    let server = serve(
-        SimpleHttpHandler::new(dir.path())
-            .unwrap()
-            .with_limits(Limits {
-                max_body_size: 64,
-                ..Limits::default()
-            })
-            .form_handler(recorder.clone()),
-    );
+    let files = SimpleHttpHandler::new(dir.path())
+        .unwrap()
+        .form_handler(recorder.clone());
+    let server = serve(Configured::new(files).limits(Limits {
+        max_body_size: 64,
+        ..Limits::default()
+    }));
     // At the limit: accepted.
     let at_limit = format!("a={}", "x".repeat(62));
     assert_eq!(

@@ -13,7 +13,7 @@ use files_support::{
     Served, TempDir, MTIME_HTTP, MTIME_SECS,
 };
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::Version;
+use socketserver::http::{Configured, Version};
 
 /// A tree with one file of each media type and `digits.txt` = `0123456789`.
 fn media_tree() -> TempDir {
@@ -627,11 +627,8 @@ fn unreadable_files_are_403() {
 fn every_answer_keeps_an_http11_connection_usable() {
     let dir = media_tree();
     dir.mkdir("sub");
-    let server = serve(
-        SimpleHttpHandler::new(dir.path())
-            .unwrap()
-            .with_protocol_version(Version::HTTP_11),
-    );
+    let files = SimpleHttpHandler::new(dir.path()).unwrap();
+    let server = serve(Configured::new(files).protocol_version(Version::HTTP_11));
     let mut client = KeepAlive::connect(server.addr);
     let get = |client: &mut KeepAlive, extra: &str| {
         client.request(&format!(

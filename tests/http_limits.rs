@@ -300,6 +300,11 @@ struct Flood {
 }
 
 impl HttpHandler for Flood {
+    // A long answer written as it goes: its writes wait for the client.
+    fn may_block(&self, _request: &HttpRequest<'_>) -> bool {
+        true
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             send_timeout: SHORT,

@@ -24,7 +24,6 @@ struct Hello;
 
 impl HttpHandler for Hello {
     const PROTOCOL_VERSION: Version = Version::HTTP_11;
-    const NONBLOCKING: bool = true;
 
     fn limits(&self) -> Limits {
         Limits {
@@ -259,6 +258,10 @@ fn parking_is_refused_by_other_strategies() {
 struct OnAWorker;
 
 impl HttpHandler for OnAWorker {
+    fn may_block(&self, _request: &HttpRequest<'_>) -> bool {
+        true
+    }
+
     const PROTOCOL_VERSION: Version = Version::HTTP_11;
 
     fn limits(&self) -> Limits {

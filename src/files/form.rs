@@ -1,7 +1,5 @@
 //! What `SimpleHttpHandler` does with a posted form.
 
-use std::io::Write;
-
 use crate::handler::HandlerResult;
 use crate::http::{html_escape, HttpRequest};
 
@@ -9,9 +7,9 @@ use crate::http::{html_escape, HttpRequest};
 /// order, repeated names kept). Implement it to give [`SimpleHttpHandler`](super::SimpleHttpHandler)
 /// your own form processing.
 pub trait FormHandler: Clone + Send + Sync + 'static {
-    /// `handle_form` never waits (see [`HttpHandler::NONBLOCKING`](crate::http::HttpHandler::NONBLOCKING)):
-    /// the file handler then runs on an event loop's own thread.
-    const NONBLOCKING: bool = false;
+    /// `handle_form` may wait (see [`HttpHandler::may_block`](crate::http::HttpHandler::may_block)):
+    /// forms then run on an event loop's workers.
+    const MAY_BLOCK: bool = false;
 
     /// Answers the form.
     fn handle_form(
@@ -27,8 +25,6 @@ pub trait FormHandler: Clone + Send + Sync + 'static {
 pub struct EchoForm;
 
 impl FormHandler for EchoForm {
-    const NONBLOCKING: bool = true;
-
     fn handle_form(
         &mut self,
         request: &mut HttpRequest<'_>,
@@ -50,11 +46,7 @@ impl FormHandler for EchoForm {
             fields.len(),
             html_escape(request.path.as_str()),
         );
-        request.send_response(200)?;
-        request.send_header("Content-Type", "text/html; charset=utf-8")?;
-        request.send_header("Content-Length", page.len())?;
-        request.end_headers()?;
-        request.wfile.write_all(page.as_bytes())?;
+        request.send_html(200, &page)?;
         Ok(())
     }
 }

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::header::CONTENT_TYPE;
-use http::{StatusCode, Version};
+use http::StatusCode;
 
 pub use form::{EchoForm, FormHandler};
 
 use crate::handler::HandlerResult;
-use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
+use crate::http::{parse_qsl, HttpHandler, HttpRequest};
 use cache::{CachedFile, FileCache, Identity};
 use conditional::{RangeRequest, Validators};
 
@@ -64,8 +64,6 @@ struct Config {
     follow_symlinks: bool,
     index_pages: Vec<String>,
     extensions: HashMap<String, String>,
-    limits: Limits,
-    protocol_version: Version,
     cache: Arc<FileCache>,
 }
 
@@ -95,8 +93,6 @@ impl SimpleHttpHandler {
                 follow_symlinks: false,
                 index_pages: vec!["index.html".into(), "index.htm".into()],
                 extensions: HashMap::new(),
-                limits: Limits::default(),
-                protocol_version: Version::HTTP_10,
                 cache: Arc::new(FileCache::new(CACHE_BYTES, SMALL_FILE)),
             }),
             form: EchoForm,
@@ -144,18 +140,6 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     /// two are read from disk.
     pub fn cache_small_files(mut self, bytes: usize) -> Self {
         self.config_mut().cache = Arc::new(FileCache::new(bytes, SMALL_FILE));
-        self
-    }
-
-    /// The limits connections are held to.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.config_mut().limits = limits;
-        self
-    }
-
-    /// `HTTP/1.0` (default, like Python) or `HTTP/1.1` (persistent connections).
-    pub fn with_protocol_version(mut self, version: Version) -> Self {
-        self.config_mut().protocol_version = version;
         self
     }
 
@@ -416,20 +400,11 @@ fn send_status(request: &mut HttpRequest<'_>, status: StatusCode) -> HandlerResu
 
 impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
     const SERVER_VERSION: &'static str = concat!("SimpleHTTP/", env!("CARGO_PKG_VERSION"));
-    // Files are read from local disk, as nginx does in its event loop; forms go to `F`.
-    const NONBLOCKING: bool = F::NONBLOCKING;
 
-    fn limits(&self) -> Limits {
-        self.config.limits
-    }
-
-    fn protocol_version(&self) -> Version {
-        self.config.protocol_version
-    }
-
-    /// Only a form may wait (for its [`FormHandler`]); files never do.
+    /// Only a form may wait (for its [`FormHandler`]); files are read from local disk, as
+    /// nginx does in its event loop.
     fn may_block(&self, request: &HttpRequest<'_>) -> bool {
-        request.command == http::Method::POST && !F::NONBLOCKING
+        request.command == http::Method::POST && F::MAY_BLOCK
     }
 
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {

@@ -7,7 +7,7 @@
 use std::io::{self, BufRead};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
@@ -378,5 +378,22 @@ pub(super) fn dispatch<H: HttpHandler>(
         };
         return Dispatch::HandedOff(Box::new(Pending::of_ready(ready)));
     }
-    Dispatch::Answered(answer(handler, &mut request, false, limits))
+    if !context.inline {
+        return Dispatch::Answered(answer(handler, &mut request, false, limits));
+    }
+    let began = Instant::now();
+    let answered = answer(handler, &mut request, false, limits);
+    let took = began.elapsed();
+    if took >= SLOW_ON_LOOP {
+        request.log_error(&format!(
+            "\"{}\" took {} ms on the event loop's thread, and every other connection \
+             waited; if such requests wait, say so with HttpHandler::may_block",
+            request.requestline,
+            took.as_millis()
+        ));
+    }
+    Dispatch::Answered(answered)
 }
+
+/// How long a request may hold the event loop's thread before a warning says so.
+const SLOW_ON_LOOP: Duration = Duration::from_millis(200);

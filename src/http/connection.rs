@@ -21,17 +21,19 @@ use super::exchange::{
     exchange_streamed, holds_back, is_disconnect, reject, ConnectionContext, Exchanged, Failure,
     Io, Parsed,
 };
-use super::handler::{HttpHandler, Settings};
+use super::handler::{Attributes, HttpHandler};
 use super::head::{
     expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, Rejection,
 };
 use super::limits::Limits;
 use super::socket::TimedSocket;
+use super::Version;
 use crate::connection::Connection;
 use crate::handler::{HandlerResult, Park, RequestHandler, StreamRequest, Wake};
 
 /// Every [`HttpHandler`] serves connections of a stream server: the request loop of
-/// Python's `BaseHTTPRequestHandler.handle`.
+/// Python's `BaseHTTPRequestHandler.handle`, with the handler's `PROTOCOL_VERSION` and
+/// `limits`.
 impl<H: HttpHandler> RequestHandler for H {
     type Request = StreamRequest;
 
@@ -46,7 +48,77 @@ impl<H: HttpHandler> RequestHandler for H {
     const NONBLOCKING: bool = true;
 
     fn handle(&mut self, stream: &mut StreamRequest) -> HandlerResult {
-        serve_connection(self, stream)
+        let (limits, version) = (self.limits(), H::PROTOCOL_VERSION);
+        serve_connection(self, limits, version, stream)
+    }
+}
+
+/// An [`HttpHandler`] with the protocol version and limits chosen at run time, as
+/// `simple_http --protocol` chooses them: what a server runs, in place of the handler.
+///
+/// It is a [`RequestHandler`] and not an `HttpHandler`, so it cannot end up inside another
+/// handler where its settings would go unread: a server has one place for them.
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::{Configured, HttpServer, Limits, Version};
+///
+/// let files = SimpleHttpHandler::new("www")?;
+/// let limits = Limits { max_body_size: 1 << 20, ..Limits::default() };
+/// let handler = Configured::new(files).protocol_version(Version::HTTP_11).limits(limits);
+/// HttpServer::bind("127.0.0.1:8000", handler)?.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Configured<H> {
+    handler: H,
+    limits: Limits,
+    protocol_version: Version,
+}
+
+impl<H: HttpHandler> Configured<H> {
+    /// `handler` with its own `PROTOCOL_VERSION` and `limits`, to change.
+    pub fn new(handler: H) -> Self {
+        Configured {
+            limits: handler.limits(),
+            protocol_version: H::PROTOCOL_VERSION,
+            handler,
+        }
+    }
+
+    /// `HTTP/1.0` (Python's default) or `HTTP/1.1` (persistent connections).
+    pub fn protocol_version(mut self, version: Version) -> Self {
+        self.protocol_version = version;
+        self
+    }
+
+    /// The sizes and timeouts connections are held to.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The handler that answers the requests.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+}
+
+impl<H: HttpHandler> RequestHandler for Configured<H> {
+    type Request = StreamRequest;
+
+    const RBUFSIZE: usize = H::RBUFSIZE;
+    const DISABLE_NAGLE_ALGORITHM: bool = H::DISABLE_NAGLE_ALGORITHM;
+    const ALLOW_REUSE_ADDRESS: bool = H::ALLOW_REUSE_ADDRESS;
+    const NONBLOCKING: bool = H::NONBLOCKING;
+
+    fn handle(&mut self, stream: &mut StreamRequest) -> HandlerResult {
+        serve_connection(
+            &mut self.handler,
+            self.limits,
+            self.protocol_version,
+            stream,
+        )
     }
 }
 
@@ -99,8 +171,12 @@ impl ConnectionState {
     }
 }
 
-fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest) -> HandlerResult {
-    let limits = handler.limits();
+fn serve_connection<H: HttpHandler>(
+    handler: &mut H,
+    limits: Limits,
+    protocol_version: Version,
+    stream: &mut StreamRequest,
+) -> HandlerResult {
     let connection = stream.request.clone();
     let mut state = match stream
         .parking
@@ -122,7 +198,7 @@ fn serve_connection<H: HttpHandler>(handler: &mut H, stream: &mut StreamRequest)
         client_address: &client_address,
         server: &server,
         limits,
-        settings: Settings::of(handler),
+        attributes: Attributes::of::<H>(protocol_version),
         inline: stream.is_inline(),
     };
     let result = if stream.can_park() {

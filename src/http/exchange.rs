@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::body::Body;
-use super::handler::{dispatch, HttpHandler, HttpRequest, Settings};
+use super::handler::{Attributes, HttpHandler, HttpRequest};
 use super::head::{head_follows, Framing, Head, Rejection};
 use super::limits::Limits;
 use super::log::LOG_TARGET;
@@ -31,7 +31,7 @@ pub(super) struct ConnectionContext<'c> {
     pub(super) client_address: &'c ClientAddress,
     pub(super) server: &'c ServerHandle,
     pub(super) limits: Limits,
-    pub(super) settings: Settings,
+    pub(super) attributes: Attributes,
     /// On the event loop's thread: writes never wait.
     pub(super) inline: bool,
 }
@@ -97,7 +97,7 @@ pub(super) fn new_request<'r>(
         context.server.clone(),
         body,
         wfile,
-        context.settings,
+        context.attributes,
     )
 }
 
@@ -157,7 +157,7 @@ pub(super) fn answer<H: HttpHandler>(
         if expect_continue && !handler.handle_expect_100(request)? {
             return Ok(());
         }
-        dispatch(handler, request)
+        handler.dispatch(request)
     }));
     let failure = settle(request, outcome);
     if !request.close_connection && !request.rfile.wire_complete() {

@@ -21,21 +21,23 @@ use crate::server::ServerHandle;
 /// Handles HTTP requests: Python's `BaseHTTPRequestHandler`.
 ///
 /// A value of this type is cloned for every connection, and every request on it is
-/// dispatched by method to a `do_*` method with the request to answer. A method left
-/// unimplemented answers 501, as in Python. `HEAD` is not GET: to answer it like GET
-/// without a body, implement `do_head` by calling `do_get` (the body is dropped for you).
+/// [dispatched](HttpHandler::dispatch) by method to a `do_*` method with the request to
+/// answer. A method left unimplemented goes to [`fallback`](HttpHandler::fallback), which
+/// answers 501 as Python does. `HEAD` runs `do_get` with the body dropped, so a GET route
+/// answers HEAD too unless `do_head` says otherwise.
 ///
 /// Any type implementing it is a stream [`RequestHandler`](crate::RequestHandler), so it
-/// serves on every stream server: `HttpServer::bind(addr, handler)`,
-/// `ThreadingHttpServer`, or `Server<UnixStreamTransport, _, _>`.
+/// serves on every stream server: [`HttpServer`](super::HttpServer) (an event loop),
+/// [`ThreadingHttpServer`](super::ThreadingHttpServer), or `Server<UnixStreamTransport, _, _>`.
 ///
-/// Methods that may be overridden: the `do_*` methods, [`do_method`](HttpHandler::do_method)
-/// for any other method, [`handle_expect_100`](HttpHandler::handle_expect_100) and
-/// [`limits`](HttpHandler::limits). Class attributes: the associated constants.
+/// Methods that may be overridden: the `do_*` methods, [`fallback`](HttpHandler::fallback)
+/// for what they leave, [`may_block`](HttpHandler::may_block),
+/// [`handle_expect_100`](HttpHandler::handle_expect_100) and [`limits`](HttpHandler::limits).
+/// Class attributes: the associated constants. Methods for the caller:
+/// [`dispatch`](HttpHandler::dispatch), to hand a request to another handler.
 ///
 /// ```no_run
-/// use std::io::Write;
-/// use socketserver::http::{HttpHandler, HttpRequest, ThreadingHttpServer};
+/// use socketserver::http::{HttpHandler, HttpRequest, HttpServer};
 /// use socketserver::HandlerResult;
 ///
 /// #[derive(Clone)]
@@ -43,20 +45,56 @@ use crate::server::ServerHandle;
 ///
 /// impl HttpHandler for Hello {
 ///     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
-///         let body = b"Hello, world!";
-///         req.send_response(200)?;
-///         req.send_header("Content-Type", "text/plain")?;
-///         req.send_header("Content-Length", body.len())?;
-///         req.end_headers()?;
-///         req.wfile.write_all(body)?;
+///         req.send_text(200, "Hello, world!")?;
 ///         Ok(())
 ///     }
 /// }
 ///
-/// let server = ThreadingHttpServer::bind("127.0.0.1:8000", Hello)?;
+/// let server = HttpServer::bind("127.0.0.1:8000", Hello)?;
 /// server.serve_forever()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// # Composition
+///
+/// A handler that serves a few routes and leaves the rest to another (Python's
+/// `super().do_GET()`) keeps that handler in a field and hands it what it does not answer,
+/// whatever the method, from `fallback`:
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::{HttpHandler, HttpRequest, HttpServer, Version};
+/// use socketserver::HandlerResult;
+///
+/// #[derive(Clone)]
+/// struct App {
+///     files: SimpleHttpHandler,
+/// }
+///
+/// impl HttpHandler for App {
+///     const PROTOCOL_VERSION: Version = Version::HTTP_11;
+///
+///     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+///         match req.url_path() {
+///             "/health" => Ok(req.send_text(200, "ok")?),
+///             _ => self.fallback(req),
+///         }
+///     }
+///
+///     fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+///         self.files.dispatch(req)
+///     }
+/// }
+///
+/// let app = App { files: SimpleHttpHandler::new("www")? };
+/// HttpServer::bind("127.0.0.1:8000", app)?.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// `HEAD /health` answers like GET without the body; `HEAD /index.html`, `POST` forms and
+/// every other method reach the files. The server asks only the handler it was given for
+/// its settings (`PROTOCOL_VERSION`, `limits`), so the inner handler has none to lose:
+/// settings chosen at run time go on [`Configured`](super::Configured).
 pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// The software name in the `Server` header (Python's `server_version`).
     const SERVER_VERSION: &'static str = concat!("socketserver/", env!("CARGO_PKG_VERSION"));
@@ -66,15 +104,6 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// connections and pipelining; every response then needs a `Content-Length` or the
     /// server closes the connection after it).
     const PROTOCOL_VERSION: Version = Version::HTTP_10;
-    /// The `do_*` methods never wait: they answer from memory or local files, without
-    /// sleeping, calling other services or streaming a long response. An
-    /// [`EventLoop`](crate::concurrency::EventLoop) server then runs them on its own thread,
-    /// which is the fastest way to serve. Leave it `false` otherwise: the requests run on
-    /// the loop's workers. To decide per request, implement [`may_block`](HttpHandler::may_block).
-    ///
-    /// Either way the event loop itself reads request heads and bodies as they arrive,
-    /// without a thread waiting for them: a handler runs once its request is all here.
-    const NONBLOCKING: bool = false;
     /// The page `send_error` sends, with `{code}`, `{message}` and `{explain}`.
     const ERROR_MESSAGE_FORMAT: &'static str = DEFAULT_ERROR_MESSAGE;
     /// The `Content-Type` of that page.
@@ -85,59 +114,85 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
         Limits::default()
     }
 
-    /// The protocol version of this handler value: `PROTOCOL_VERSION` unless a handler
-    /// decides at run time (as `simple_http --protocol` does).
-    fn protocol_version(&self) -> Version {
-        Self::PROTOCOL_VERSION
-    }
-
-    /// Whether answering `request` may wait (a CGI script, a call to another service): an
-    /// [`EventLoop`](crate::concurrency::EventLoop) then runs it on a worker thread, and
-    /// everything else on its own thread. It is asked on the loop's thread once the request
-    /// is all here, so it must decide from the request alone, quickly. The default is
-    /// `!NONBLOCKING`; other strategies never ask.
+    /// Whether answering `request` may wait: sleep, call another service or a database,
+    /// run a program, stream a long answer. An [`EventLoop`](crate::concurrency::EventLoop)
+    /// runs such requests on its workers and all others on its own thread, which is the
+    /// fastest way to serve. The default, `false`, suits answers made from memory and local
+    /// files; a request that runs long on the loop's thread anyway is logged as a warning
+    /// with its request line. Asked on the loop's thread once the request is all here, so
+    /// it must decide from the request alone, quickly; other strategies never ask.
     fn may_block(&self, _request: &HttpRequest<'_>) -> bool {
-        !Self::NONBLOCKING
+        false
     }
 
     /// `GET`.
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.fallback(request)
     }
 
-    /// `HEAD`; implement it as `self.do_get(request)` to answer like GET without a body.
+    /// `HEAD`: `do_get` with the body dropped (its headers, `Content-Length` included, are
+    /// sent as they are).
     fn do_head(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.do_get(request)
     }
 
     /// `POST`.
     fn do_post(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.fallback(request)
     }
 
     /// `PUT`.
     fn do_put(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.fallback(request)
     }
 
     /// `DELETE`.
     fn do_delete(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.fallback(request)
     }
 
     /// `OPTIONS`.
     fn do_options(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.fallback(request)
     }
 
     /// `PATCH`.
     fn do_patch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        request.send_unsupported()
+        self.fallback(request)
     }
 
     /// Any other method (`TRACE`, `CONNECT`, extensions); see `request.command`.
     fn do_method(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        self.fallback(request)
+    }
+
+    /// Every request the `do_*` methods leave: 501 (Python's "Unsupported method"), or, in
+    /// a handler that wraps another, `self.inner.dispatch(request)`.
+    fn fallback(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
         request.send_unsupported()
+    }
+
+    /// Calls the `do_*` method for the request's method: how the server runs a request,
+    /// and how a handler hands one to another.
+    fn dispatch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        let method = request.command.clone();
+        if method == Method::GET {
+            self.do_get(request)
+        } else if method == Method::HEAD {
+            self.do_head(request)
+        } else if method == Method::POST {
+            self.do_post(request)
+        } else if method == Method::PUT {
+            self.do_put(request)
+        } else if method == Method::DELETE {
+            self.do_delete(request)
+        } else if method == Method::OPTIONS {
+            self.do_options(request)
+        } else if method == Method::PATCH {
+            self.do_patch(request)
+        } else {
+            self.do_method(request)
+        }
     }
 
     /// Called for a request with `Expect: 100-continue` before its `do_*` method. Return
@@ -148,31 +203,6 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// decide from the head alone and must not read the body.
     fn handle_expect_100(&mut self, _request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
         Ok(true)
-    }
-}
-
-/// Calls the `do_*` method for the request's method.
-pub(crate) fn dispatch<H: HttpHandler>(
-    handler: &mut H,
-    request: &mut HttpRequest<'_>,
-) -> HandlerResult {
-    let method = request.command.clone();
-    if method == Method::GET {
-        handler.do_get(request)
-    } else if method == Method::HEAD {
-        handler.do_head(request)
-    } else if method == Method::POST {
-        handler.do_post(request)
-    } else if method == Method::PUT {
-        handler.do_put(request)
-    } else if method == Method::DELETE {
-        handler.do_delete(request)
-    } else if method == Method::OPTIONS {
-        handler.do_options(request)
-    } else if method == Method::PATCH {
-        handler.do_patch(request)
-    } else {
-        handler.do_method(request)
     }
 }
 
@@ -240,7 +270,7 @@ fn invalid(message: impl Into<String>) -> io::Error {
 
 /// The class attributes of an [`HttpHandler`], as the request needs them.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Settings {
+pub(crate) struct Attributes {
     pub server_version: &'static str,
     pub sys_version: &'static str,
     pub protocol_version: Version,
@@ -248,12 +278,12 @@ pub(crate) struct Settings {
     pub error_content_type: &'static str,
 }
 
-impl Settings {
-    pub(crate) fn of<H: HttpHandler>(handler: &H) -> Self {
-        Settings {
+impl Attributes {
+    pub(crate) fn of<H: HttpHandler>(protocol_version: Version) -> Self {
+        Attributes {
             server_version: H::SERVER_VERSION,
             sys_version: H::SYS_VERSION,
-            protocol_version: handler.protocol_version(),
+            protocol_version,
             error_message_format: H::ERROR_MESSAGE_FORMAT,
             error_content_type: H::ERROR_CONTENT_TYPE,
         }
@@ -301,7 +331,7 @@ pub struct HttpRequest<'a> {
     pub rfile: Body<'a>,
     /// The response (Python's `wfile`).
     pub wfile: ResponseWriter<'a>,
-    settings: Settings,
+    attributes: Attributes,
     response: ResponseState,
 }
 
@@ -317,7 +347,7 @@ impl<'a> HttpRequest<'a> {
         server: ServerHandle,
         rfile: Body<'a>,
         wfile: ResponseWriter<'a>,
-        settings: Settings,
+        attributes: Attributes,
     ) -> Self {
         let line = raw_requestline.trim_ascii_end();
         // Request lines are ASCII: the plain check is several times faster than the lossy
@@ -338,7 +368,7 @@ impl<'a> HttpRequest<'a> {
             close_connection: true,
             rfile,
             wfile,
-            settings,
+            attributes,
             response: ResponseState::default(),
         };
         request.close_connection = !request.wants_keep_alive();
@@ -348,7 +378,7 @@ impl<'a> HttpRequest<'a> {
     /// Python's rule: persistent when both sides speak HTTP/1.1, unless `Connection: close`;
     /// an HTTP/1.0 client may ask with `Connection: keep-alive` if we speak HTTP/1.1.
     fn wants_keep_alive(&self) -> bool {
-        let ours = self.settings.protocol_version >= Version::HTTP_11;
+        let ours = self.attributes.protocol_version >= Version::HTTP_11;
         let mut keep = ours && self.request_version >= Version::HTTP_11;
         for token in self
             .headers
@@ -415,6 +445,18 @@ impl<'a> HttpRequest<'a> {
         Ok(super::parse_qsl(&self.read_body()?))
     }
 
+    /// The body as JSON, read into `T`. A body that is not JSON, or not a `T`, fails with
+    /// `InvalidData`, which the server answers with 400 if the handler returns it before
+    /// answering.
+    #[cfg(feature = "json")]
+    pub fn body_json<T: serde::de::DeserializeOwned>(&mut self) -> io::Result<T> {
+        let body = self.read_body()?;
+        serde_json::from_slice(&body).map_err(|err| {
+            self.rfile
+                .refuse(&format!("the request body is not the JSON expected: {err}"))
+        })
+    }
+
     /// A whole response in one call: `status`, `Content-Type`, `Content-Length` and the
     /// body (not sent for `HEAD`, whose answer has the same headers).
     pub fn respond(
@@ -422,40 +464,53 @@ impl<'a> HttpRequest<'a> {
         status: impl IntoStatus,
         content_type: &str,
         body: impl AsRef<[u8]>,
-    ) -> io::Result<()> {
+    ) -> HandlerResult {
         let body = body.as_ref();
         self.send_response(status)?;
         self.send_header("Content-Type", content_type)?;
         self.send_header("Content-Length", body.len())?;
         self.end_headers()?;
-        self.wfile.write_all(body)
+        self.wfile.write_all(body)?;
+        Ok(())
     }
 
     /// [`respond`](HttpRequest::respond) with `text/plain; charset=utf-8`.
-    pub fn send_text(&mut self, status: impl IntoStatus, text: &str) -> io::Result<()> {
+    pub fn send_text(&mut self, status: impl IntoStatus, text: &str) -> HandlerResult {
         self.respond(status, "text/plain; charset=utf-8", text)
     }
 
     /// [`respond`](HttpRequest::respond) with `text/html; charset=utf-8`.
-    pub fn send_html(&mut self, status: impl IntoStatus, html: &str) -> io::Result<()> {
+    pub fn send_html(&mut self, status: impl IntoStatus, html: &str) -> HandlerResult {
         self.respond(status, "text/html; charset=utf-8", html)
     }
 
     /// A redirect: `status` (301, 302, 303, 307 or 308) with `Location` and no body.
-    pub fn redirect(&mut self, status: impl IntoStatus, location: &str) -> io::Result<()> {
+    pub fn redirect(&mut self, status: impl IntoStatus, location: &str) -> HandlerResult {
         let status = status.into_status()?;
         if !status.is_redirection() {
-            return Err(invalid(format!("{status} is not a redirect status")));
+            return Err(invalid(format!("{status} is not a redirect status")).into());
         }
         self.send_response(status)?;
         self.send_header("Location", location)?;
         self.send_header("Content-Length", 0)?;
-        self.end_headers()
+        self.end_headers()?;
+        Ok(())
+    }
+
+    /// `value` as a JSON response (`application/json`, `Content-Length` set).
+    #[cfg(feature = "json")]
+    pub fn send_json<T: serde::Serialize + ?Sized>(
+        &mut self,
+        status: impl IntoStatus,
+        value: &T,
+    ) -> HandlerResult {
+        let body = serde_json::to_vec(value)?;
+        self.respond(status, "application/json", body)
     }
 
     /// The HTTP version this server answers with (Python's `protocol_version`).
     pub fn protocol_version(&self) -> Version {
-        self.settings.protocol_version
+        self.attributes.protocol_version
     }
 
     /// Whether a final response's headers have been ended.
@@ -503,7 +558,7 @@ impl<'a> HttpRequest<'a> {
         message: Option<&str>,
     ) -> io::Result<()> {
         self.send_response_only(code, message)?;
-        let (server, sys) = (self.settings.server_version, self.settings.sys_version);
+        let (server, sys) = (self.attributes.server_version, self.attributes.sys_version);
         self.push_header("Server", |head| {
             head.extend_from_slice(server.as_bytes());
             head.push(b' ');
@@ -526,7 +581,7 @@ impl<'a> HttpRequest<'a> {
             return Err(invalid("a response was already sent for this request"));
         }
         let reason = message.unwrap_or_else(|| status::reason(code));
-        let version = match self.settings.protocol_version {
+        let version = match self.attributes.protocol_version {
             Version::HTTP_11 => "HTTP/1.1",
             _ => "HTTP/1.0",
         };
@@ -646,7 +701,7 @@ impl<'a> HttpRequest<'a> {
             } else if self.request_version == Version::HTTP_10 && !self.response.connection_header {
                 self.send_header("Connection", "keep-alive")?;
             }
-        } else if self.settings.protocol_version >= Version::HTTP_11
+        } else if self.attributes.protocol_version >= Version::HTTP_11
             && !self.response.connection_header
         {
             // HTTP/1.1 responses are persistent unless they say otherwise (RFC 9112, 9.6).
@@ -692,14 +747,14 @@ impl<'a> HttpRequest<'a> {
         }
         let body = (code.as_u16() >= 200 && !status::forbids_body(code)).then(|| {
             error_page(
-                self.settings.error_message_format,
+                self.attributes.error_message_format,
                 code.as_u16(),
                 message,
                 explain,
             )
         });
         if let Some(body) = &body {
-            self.send_header("Content-Type", self.settings.error_content_type)?;
+            self.send_header("Content-Type", self.attributes.error_content_type)?;
             self.send_header("Content-Length", body.len())?;
         }
         self.end_headers()?;
@@ -720,7 +775,7 @@ impl<'a> HttpRequest<'a> {
     pub fn version_string(&self) -> String {
         format!(
             "{} {}",
-            self.settings.server_version, self.settings.sys_version
+            self.attributes.server_version, self.attributes.sys_version
         )
     }
 

@@ -4,6 +4,7 @@
 //! ANSI escape in it cannot forge a log line or repaint a terminal.
 
 use std::fmt::Write;
+use std::io::Write as _;
 use std::time::SystemTime;
 
 use http::StatusCode;
@@ -85,6 +86,51 @@ impl AccessRecord {
             log::info!(target: LOG_TARGET, "{}", log_line(&self.address, &message));
         }
     }
+}
+
+/// Sends the `log` crate's records to standard error as Python's `http.server` writes its
+/// lines: access and error lines (target [`LOG_TARGET`]) as they are, the client address
+/// first and one timestamp; any other record as `[date] LEVEL target: message`. Records
+/// less severe than `level` are dropped.
+///
+/// A program calls it once, first thing; it fails if a logger is installed already.
+///
+/// ```
+/// socketserver::http::log_to_stderr(log::LevelFilter::Info).expect("no other logger");
+/// ```
+pub fn log_to_stderr(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
+    log::set_logger(&StderrLogger)?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = if record.target() == LOG_TARGET {
+            format!("{}\n", record.args())
+        } else {
+            format!(
+                "[{}] {} {}: {}\n",
+                log_date_time_string(SystemTime::now()),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        };
+        // One write per line, so lines of concurrent requests never interleave.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
 }
 
 /// The time as Common Log Format writes it, in UTC: `23/Nov/2026:09:12:00 +0000`.

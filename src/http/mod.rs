@@ -33,10 +33,11 @@ pub(crate) mod spool;
 pub mod status;
 
 pub use body::Body;
+pub use connection::Configured;
 pub use form::parse_qsl;
 pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus, Message};
 pub use limits::Limits;
-pub use log::{escape_control, log_date_time_string, LOG_TARGET};
+pub use log::{escape_control, log_date_time_string, log_to_stderr, LOG_TARGET};
 pub use response::{
     html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };
@@ -46,13 +47,13 @@ pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use crate::concurrency::{EventLoop, Threading};
 use crate::server::{Server, TcpTransport};
 
-/// Python's `HTTPServer`: one connection at a time (use [`ThreadingHttpServer`] to serve
-/// several clients).
-pub type HttpServer<H> = Server<TcpTransport, H>;
-
-/// An HTTP server on an [`EventLoop`]: idle keep-alive
-/// connections cost no thread, and a handler with `NONBLOCKING` runs on the loop's thread.
-pub type EventLoopHttpServer<H> = Server<TcpTransport, H, EventLoop>;
+/// Python's `HTTPServer`, on an [`EventLoop`]: idle keep-alive connections cost no thread,
+/// requests run on the loop's thread, and those that
+/// [may block](HttpHandler::may_block) on its workers (16, started as needed).
+///
+/// Python's serves one connection at a time; `Server<TcpTransport, H, Synchronous>` does
+/// that here.
+pub type HttpServer<H> = Server<TcpTransport, H, EventLoop>;
 
 /// Python's `ThreadingHTTPServer`: a thread per connection.
 pub type ThreadingHttpServer<H> = Server<TcpTransport, H, Threading>;

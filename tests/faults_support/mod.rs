@@ -27,8 +27,11 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockRef, Socket, Type};
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::{HttpHandler, Limits, Version};
-use socketserver::{EventLoop, Server, TcpServer, TcpTransport, ThreadPool, Threading};
+use socketserver::http::{Configured, Limits, Version};
+use socketserver::{
+    EventLoop, RequestHandler, Server, StreamRequest, TcpServer, TcpTransport, ThreadPool,
+    Threading,
+};
 
 pub use common::TempDir;
 pub use strategy::TestConcurrency;
@@ -173,15 +176,26 @@ impl Site {
         )
     }
 
-    pub fn files(&self, limits: Limits, version: Version) -> SimpleHttpHandler {
-        SimpleHttpHandler::new(self.root())
-            .expect("serve the site directory")
-            .with_limits(limits)
-            .with_protocol_version(version)
+    pub fn files(&self, limits: Limits, version: Version) -> Configured<SimpleHttpHandler> {
+        Configured::new(self.simple_files())
+            .limits(limits)
+            .protocol_version(version)
     }
 
-    pub fn cgi(&self, limits: Limits, version: Version, time_limit: Duration) -> CgiHttpHandler {
-        CgiHttpHandler::from_files(self.files(limits, version)).time_limit(time_limit)
+    pub fn cgi(
+        &self,
+        limits: Limits,
+        version: Version,
+        time_limit: Duration,
+    ) -> Configured<CgiHttpHandler> {
+        let cgi = CgiHttpHandler::from_files(self.simple_files()).time_limit(time_limit);
+        Configured::new(cgi)
+            .limits(limits)
+            .protocol_version(version)
+    }
+
+    fn simple_files(&self) -> SimpleHttpHandler {
+        SimpleHttpHandler::new(self.root()).expect("serve the site directory")
     }
 }
 
@@ -373,7 +387,7 @@ pub type TestServer<H> = Server<TcpTransport, H, TestConcurrency>;
 
 /// A server on 127.0.0.1, port 0, serving on a thread of its own, with the process's
 /// descriptor counts from before it existed and from when it served with no connection.
-pub struct Rig<H: HttpHandler> {
+pub struct Rig<H: RequestHandler<Request = StreamRequest>> {
     pub strategy: Strategy,
     pub addr: SocketAddr,
     pub cpu: CpuClock,
@@ -385,7 +399,7 @@ pub struct Rig<H: HttpHandler> {
     fds_serving: usize,
 }
 
-impl<H: HttpHandler> Rig<H> {
+impl<H: RequestHandler<Request = StreamRequest>> Rig<H> {
     /// Starts a server with the handler `make` returns (made after the descriptors are
     /// counted: a file handler holds its directory open), checks it answers, and counts its
     /// descriptors once they settle.
@@ -589,7 +603,7 @@ impl<H: HttpHandler> Rig<H> {
     }
 }
 
-impl<H: HttpHandler> Drop for Rig<H> {
+impl<H: RequestHandler<Request = StreamRequest>> Drop for Rig<H> {
     /// A failed test still stops its server, so that the next test finds an idle
     /// process; a server that does not stop within [`WAIT`] is left behind. Never panics
     /// (a panic while unwinding would abort the whole binary).

@@ -15,8 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use socketserver::http::HttpHandler;
-use socketserver::{Server, TcpTransport};
+use socketserver::{RequestHandler, Server, StreamRequest, TcpTransport};
 
 #[path = "../strategy/mod.rs"]
 pub mod strategy;
@@ -48,7 +47,7 @@ pub fn set_mtime(path: &Path, secs: u64) {
 
 /// An HTTP server (on the binary's strategy) serving on a thread of its own; shut down on
 /// drop.
-pub struct Served<H: HttpHandler> {
+pub struct Served<H: RequestHandler<Request = StreamRequest>> {
     pub server: Arc<Server<TcpTransport, H, TestConcurrency>>,
     pub addr: SocketAddr,
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -58,7 +57,7 @@ pub struct Served<H: HttpHandler> {
 ///
 /// Handler threads are daemon threads, so a connection a failing test leaves open cannot
 /// make the drop wait for it.
-pub fn serve<H: HttpHandler>(handler: H) -> Served<H> {
+pub fn serve<H: RequestHandler<Request = StreamRequest>>(handler: H) -> Served<H> {
     let server = Server::<TcpTransport, H, TestConcurrency>::builder("127.0.0.1:0", handler)
         .build()
         .expect("bind the HTTP server on 127.0.0.1:0");
@@ -77,7 +76,7 @@ pub fn serve<H: HttpHandler>(handler: H) -> Served<H> {
     }
 }
 
-impl<H: HttpHandler> Served<H> {
+impl<H: RequestHandler<Request = StreamRequest>> Served<H> {
     /// `http://127.0.0.1:port` followed by `target`.
     pub fn url(&self, target: &str) -> String {
         format!("http://{}{target}", self.addr)
@@ -107,7 +106,7 @@ impl<H: HttpHandler> Served<H> {
     }
 }
 
-impl<H: HttpHandler> Drop for Served<H> {
+impl<H: RequestHandler<Request = StreamRequest>> Drop for Served<H> {
     fn drop(&mut self) {
         let handle = self.server.handle();
         let (done, stopped) = mpsc::channel();

@@ -462,6 +462,10 @@ impl<const V11: bool> HttpHandler for Echo<V11> {
         self.limits.unwrap_or_default()
     }
 
+    fn may_block(&self, _request: &HttpRequest<'_>) -> bool {
+        strategy::requests_on_workers()
+    }
+
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
         echo(request)
     }

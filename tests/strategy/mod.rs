@@ -1,8 +1,10 @@
 //! The concurrency strategy of the test servers. The HTTP, file and CGI suites run three
 //! times: as their own test binaries (a thread per connection), and included again by
 //! `tests/event_loop_inline.rs` (an `EventLoop` without workers: every handler on the loop's
-//! thread) and `tests/event_loop_workers.rs` (an `EventLoop` with workers). The binary is
-//! told by the module path this file is compiled at.
+//! thread, as `HttpServer` runs a handler that never blocks) and
+//! `tests/event_loop_workers.rs` (an `EventLoop` with workers, where the suites' own
+//! handlers say their requests may block, so that they run on a worker). The binary is told
+//! by the module path this file is compiled at.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -26,6 +28,12 @@ impl Flavor {
     pub fn reads_ahead(self) -> bool {
         self != Flavor::Threads
     }
+}
+
+/// Whether the suites' own handlers say, from `HttpHandler::may_block`, that their requests
+/// may block: on the binary with workers, so that they run there.
+pub fn requests_on_workers() -> bool {
+    flavor() == Flavor::LoopWorkers
 }
 
 pub fn flavor() -> Flavor {

@@ -5,9 +5,9 @@
 //! socketserver-bench --port 8080 --dir /tmp/files [--workers N] [--threading]
 //! ```
 //!
-//! It serves on an `EventLoop`, as `examples/simple_http.rs` does: both handlers are
-//! `NONBLOCKING`, so requests run on the loop's thread and the `--workers` (default 1) only
-//! read large request bodies. `--threading` runs a thread per connection instead (Python's
+//! It serves on an `EventLoop`, as `examples/simple_http.rs` does: neither handler says a
+//! request may block, so requests run on the loop's thread and the `--workers` (default 1)
+//! are never used. `--threading` runs a thread per connection instead (Python's
 //! `ThreadingHTTPServer`), for comparison. It stops on SIGTERM (the default action: no
 //! handler is installed, so nothing runs at exit that the benchmark would count).
 
@@ -37,8 +37,6 @@ struct BenchHandler {
 
 impl HttpHandler for BenchHandler {
     const PROTOCOL_VERSION: Version = Version::HTTP_11;
-    // Answers from memory and local files: the event loop runs it on its own thread.
-    const NONBLOCKING: bool = true;
 
     fn limits(&self) -> Limits {
         limits()
@@ -46,7 +44,7 @@ impl HttpHandler for BenchHandler {
 
     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
         if req.path != "/hello" {
-            return self.files.do_get(req);
+            return self.files.dispatch(req);
         }
         req.send_response(200)?;
         req.send_header("Content-Type", "text/plain")?;
@@ -56,8 +54,8 @@ impl HttpHandler for BenchHandler {
         Ok(())
     }
 
-    fn do_head(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
-        self.files.do_head(req)
+    fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        self.files.dispatch(req)
     }
 }
 
@@ -73,9 +71,7 @@ fn limits() -> Limits {
 /// Builds the server and serves until the process is killed: the one place that decides
 /// how the benchmark's server runs (concurrency, backlog, socket options).
 fn serve(args: &Args) -> io::Result<()> {
-    let files = SimpleHttpHandler::new(&args.dir)?
-        .with_limits(limits())
-        .with_protocol_version(Version::HTTP_11);
+    let files = SimpleHttpHandler::new(&args.dir)?;
     let handler = BenchHandler { files };
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     if args.threading {
