@@ -17,6 +17,8 @@ mod files_paths;
 mod files_serving;
 #[path = "http_clients.rs"]
 mod http_clients;
+#[path = "http_composition.rs"]
+mod http_composition;
 #[path = "http_errors.rs"]
 mod http_errors;
 #[path = "http_keepalive.rs"]

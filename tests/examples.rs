@@ -39,10 +39,14 @@ struct Example {
 
 impl Example {
     fn start(name: &str, args: &[&str]) -> Example {
+        Self::start_with_stderr(name, args, Stdio::inherit())
+    }
+
+    fn start_with_stderr(name: &str, args: &[&str], stderr: impl Into<Stdio>) -> Example {
         let mut child = Command::new(example_path(name))
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the example");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
@@ -355,5 +359,63 @@ fn custom_routes_answers_its_routes_and_falls_back_to_files() {
     assert!(css.contains("Content-Type: text/css"), "{css}");
     let missing = get("GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    // HEAD of the custom route and of a file: the GET's head, no body.
+    let head = get("HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("\r\nContent-Length: 8\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+    let head = get("HEAD /style.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(head.contains("Content-Type: text/css"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
     assert!(example.terminate().success());
+}
+
+/// What an HTTP example wrote to stderr while it answered `GET /hello`, up to its exit.
+fn stderr_of_one_request(name: &str, args: &[&str]) -> String {
+    let log = std::env::temp_dir().join(format!("{name}-{}.stderr", std::process::id()));
+    let file = std::fs::File::create(&log).expect("create the stderr file");
+    let mut example = Example::start_with_stderr(name, args, file);
+    let port = match name {
+        "simple_http" => example.port_from_banner(),
+        _ => example.inet_address().port(),
+    };
+    let mut client = connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    client
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    client.read_to_end(&mut response).unwrap();
+    assert!(!response.is_empty());
+    assert!(example.terminate().success());
+    let text = std::fs::read_to_string(&log).expect("read the stderr file");
+    let _ = std::fs::remove_file(&log);
+    text
+}
+
+/// `127.0.0.1 - - [01/Dec/2026:22:31:03 +0000] "GET /hello HTTP/1.1" STATUS SIZE`: the
+/// client first, one timestamp, nothing before or after (Python's `log_message`).
+fn assert_plain_access_line(stderr: &str, status: u16) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("\"GET /hello HTTP/1.1\""))
+        .unwrap_or_else(|| panic!("no access line in {stderr:?}"));
+    let rest = line
+        .strip_prefix("127.0.0.1 - - [")
+        .unwrap_or_else(|| panic!("not the client address first: {line:?}"));
+    let (date, rest) = rest.split_once("] ").expect("a [date]");
+    assert_eq!(date.len(), "01/Dec/2026:22:31:03 +0000".len(), "{line:?}");
+    assert!(date.ends_with(" +0000"), "{line:?}");
+    assert!(!rest.contains('['), "a second timestamp: {line:?}");
+    assert!(
+        rest.starts_with(&format!("\"GET /hello HTTP/1.1\" {status} ")),
+        "{line:?}"
+    );
+}
+
+#[test]
+fn http_examples_log_plain_access_lines_to_stderr() {
+    let routes = stderr_of_one_request("custom_routes", &["0", "--bind", "127.0.0.1"]);
+    assert_plain_access_line(&routes, 200);
+    let files = stderr_of_one_request("simple_http", &["0", "--bind", "127.0.0.1"]);
+    assert_plain_access_line(&files, 404);
 }

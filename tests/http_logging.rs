@@ -331,3 +331,51 @@ fn a_response_cut_short_is_logged_with_the_bytes_sent_and_a_warning() {
     // What left, not what was promised: at least what the client read, less than all.
     assert!((64 * 1024..HUGE).contains(&sent), "{access:?}");
 }
+
+/// Sleeps `SLOW` before it answers `/slow`; `/slow-declared` says it may block.
+#[derive(Clone)]
+struct Sleepy;
+
+const SLOW: Duration = Duration::from_millis(300);
+
+impl HttpHandler for Sleepy {
+    fn may_block(&self, req: &HttpRequest<'_>) -> bool {
+        req.url_path() == "/slow-declared"
+    }
+
+    fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        std::thread::sleep(SLOW);
+        req.send_text(200, "late")
+    }
+}
+
+#[test]
+fn a_request_that_holds_the_event_loop_is_warned_about() {
+    collector();
+    let server = start(Sleepy);
+    for target in ["/slow-declared", "/slow"] {
+        let response = exchange(
+            server.addr(),
+            format!("GET {target} HTTP/1.0\r\n\r\n").as_bytes(),
+        );
+        assert!(response.ends_with(b"late"), "{target}");
+        // The access line follows the warning, which is written when the handler returns.
+        wait_for_entries(&format!("\"GET {target} HTTP/1.0\" 200 4"), 1);
+    }
+    let warnings: Vec<Entry> = entries_with("on the event loop's thread")
+        .into_iter()
+        .filter(|e| e.level == Level::Warn)
+        .collect();
+    let on_the_loop = http_support::flavor() != http_support::Flavor::Threads;
+    if on_the_loop {
+        // Only the request that did not say it may block held the loop.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].message.contains("\"GET /slow HTTP/1.0\" took "),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].message.contains("may_block"), "{warnings:?}");
+    } else {
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

@@ -30,10 +30,6 @@ impl HttpHandler for Shortcuts {
         Ok(())
     }
 
-    fn do_head(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
-        self.do_get(req)
-    }
-
     fn do_post(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
         match req.url_path() {
             "/text" => {

@@ -69,6 +69,24 @@ impl<H: HttpHandler> RequestHandler for H {
 /// HttpServer::bind("127.0.0.1:8000", handler)?.serve_forever()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// Inside a handler it is no use, and the compiler says so:
+///
+/// ```compile_fail
+/// # use socketserver::files::SimpleHttpHandler;
+/// # use socketserver::http::{Configured, HttpHandler, HttpRequest};
+/// # use socketserver::HandlerResult;
+/// #[derive(Clone)]
+/// struct App {
+///     files: Configured<SimpleHttpHandler>,
+/// }
+///
+/// impl HttpHandler for App {
+///     fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+///         self.files.dispatch(req) // `Configured` is no `HttpHandler`
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Configured<H> {
     handler: H,

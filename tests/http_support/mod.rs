@@ -15,7 +15,8 @@ use std::thread::{self, JoinHandle};
 
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
 use socketserver::{
-    HandlerResult, RequestContext, RequestHandler, Server, ServerAddress, TcpTransport, Transport,
+    HandlerResult, RequestContext, RequestHandler, Server, ServerAddress, StreamRequest,
+    TcpTransport, Transport,
 };
 
 #[path = "../strategy/mod.rs"]
@@ -92,12 +93,15 @@ impl<T: Transport, H> Drop for Running<T, H> {
 }
 
 /// A threading HTTP server for `handler` on 127.0.0.1, port 0.
-pub fn start<H: HttpHandler>(handler: H) -> Running<TcpTransport, H> {
+pub fn start<H: RequestHandler<Request = StreamRequest>>(handler: H) -> Running<TcpTransport, H> {
     start_on("127.0.0.1:0", handler)
 }
 
 /// A threading HTTP server for `handler` on `address` (port 0).
-pub fn start_on<H: HttpHandler>(address: &str, handler: H) -> Running<TcpTransport, H> {
+pub fn start_on<H: RequestHandler<Request = StreamRequest>>(
+    address: &str,
+    handler: H,
+) -> Running<TcpTransport, H> {
     let server = Server::<TcpTransport, H, TestConcurrency>::builder(address, handler)
         .request_queue_size(1024)
         .build()
