@@ -43,10 +43,13 @@ impl Example {
     }
 
     fn start_with_stderr(name: &str, args: &[&str], stderr: impl Into<Stdio>) -> Example {
-        let mut child = Command::new(example_path(name))
-            .args(args)
+        Self::spawn(Command::new(example_path(name)).args(args).stderr(stderr))
+    }
+
+    /// Runs `command` with its stdout piped, to read the address it serves on.
+    fn spawn(command: &mut Command) -> Example {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
             .expect("start the example");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
@@ -418,4 +421,125 @@ fn http_examples_log_plain_access_lines_to_stderr() {
     assert_plain_access_line(&routes, 200);
     let files = stderr_of_one_request("simple_http", &["0", "--bind", "127.0.0.1"]);
     assert_plain_access_line(&files, 404);
+}
+
+/// The Python program in `examples/notes_api.rs`'s doc comment.
+fn python_twin_of_notes_api() -> String {
+    let source = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/notes_api.rs"),
+    )
+    .unwrap();
+    let mut lines = source.lines().skip_while(|l| *l != "//! ```python").skip(1);
+    let mut python = String::new();
+    for line in lines.by_ref().take_while(|l| *l != "//! ```") {
+        python.push_str(
+            line.strip_prefix("//! ")
+                .unwrap_or(line.trim_start_matches("//!")),
+        );
+        python.push('\n');
+    }
+    python
+}
+
+/// Status, content type and body (JSON compared as values) of every step of a session.
+fn notes_session(address: SocketAddr) -> Vec<(u16, String, String)> {
+    let steps: [(&str, &str, &str, &str); 10] = [
+        (
+            "POST",
+            "/api/notes",
+            "application/json",
+            r#"{"text": "milk"}"#,
+        ),
+        (
+            "POST",
+            "/api/notes",
+            "application/json",
+            r#"{"text": "eggs"}"#,
+        ),
+        ("POST", "/api/notes", "application/json", r#"{"note": 1}"#),
+        ("DELETE", "/api/notes/1", "", ""),
+        ("DELETE", "/api/notes/1", "", ""),
+        ("GET", "/api/notes", "", ""),
+        ("GET", "/health", "", ""),
+        (
+            "POST",
+            "/submit",
+            "application/x-www-form-urlencoded",
+            "a=1&b=x+y",
+        ),
+        ("GET", "/style.css", "", ""),
+        ("HEAD", "/index.html", "", ""),
+    ];
+    steps
+        .iter()
+        .map(|(method, target, content_type, body)| {
+            let mut client = connect(address);
+            let mut request = format!(
+                "{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+            if !content_type.is_empty() {
+                request.push_str(&format!("Content-Type: {content_type}\r\n"));
+            }
+            request.push_str("\r\n");
+            request.push_str(body);
+            client.write_all(request.as_bytes()).unwrap();
+            let mut response = String::new();
+            client.read_to_string(&mut response).unwrap();
+            let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+            let status = head[9..12].parse().unwrap();
+            // The media type: Python's files have no charset parameter, ours have.
+            let content_type = head
+                .lines()
+                .filter_map(|l| l.split_once(": "))
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+                .map_or("", |(_, value)| value.split(';').next().unwrap_or(""))
+                .to_string();
+            let body = match content_type.as_str() {
+                "application/json" => serde_json::from_str::<serde_json::Value>(body)
+                    .unwrap()
+                    .to_string(),
+                // Error pages differ in wording between the two servers.
+                _ if status >= 400 => String::new(),
+                _ => body.to_string(),
+            };
+            (status, content_type, body)
+        })
+        .collect()
+}
+
+#[test]
+fn notes_api_answers_as_its_python_twin_does() {
+    let mut rust = Example::start("notes_api", &["127.0.0.1:0"]);
+    let rust_session = notes_session(rust.inet_address());
+    assert!(rust.terminate().success());
+    assert_eq!(
+        rust_session[0],
+        (
+            201,
+            "application/json".into(),
+            r#"{"id":1,"text":"milk"}"#.into()
+        )
+    );
+    assert_eq!(rust_session[2].0, 400, "not a note: {rust_session:?}");
+    assert_eq!(rust_session[3].0, 204, "{rust_session:?}");
+    assert_eq!(rust_session[4].0, 404, "{rust_session:?}");
+    assert_eq!(rust_session[5].2, r#"[{"id":2,"text":"eggs"}]"#);
+    assert_eq!(rust_session[7].2, "a=1\nb=x y\n");
+
+    let dir = std::env::temp_dir().join(format!("notes-twin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("notes.py");
+    std::fs::write(&script, python_twin_of_notes_api()).unwrap();
+    let mut python = Example::spawn(
+        Command::new("python3")
+            .arg(&script)
+            .arg("127.0.0.1:0")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::null()),
+    );
+    let python_session = notes_session(python.inet_address());
+    python.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(rust_session, python_session);
 }

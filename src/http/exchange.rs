@@ -206,7 +206,7 @@ pub(super) fn reject(
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
     let mut request = new_request(context, head, body, wfile);
     request.close_connection = true;
-    request.send_error(rejection.status, rejection.message.as_str())?;
+    request.error_response(rejection.status, Some(rejection.message.as_str()), None)?;
     complete(&mut request);
     Ok(Exchanged {
         keep_alive: false,
@@ -258,7 +258,7 @@ pub(super) fn settle(
     request.close_connection = true;
     if !request.wfile.started() {
         // If this fails the client is gone; closing is all that is left.
-        let _ = request.send_error(status, None);
+        let _ = request.error_response(status, None, None);
     }
     failure
 }

@@ -497,6 +497,18 @@ impl<'a> HttpRequest<'a> {
         Ok(())
     }
 
+    /// A response without a body: the status, and `Content-Length: 0` where the status
+    /// allows a body at all (204 and 304 have none by definition).
+    pub fn send_empty(&mut self, status: impl IntoStatus) -> HandlerResult {
+        let status = status.into_status()?;
+        self.send_response(status)?;
+        if !status::forbids_body(status) {
+            self.send_header("Content-Length", 0)?;
+        }
+        self.end_headers()?;
+        Ok(())
+    }
+
     /// `value` as a JSON response (`application/json`, `Content-Length` set).
     #[cfg(feature = "json")]
     pub fn send_json<T: serde::Serialize + ?Sized>(
@@ -723,7 +735,7 @@ impl<'a> HttpRequest<'a> {
     /// Sends an error page: Python's `send_error(code, message)`. `message` is any text
     /// (`"..."`, a `String`) or `None` for the standard reason phrase; use
     /// [`send_error_explain`](HttpRequest::send_error_explain) for the explanation too.
-    pub fn send_error(&mut self, code: impl IntoStatus, message: impl Message) -> io::Result<()> {
+    pub fn send_error(&mut self, code: impl IntoStatus, message: impl Message) -> HandlerResult {
         self.send_error_explain(code, message, None)
     }
 
@@ -736,10 +748,20 @@ impl<'a> HttpRequest<'a> {
         code: impl IntoStatus,
         message: impl Message,
         explain: impl Message,
-    ) -> io::Result<()> {
+    ) -> HandlerResult {
         let code = code.into_status()?;
-        let message = message.text().unwrap_or_else(|| status::reason(code));
-        let explain = explain.text().unwrap_or_else(|| status::explain(code));
+        Ok(self.error_response(code, message.text(), explain.text())?)
+    }
+
+    /// `send_error_explain`, for the server's own answers.
+    pub(crate) fn error_response(
+        &mut self,
+        code: StatusCode,
+        message: Option<&str>,
+        explain: Option<&str>,
+    ) -> io::Result<()> {
+        let message = message.unwrap_or_else(|| status::reason(code));
+        let explain = explain.unwrap_or_else(|| status::explain(code));
         self.log_error(&format!("code {}, message {message}", code.as_u16()));
         self.send_response_message(code, Some(message))?;
         if self.close_connection {
@@ -767,8 +789,7 @@ impl<'a> HttpRequest<'a> {
     /// 501 for a method the handler does not implement.
     pub fn send_unsupported(&mut self) -> HandlerResult {
         let message = format!("Unsupported method ({})", self.command);
-        self.send_error(StatusCode::NOT_IMPLEMENTED, message)?;
-        Ok(())
+        self.send_error(StatusCode::NOT_IMPLEMENTED, message)
     }
 
     /// `SERVER_VERSION SYS_VERSION`: Python's `version_string`.
