@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::address::ClientAddress;
 use crate::buffer;
 use crate::connection::{Connection, Datagram, DatagramSocket};
+use crate::http::HttpConnection;
 use crate::output::Output;
 use crate::server::ServerHandle;
 
@@ -170,7 +171,7 @@ pub(crate) fn continue_handler<H: RequestHandler>(
     let handled = catch_unwind(AssertUnwindSafe(|| handler.handle(request)));
     if let (Ok(Ok(())), Some(stream)) = (&handled, request.as_stream()) {
         if stream.parking.requested.is_some() {
-            stream.parking.handler = Some(Box::new(handler));
+            stream.parking.handler = Some(Box::new(Kept(handler)));
             return Ok(());
         }
     }
@@ -178,6 +179,33 @@ pub(crate) fn continue_handler<H: RequestHandler>(
         stream.parking.requested = None;
     }
     finish_handler(handler, request, handled)
+}
+
+/// A handler kept with its parked connection, whatever its type.
+pub(crate) trait KeptHandler: Send {
+    /// `handle` again, and `finish` unless it parks again.
+    fn resume(self: Box<Self>, stream: &mut StreamRequest) -> Result<(), RequestError>;
+
+    /// `finish`: the connection is over.
+    fn finish(self: Box<Self>, stream: &mut StreamRequest) -> Result<(), RequestError>;
+}
+
+struct Kept<H>(H);
+
+impl<H: RequestHandler> KeptHandler for Kept<H> {
+    fn resume(self: Box<Self>, stream: &mut StreamRequest) -> Result<(), RequestError> {
+        match H::Request::of_stream(stream) {
+            Some(request) => continue_handler(self.0, request),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self: Box<Self>, stream: &mut StreamRequest) -> Result<(), RequestError> {
+        match H::Request::of_stream(stream) {
+            Some(request) => finish_handler(self.0, request, Ok(Ok(()))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// `finish`, after `handle` ended with `handled`; the first failure is returned.
@@ -228,6 +256,10 @@ pub trait RequestContext: sealed::Sealed + Send + Sized + 'static {
 
     #[doc(hidden)]
     fn as_stream_ref(&self) -> Option<&StreamRequest>;
+
+    /// This request type out of a stream request; `None` for a datagram.
+    #[doc(hidden)]
+    fn of_stream(stream: &mut StreamRequest) -> Option<&mut Self>;
 }
 
 /// What a stream request needs to be parked between runs of `handle`; set by the server.
@@ -240,9 +272,9 @@ pub(crate) struct Parking {
     /// What `handle` asked for before it returned.
     pub(crate) requested: Option<Park>,
     /// The handler, kept between runs of `handle`.
-    pub(crate) handler: Option<Box<dyn Any + Send>>,
-    /// Protocol state kept between runs (the HTTP layer's).
-    pub(crate) state: Option<Box<dyn Any + Send>>,
+    pub(crate) handler: Option<Box<dyn KeptHandler>>,
+    /// The HTTP connection's state, kept between runs of its `handle`.
+    pub(crate) http: Option<Box<HttpConnection>>,
     /// This run of `handle` is for a passed deadline.
     pub(crate) timed_out: bool,
 }
@@ -390,6 +422,10 @@ impl RequestContext for StreamRequest {
 
     fn as_stream_ref(&self) -> Option<&StreamRequest> {
         Some(self)
+    }
+
+    fn of_stream(stream: &mut StreamRequest) -> Option<&mut Self> {
+        Some(stream)
     }
 }
 
@@ -665,6 +701,10 @@ impl RequestContext for DatagramRequest {
     }
 
     fn as_stream_ref(&self) -> Option<&StreamRequest> {
+        None
+    }
+
+    fn of_stream(_stream: &mut StreamRequest) -> Option<&mut Self> {
         None
     }
 }

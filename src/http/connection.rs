@@ -140,8 +140,9 @@ impl<H: HttpHandler> RequestHandler for Configured<H> {
     }
 }
 
-/// A connection's state between requests, and on an event loop between runs of `handle`.
-struct ConnectionState {
+/// A connection's state between requests, and on an event loop between runs of `handle`
+/// (then kept with the parked connection).
+pub(crate) struct ConnectionState {
     socket: TimedSocket,
     /// The head being read.
     head: Vec<u8>,
@@ -196,14 +197,9 @@ fn serve_connection<H: HttpHandler>(
     stream: &mut StreamRequest,
 ) -> HandlerResult {
     let connection = stream.request.clone();
-    let mut state = match stream
-        .parking
-        .state
-        .take()
-        .map(|s| s.downcast::<ConnectionState>())
-    {
-        Some(Ok(state)) => state,
-        _ => {
+    let mut state = match stream.parking.http.take() {
+        Some(state) => state,
+        None => {
             connection
                 .set_write_timeout(Some(limits.send_timeout.max(Duration::from_millis(1))))?;
             Box::new(ConnectionState::new(connection.clone()))
@@ -225,7 +221,7 @@ fn serve_connection<H: HttpHandler>(
         serve_blocking(handler, &context, stream, &mut state)
     };
     if stream.parking.requested.is_some() {
-        stream.parking.state = Some(state);
+        stream.parking.http = Some(state);
     }
     result
 }

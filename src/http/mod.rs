@@ -34,6 +34,7 @@ pub mod status;
 
 pub use body::Body;
 pub use connection::Configured;
+pub(crate) use connection::ConnectionState as HttpConnection;
 pub use form::parse_qsl;
 pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus, Message};
 pub use limits::Limits;

@@ -12,8 +12,7 @@ use super::{ServerHandle, ServerHooks, Transport};
 use crate::address::ClientAddress;
 use crate::concurrency::{Resumable, RunMode, Step};
 use crate::connection::Connection;
-use crate::handler::{continue_handler, finish_handler, Park, RequestContext, RequestHandler};
-use crate::handler::{RequestError, StreamRequest};
+use crate::handler::{Park, RequestContext, RequestError, RequestHandler};
 
 pub(super) struct Session<T: Transport, H: RequestHandler, K> {
     request: H::Request,
@@ -75,8 +74,8 @@ where
         if let Some(stream) = self.request.as_stream() {
             // A handler that failed after parking: end it now.
             stream.parking.requested = None;
-            if let Some(handler) = take_handler::<H>(stream) {
-                let _ = finish_handler(handler, &mut self.request, Ok(Ok(())));
+            if let Some(handler) = stream.parking.handler.take() {
+                let _ = handler.finish(stream);
             }
         }
         (*self).end(handled)
@@ -120,11 +119,13 @@ where
 
     fn resume(mut self: Box<Self>, mode: RunMode) -> Step {
         set_mode(&mut self.request, mode);
-        let handler = self.request.as_stream().and_then(take_handler::<H>);
-        let Some(handler) = handler else {
+        let Some(stream) = self.request.as_stream() else {
             return (*self).end(Ok(()));
         };
-        let handled = continue_handler(handler, &mut self.request);
+        let Some(handler) = stream.parking.handler.take() else {
+            return (*self).end(Ok(()));
+        };
+        let handled = handler.resume(stream);
         self.after(handled)
     }
 
@@ -162,15 +163,14 @@ where
     }
 
     fn expire(mut self: Box<Self>) {
+        let mut finished = Ok(());
         if let Some(stream) = self.request.as_stream() {
             stream.parking.requested = None;
             stream.set_run_mode(None);
+            if let Some(handler) = stream.parking.handler.take() {
+                finished = handler.finish(stream);
+            }
         }
-        let handler = self.request.as_stream().and_then(take_handler::<H>);
-        let finished = match handler {
-            Some(handler) => finish_handler(handler, &mut self.request, Ok(Ok(()))),
-            None => Ok(()),
-        };
         (*self).end(finished);
     }
 }
@@ -183,11 +183,6 @@ fn set_mode<R: RequestContext>(request: &mut R, mode: RunMode) {
             RunMode::Inline => Some(true),
         });
     }
-}
-
-fn take_handler<H: RequestHandler>(stream: &mut StreamRequest) -> Option<H> {
-    let handler = stream.parking.handler.take()?;
-    handler.downcast::<H>().ok().map(|h| *h)
 }
 
 fn flatten(outcome: std::thread::Result<Result<(), RequestError>>) -> Result<(), RequestError> {
