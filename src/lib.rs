@@ -59,22 +59,25 @@ mod output;
 pub mod server;
 mod sys;
 
+// The root holds what a program writes: servers, handlers and their requests, hooks and
+// strategies. The plumbing for new transports and strategies stays in `server` and
+// `concurrency`.
 pub use address::{ClientAddress, ServerAddress};
 pub use concurrency::{
-    Concurrency, EventLoop, Forking, ForkingMixIn, Job, Readiness, Synchronous, ThreadPool,
-    Threading, ThreadingMixIn,
+    Concurrency, EventLoop, Forking, ForkingMixIn, Synchronous, ThreadPool, Threading,
+    ThreadingMixIn,
 };
-pub use connection::{Connection, Datagram, DatagramSocket};
+pub use connection::{Connection, DatagramSocket};
 pub use handler::{
-    run_handler, BoxError, DatagramRequest, HandlerResult, RequestContext, RequestError,
-    RequestHandler, Rfile, StreamRequest, Wfile,
+    BoxError, DatagramRequest, HandlerResult, RequestError, RequestHandler, Rfile, StreamRequest,
+    Wfile,
 };
 pub use server::{
     ForkingTcpServer, ForkingUdpServer, ForkingUnixDatagramServer, ForkingUnixStreamServer,
-    NoHooks, Server, ServerBuilder, ServerHandle, ServerHooks, SocketOptions, TcpServer,
-    TcpTransport, ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer,
-    ThreadingUnixStreamServer, ToAddress, Transport, UdpServer, UdpTransport, UnixDatagramServer,
-    UnixDatagramTransport, UnixStreamServer, UnixStreamTransport,
+    NoHooks, Server, ServerBuilder, ServerHandle, ServerHooks, TcpServer, TcpTransport,
+    ThreadingTcpServer, ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    UdpServer, UdpTransport, UnixDatagramServer, UnixDatagramTransport, UnixStreamServer,
+    UnixStreamTransport,
 };
 
 /// The README's examples, compiled as doctests so they stay true.

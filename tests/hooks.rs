@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
+use socketserver::server::{run_handler, Transport};
 use socketserver::{
-    run_handler, ClientAddress, Connection, HandlerResult, RequestError, RequestHandler,
-    ServerHandle, ServerHooks, StreamRequest, TcpServer, TcpTransport, Transport,
+    ClientAddress, Connection, HandlerResult, RequestError, RequestHandler, ServerHandle,
+    ServerHooks, StreamRequest, TcpServer, TcpTransport,
 };
 
 /// Counts the requests it handled, and answers one line in upper case; "err" makes it fail

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 
+pub use crate::connection::Datagram;
+pub use crate::handler::{run_handler, RequestContext};
 pub use builder::{ServerBuilder, ToAddress};
 pub use control::ServerHandle;
 pub use hooks::{NoHooks, ServerHooks};
@@ -32,7 +34,7 @@ pub use unix::{UnixDatagramTransport, UnixStreamTransport};
 
 use crate::address::{ClientAddress, ServerAddress};
 use crate::concurrency::{poll_timeout, Concurrency, Forking, Job, Synchronous, Threading};
-use crate::handler::{RequestContext, RequestError, RequestHandler};
+use crate::handler::{RequestError, RequestHandler};
 pub(crate) use control::Control;
 use session::Session;
 

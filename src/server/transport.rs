@@ -72,7 +72,7 @@ impl Default for SocketOptions {
 /// - [`close`](Transport::close): cleanup at `server_close` beyond closing the socket.
 pub trait Transport: AsFd + Send + Sync + Sized + 'static {
     /// What one request is: a [`Connection`](crate::Connection) for stream transports, a
-    /// [`Datagram`](crate::Datagram) for datagram transports.
+    /// [`Datagram`](crate::server::Datagram) for datagram transports.
     type Request: Send + 'static;
     /// The address the server binds: `SocketAddr` or a path.
     type Address: Clone + fmt::Debug + Send + Sync + Into<ServerAddress> + 'static;

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use socketserver::server::{RequestContext, Transport};
 use socketserver::{
-    Concurrency, DatagramRequest, HandlerResult, RequestContext, RequestHandler, Server,
-    ServerAddress, ServerHooks, StreamRequest, Transport,
+    Concurrency, DatagramRequest, HandlerResult, RequestHandler, Server, ServerAddress,
+    ServerHooks, StreamRequest,
 };
 
 /// Read/write timeout of test clients, and the default limit of every wait: long enough for

@@ -14,9 +14,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
+use socketserver::server::{RequestContext, Transport};
 use socketserver::{
-    HandlerResult, RequestContext, RequestHandler, Server, ServerAddress, StreamRequest,
-    TcpTransport, Transport,
+    HandlerResult, RequestHandler, Server, ServerAddress, StreamRequest, TcpTransport,
 };
 
 #[path = "../strategy/mod.rs"]
