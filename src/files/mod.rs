@@ -436,3 +436,6 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
         self.form.handle_form(request, fields)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,6 +31,7 @@ mod response;
 mod socket;
 pub(crate) mod spool;
 pub mod status;
+mod testing;
 
 pub use body::Body;
 pub use connection::Configured;
@@ -42,6 +43,7 @@ pub use log::{escape_control, log_date_time_string, log_to_stderr, LOG_TARGET};
 pub use response::{
     html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };
+pub use testing::{ServesHttp, TestRequest, TestResponse};
 
 pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
