@@ -634,3 +634,22 @@ fn head_request_rejected_before_the_handler_gets_no_error_page() {
     assert!(text.contains("Content-Length: "), "{text}");
     assert_eq!(&text[body_start..], "", "an error page for HEAD");
 }
+
+#[test]
+fn head_request_too_large_to_read_gets_no_error_page() {
+    let server = start(Errors);
+    // 414: a request line over 64 KiB; 431: a header section over 64 KiB. Neither line is
+    // kept, and the answer still knows the request was a HEAD.
+    let long_line = format!("HEAD /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(70_000));
+    let big_fields = format!(
+        "HEAD / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70_000)
+    );
+    for (request, status) in [(long_line, "414"), (big_fields, "431")] {
+        let data = exchange(server.addr(), request.as_bytes());
+        let text = String::from_utf8_lossy(&data);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        let body_start = text.find("\r\n\r\n").expect("a complete head") + 4;
+        assert_eq!(&text[body_start..], "", "an error page for HEAD ({status})");
+    }
+}

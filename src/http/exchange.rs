@@ -183,10 +183,8 @@ pub(super) fn reject(
 ) -> io::Result<Exchanged> {
     let started = AtomicBool::new(false);
     // Only the method matters for the answer: a HEAD gets the error's head, no page.
-    let method = match rejection.requestline.split(' ').next() {
-        Some("HEAD") => Method::HEAD,
-        _ => Method::GET,
-    };
+    let head = rejection.head || rejection.requestline.starts_with("HEAD ");
+    let method = if head { Method::HEAD } else { Method::GET };
     let head = Head {
         method,
         target: String::new(),

@@ -40,6 +40,8 @@ pub(crate) struct Rejection {
     pub message: String,
     /// The request line, when it was read, for the log.
     pub requestline: String,
+    /// The request is a HEAD (known even when its line was not read): the answer has no page.
+    pub head: bool,
 }
 
 impl Rejection {
@@ -48,6 +50,7 @@ impl Rejection {
             status,
             message: message.into(),
             requestline: String::new(),
+            head: false,
         }
     }
 }
@@ -202,16 +205,19 @@ fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
         None => buf.len(),
     };
     if line_len > limits.max_request_line {
-        return Err(Rejection::new(
-            StatusCode::URI_TOO_LONG,
-            "Request line too long",
-        ));
+        return Err(Rejection {
+            head: buf.starts_with(b"HEAD "),
+            ..Rejection::new(StatusCode::URI_TOO_LONG, "Request line too long")
+        });
     }
     if buf.len() - line_len > limits.max_header_bytes {
-        return Err(Rejection::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "Header section too large",
-        ));
+        return Err(Rejection {
+            head: buf.starts_with(b"HEAD "),
+            ..Rejection::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Header section too large",
+            )
+        });
     }
     Ok(())
 }
@@ -228,6 +234,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection>
         status,
         message,
         requestline: String::from_utf8_lossy(line).into_owned(),
+        head: false,
     };
 
     check_request_line(line).map_err(|(status, message)| reject(status, message))?;
@@ -354,6 +361,7 @@ pub(crate) fn framing(head: &Head) -> Result<Framing, Rejection> {
         status,
         message: message.into(),
         requestline: String::from_utf8_lossy(head.raw_requestline.trim_ascii_end()).into_owned(),
+        head: false,
     };
     let hosts = head.headers.get_all(HOST).iter().count();
     if hosts > 1 {
@@ -432,6 +440,7 @@ pub(crate) fn expects_continue(head: &Head) -> Result<bool, Rejection> {
             message: "Unsupported expectation".into(),
             requestline: String::from_utf8_lossy(head.raw_requestline.trim_ascii_end())
                 .into_owned(),
+            head: false,
         })
     }
 }

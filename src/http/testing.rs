@@ -70,7 +70,7 @@ impl<H: HttpHandler> ServesHttp for Configured<H> {}
 ///     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
 ///         match req.url_path() {
 ///             "/hello" => req.send_text(200, "Hello, world!"),
-///             _ => Ok(req.send_error(404, "No such page")?),
+///             _ => req.send_error(404, "No such page"),
 ///         }
 ///     }
 ///
@@ -781,7 +781,7 @@ mod tests {
                     Ok(())
                 }
                 "/big" => req.respond(200, "application/octet-stream", big()),
-                _ => Ok(req.send_error(404, None)?),
+                _ => req.send_error(404, None),
             }
         }
 
