@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use crate::address::ClientAddress;
 use crate::buffer;
-use crate::connection::{Connection, Datagram, DatagramSocket};
 use crate::http::HttpConnection;
 use crate::output::Output;
 use crate::server::ServerHandle;
+use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
 /// Any error a handler hook returns; `?` works on every error type.
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
@@ -317,7 +317,7 @@ pub(crate) struct Park {
 #[derive(Debug)]
 pub struct StreamRequest {
     /// The connected socket.
-    pub request: Connection,
+    pub request: StreamSocket,
     /// Buffered reader of the connection.
     pub rfile: Rfile,
     /// Writer to the connection, buffered if the handler's `WBUFSIZE` is not 0.
@@ -382,10 +382,10 @@ impl StreamRequest {
 }
 
 impl RequestContext for StreamRequest {
-    type Raw = Connection;
+    type Raw = StreamSocket;
 
     fn new<H: RequestHandler>(
-        request: Connection,
+        request: StreamSocket,
         client_address: ClientAddress,
         server: ServerHandle,
     ) -> io::Result<Self> {
@@ -412,7 +412,7 @@ impl RequestContext for StreamRequest {
         self.output.send_all(&self.request)
     }
 
-    fn into_raw(self) -> Connection {
+    fn into_raw(self) -> StreamSocket {
         self.request
     }
 
@@ -434,7 +434,7 @@ impl RequestContext for StreamRequest {
 /// While a non-blocking handler runs on an event loop's thread, reads take only what has
 /// arrived and fail with [`io::ErrorKind::WouldBlock`] instead of waiting.
 pub struct Rfile {
-    connection: Connection,
+    connection: StreamSocket,
     /// Empty while released; otherwise `capacity` bytes, of which `pos..filled` are unread.
     buf: Vec<u8>,
     pos: usize,
@@ -446,7 +446,7 @@ pub struct Rfile {
 }
 
 impl Rfile {
-    fn new(connection: Connection, capacity: usize) -> Self {
+    fn new(connection: StreamSocket, capacity: usize) -> Self {
         Rfile {
             connection,
             buf: Vec::new(),
@@ -552,7 +552,7 @@ impl Rfile {
     }
 }
 
-fn recv_into(connection: &Connection, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
+fn recv_into(connection: &StreamSocket, buf: &mut [u8], nonblocking: bool) -> io::Result<usize> {
     if nonblocking {
         connection.recv_now(buf)
     } else {
@@ -604,12 +604,12 @@ pub struct Wfile(WfileInner);
 
 #[derive(Debug)]
 enum WfileInner {
-    Direct(Connection),
-    Buffered(BufWriter<Connection>),
+    Direct(StreamSocket),
+    Buffered(BufWriter<StreamSocket>),
 }
 
 impl Wfile {
-    fn new(connection: Connection, bufsize: usize) -> Self {
+    fn new(connection: StreamSocket, bufsize: usize) -> Self {
         Wfile(if bufsize == 0 {
             WfileInner::Direct(connection)
         } else {

@@ -51,12 +51,12 @@ mod address;
 mod buffer;
 pub mod cgi;
 pub mod concurrency;
-mod connection;
 pub mod files;
 mod handler;
 pub mod http;
 mod output;
 pub mod server;
+mod socket;
 mod sys;
 
 // The root holds what a program writes: servers, handlers and their requests, hooks and
@@ -67,7 +67,6 @@ pub use concurrency::{
     Concurrency, EventLoop, Forking, ForkingMixIn, Synchronous, ThreadPool, Threading,
     ThreadingMixIn,
 };
-pub use connection::{Connection, DatagramSocket};
 pub use handler::{
     BoxError, DatagramRequest, HandlerResult, RequestError, RequestHandler, Rfile, StreamRequest,
     Wfile,
@@ -79,6 +78,7 @@ pub use server::{
     UdpServer, UdpTransport, UnixDatagramServer, UnixDatagramTransport, UnixStreamServer,
     UnixStreamTransport,
 };
+pub use socket::{DatagramSocket, StreamSocket};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -25,7 +25,7 @@ use nix::sys::sendfile::sendfile64;
 use nix::sys::socket::MsgFlags;
 
 use crate::buffer;
-use crate::connection::Connection;
+use crate::socket::StreamSocket;
 
 /// Largest piece of a file handed to one `sendfile`.
 const SENDFILE_CHUNK: u64 = 1 << 30;
@@ -164,7 +164,7 @@ impl Output {
 
     /// Sends what the socket takes now; `true` once everything is sent. After a failure
     /// nothing is sent: what was put in the buffer since is dropped.
-    pub(crate) fn send_now(&mut self, connection: &Connection) -> io::Result<bool> {
+    pub(crate) fn send_now(&mut self, connection: &StreamSocket) -> io::Result<bool> {
         if self.failed() {
             self.drop_waiting();
             return Ok(true);
@@ -175,7 +175,7 @@ impl Output {
         }
     }
 
-    fn try_send_now(&mut self, connection: &Connection) -> io::Result<bool> {
+    fn try_send_now(&mut self, connection: &StreamSocket) -> io::Result<bool> {
         let flags = self.more() | MsgFlags::MSG_DONTWAIT;
         while !self.bytes.is_empty() {
             match connection.send_with(&[IoSlice::new(&self.bytes)], flags) {
@@ -222,7 +222,7 @@ impl Output {
 
     /// Sends everything, waiting for the socket (each wait bounded by its write timeout).
     /// After a failure nothing is sent.
-    pub(crate) fn send_all(&mut self, connection: &Connection) -> io::Result<()> {
+    pub(crate) fn send_all(&mut self, connection: &StreamSocket) -> io::Result<()> {
         if self.failed() {
             self.drop_waiting();
             return Ok(());
@@ -255,7 +255,7 @@ impl Output {
     /// or beyond [`MEMORY_LIMIT`] in a temporary file.
     pub(crate) fn write(
         &mut self,
-        connection: &Connection,
+        connection: &StreamSocket,
         data: &[u8],
         wait: Wait,
     ) -> io::Result<()> {
@@ -281,7 +281,7 @@ impl Output {
     }
 
     /// Sends the buffer and `data`, waiting for the socket.
-    fn write_waiting(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
+    fn write_waiting(&mut self, connection: &StreamSocket, data: &[u8]) -> io::Result<()> {
         let mut slices = [IoSlice::new(&self.bytes), IoSlice::new(data)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
         let mut written = 0;
@@ -310,7 +310,7 @@ impl Output {
     }
 
     /// Sends what the socket takes now of the buffer and then `data`, and keeps the rest.
-    fn write_now(&mut self, connection: &Connection, data: &[u8]) -> io::Result<()> {
+    fn write_now(&mut self, connection: &StreamSocket, data: &[u8]) -> io::Result<()> {
         let buffered = self.bytes.len();
         let total = buffered + data.len();
         let mut written = 0;
@@ -347,7 +347,7 @@ impl Output {
     /// does not take waits.
     pub(crate) fn send_file(
         &mut self,
-        connection: &Connection,
+        connection: &StreamSocket,
         range: FileRange,
         wait: Wait,
     ) -> io::Result<()> {
@@ -407,7 +407,7 @@ impl fmt::Debug for Output {
 /// (`WouldBlock`: a non-blocking socket is full, or a blocking one timed out). A file that
 /// ends before the range does fails with `UnexpectedEof`: the promised length cannot be
 /// kept, and the connection must close.
-fn send_file(connection: &Connection, range: &mut FileRange) -> io::Result<()> {
+fn send_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()> {
     while range.length > 0 {
         let mut offset = i64::try_from(range.offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use socketserver::{
-    ClientAddress, Connection, HandlerResult, RequestHandler, ServerAddress, ServerHooks,
-    StreamRequest, TcpServer, TcpTransport, ThreadPool, Threading, ThreadingTcpServer,
+    ClientAddress, HandlerResult, RequestHandler, ServerAddress, ServerHooks, StreamRequest,
+    StreamSocket, TcpServer, TcpTransport, ThreadPool, Threading, ThreadingTcpServer,
 };
 
 /// Waits on `barrier`, giving up after `limit`: a helper thread does the waiting, so a
@@ -313,7 +313,7 @@ fn thread_pool_never_runs_more_than_its_workers() {
 struct CountVerified(AtomicUsize);
 
 impl ServerHooks<TcpTransport> for CountVerified {
-    fn verify_request(&self, _request: &Connection, _client: &ClientAddress) -> bool {
+    fn verify_request(&self, _request: &StreamSocket, _client: &ClientAddress) -> bool {
         self.0.fetch_add(1, Ordering::SeqCst);
         true
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::*;
 use socketserver::server::{run_handler, Transport};
 use socketserver::{
-    ClientAddress, Connection, HandlerResult, RequestError, RequestHandler, ServerHandle,
-    ServerHooks, StreamRequest, TcpServer, TcpTransport,
+    ClientAddress, HandlerResult, RequestError, RequestHandler, ServerHandle, ServerHooks,
+    StreamRequest, StreamSocket, TcpServer, TcpTransport,
 };
 
 /// Counts the requests it handled, and answers one line in upper case; "err" makes it fail
@@ -51,7 +51,7 @@ struct RefuseFirst {
 }
 
 impl ServerHooks<TcpTransport> for RefuseFirst {
-    fn verify_request(&self, _request: &Connection, _client: &ClientAddress) -> bool {
+    fn verify_request(&self, _request: &StreamSocket, _client: &ClientAddress) -> bool {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.refused_one.swap(true, Ordering::SeqCst)
     }
@@ -189,7 +189,7 @@ struct DisguiseClients(AtomicUsize);
 const DISGUISE: &str = "192.0.2.1:4242";
 
 impl ServerHooks<TcpTransport> for DisguiseClients {
-    fn get_request(&self, transport: &TcpTransport) -> io::Result<(Connection, ClientAddress)> {
+    fn get_request(&self, transport: &TcpTransport) -> io::Result<(StreamSocket, ClientAddress)> {
         let (request, _real) = transport.get_request()?;
         self.0.fetch_add(1, Ordering::SeqCst);
         let disguise: SocketAddr = DISGUISE.parse().unwrap();
@@ -297,17 +297,17 @@ struct CountEndings {
 }
 
 impl ServerHooks<TcpTransport> for CountEndings {
-    fn verify_request(&self, request: &Connection, client: &ClientAddress) -> bool {
+    fn verify_request(&self, request: &StreamSocket, client: &ClientAddress) -> bool {
         self.refuse.verify_request(request, client)
     }
 
-    fn shutdown_request(&self, request: Connection) {
+    fn shutdown_request(&self, request: StreamSocket) {
         self.shutdowns.fetch_add(1, Ordering::SeqCst);
         TcpTransport::shutdown_request(&request);
         self.close_request(request);
     }
 
-    fn close_request(&self, request: Connection) {
+    fn close_request(&self, request: StreamSocket) {
         self.closes.fetch_add(1, Ordering::SeqCst);
         drop(request);
     }

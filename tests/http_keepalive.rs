@@ -1,5 +1,5 @@
 //! Persistent connections and pipelining: when a connection stays open and when it closes,
-//! the `Connection` headers the server adds, pipelined requests answered in order, and
+//! the `StreamSocket` headers the server adds, pipelined requests answered in order, and
 //! unread request bodies drained (or the connection closed when there is too much).
 
 mod http_support;

@@ -22,8 +22,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::workers::Workers;
 use super::{Concurrency, Job, Readiness, Resumable, RunMode, Step};
-use crate::connection::Connection;
 use crate::handler::Wake;
+use crate::socket::StreamSocket;
 
 /// Events taken from epoll per wait.
 const EVENTS: usize = 256;
@@ -275,7 +275,7 @@ struct Watched {
 struct Slot {
     generation: u32,
     /// Held while the connection is registered, so its descriptor stays valid for epoll.
-    connection: Option<Connection>,
+    connection: Option<StreamSocket>,
     /// `None` while its handler runs.
     session: Option<Box<dyn Resumable>>,
     interest: Option<EpollFlags>,
@@ -377,7 +377,7 @@ impl Reactor {
 
     /// Parks `session` until its wake-up: in its old slot (`token`, still registered), or a
     /// new one. A session whose socket cannot be watched is ended.
-    fn park(&self, session: Box<dyn Resumable>, slot: Option<(u64, Connection)>) {
+    fn park(&self, session: Box<dyn Resumable>, slot: Option<(u64, StreamSocket)>) {
         let park = session.park();
         let interest = if session.has_output() || park.wake != Wake::Readable {
             EpollFlags::EPOLLOUT
@@ -442,7 +442,7 @@ impl Reactor {
     }
 
     /// Takes the session of `token` out of its slot to run it; `None` for a stale event.
-    fn take_ready(&self, token: u64) -> Option<(Box<dyn Resumable>, Connection)> {
+    fn take_ready(&self, token: u64) -> Option<(Box<dyn Resumable>, StreamSocket)> {
         let mut state = self.lock();
         let slot = slot_of(&mut state, token)?;
         let session = slot.session.take()?;

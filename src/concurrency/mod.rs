@@ -27,8 +27,8 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::address::ClientAddress;
-use crate::connection::Connection;
 use crate::handler::Park;
+use crate::socket::StreamSocket;
 
 pub use event_loop::EventLoop;
 pub use forking::Forking;
@@ -83,7 +83,7 @@ pub(crate) trait Resumable: Send {
     /// for that.
     fn time_out(&mut self);
     /// The connection (a clone), to watch it.
-    fn connection(&self) -> Connection;
+    fn connection(&self) -> StreamSocket;
     /// Output the socket did not take yet waits to be sent.
     fn has_output(&self) -> bool;
     /// Sends what the socket takes now of the waiting output; `true` once all is sent.

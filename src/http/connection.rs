@@ -28,8 +28,8 @@ use super::head::{
 use super::limits::Limits;
 use super::socket::TimedSocket;
 use super::Version;
-use crate::connection::Connection;
 use crate::handler::{HandlerResult, Park, RequestHandler, StreamRequest, Wake};
+use crate::socket::StreamSocket;
 
 /// Every [`HttpHandler`] serves connections of a stream server: the request loop of
 /// Python's `BaseHTTPRequestHandler.handle`, with the handler's `PROTOCOL_VERSION` and
@@ -167,7 +167,7 @@ struct Closing {
 }
 
 impl ConnectionState {
-    fn new(connection: Connection) -> Self {
+    fn new(connection: StreamSocket) -> Self {
         ConnectionState {
             socket: TimedSocket::new(connection),
             head: Vec::with_capacity(1024),

@@ -20,14 +20,14 @@ use super::log::LOG_TARGET;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
 use super::socket::TimedSocket;
 use crate::address::ClientAddress;
-use crate::connection::Connection;
 use crate::handler::{BoxError, HandlerResult, Rfile};
 use crate::output::Output;
 use crate::server::ServerHandle;
+use crate::socket::StreamSocket;
 
 /// What one connection's requests share.
 pub(super) struct ConnectionContext<'c> {
-    pub(super) connection: &'c Connection,
+    pub(super) connection: &'c StreamSocket,
     pub(super) client_address: &'c ClientAddress,
     pub(super) server: &'c ServerHandle,
     pub(super) limits: Limits,

@@ -11,11 +11,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::{HeaderMap, HeaderValue, HttpHandler, HttpRequest, Limits, Version};
 use crate::address::{ClientAddress, ServerAddress};
-use crate::connection::Connection;
 use crate::files::conditional::{self, RangeRequest, Validators};
 use crate::files::path;
 use crate::handler::{HandlerResult, RequestContext, RequestHandler, StreamRequest};
 use crate::server::{Control, ServerHandle};
+use crate::socket::StreamSocket;
 
 /// The most of its input [`serve_bytes`] sends; the rest is dropped.
 pub const MAX_INPUT: usize = 64 * 1024;
@@ -78,7 +78,7 @@ pub fn serve_bytes(data: &[u8]) -> Vec<u8> {
 
     let control = Arc::new(Control::new(ServerAddress::Unix("fuzz".into())).expect("eventfd"));
     let handle = ServerHandle(control);
-    let connection = Connection::unix(server);
+    let connection = StreamSocket::unix(server);
     let mut request = StreamRequest::new::<Echo>(connection, ClientAddress::Unix(None), handle)
         .expect("stream request");
     let _ = Echo.handle(&mut request);

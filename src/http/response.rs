@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::buffer;
-use crate::connection::Connection;
 use crate::output::{FileRange, Output, Wait};
+use crate::socket::StreamSocket;
 
 /// Output kept back before it is written: a whole small response, or the headers of a large
 /// one (which then leave together with the first body write in one `writev`).
@@ -40,7 +40,7 @@ pub const DEFAULT_ERROR_CONTENT_TYPE: &str = "text/html;charset=utf-8";
 /// first in the same `writev`. After `end_headers`, the body of a `HEAD` request or of a
 /// 204/304 response is discarded, so a handler may share code between GET and HEAD.
 pub struct ResponseWriter<'a> {
-    connection: &'a Connection,
+    connection: &'a StreamSocket,
     out: &'a mut Output,
     started: &'a AtomicBool,
     in_body: bool,
@@ -58,7 +58,7 @@ pub struct ResponseWriter<'a> {
 
 impl<'a> ResponseWriter<'a> {
     pub(crate) fn new(
-        connection: &'a Connection,
+        connection: &'a StreamSocket,
         out: &'a mut Output,
         started: &'a AtomicBool,
         nonblocking: bool,

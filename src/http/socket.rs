@@ -4,22 +4,22 @@
 use std::io;
 use std::time::Duration;
 
-use crate::connection::Connection;
+use crate::socket::StreamSocket;
 
 pub(crate) struct TimedSocket {
-    connection: Connection,
+    connection: StreamSocket,
     read_timeout: Option<Duration>,
 }
 
 impl TimedSocket {
-    pub(crate) fn new(connection: Connection) -> Self {
+    pub(crate) fn new(connection: StreamSocket) -> Self {
         TimedSocket {
             connection,
             read_timeout: None,
         }
     }
 
-    pub(crate) fn connection(&self) -> &Connection {
+    pub(crate) fn connection(&self) -> &StreamSocket {
         &self.connection
     }
 

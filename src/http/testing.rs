@@ -39,9 +39,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use super::connection::Configured;
 use super::handler::HttpHandler;
 use crate::address::{ClientAddress, ServerAddress};
-use crate::connection::Connection;
 use crate::handler::{RequestContext, RequestError, RequestHandler, StreamRequest};
 use crate::server::{Control, NoHooks, ServerHandle, ServerHooks, UnixStreamTransport};
+use crate::socket::StreamSocket;
 
 /// What a [`TestRequest`] runs on: any [`HttpHandler`], or a [`Configured`] one (to choose
 /// the protocol version and limits at run time, as a server does). Sealed.
@@ -353,8 +353,8 @@ fn serve<S: ServesHttp>(
     client_address: &ClientAddress,
 ) -> (Vec<u8>, Option<String>) {
     let (client, server) = UnixStream::pair().expect("TestRequest: socketpair");
-    // Writes through `Connection` never raise SIGPIPE when the server closes first.
-    let client = Connection::unix(client);
+    // Writes through `StreamSocket` never raise SIGPIPE when the server closes first.
+    let client = StreamSocket::unix(client);
     let address = ServerAddress::Inet(SocketAddr::from(([127, 0, 0, 1], 8000)));
     let control = Control::new(address).expect("TestRequest: eventfd");
     let server_handle = ServerHandle(Arc::new(control));
@@ -372,7 +372,7 @@ fn serve<S: ServesHttp>(
         });
         let error = serve_connection(
             handler,
-            Connection::unix(server),
+            StreamSocket::unix(server),
             client_address,
             server_handle,
         );
@@ -388,7 +388,7 @@ fn serve<S: ServesHttp>(
 /// `handle_error` for what failed (the server's session, without a concurrency strategy).
 fn serve_connection<S: ServesHttp>(
     handler: &S,
-    connection: Connection,
+    connection: StreamSocket,
     client_address: &ClientAddress,
     server: ServerHandle,
 ) -> Option<String> {

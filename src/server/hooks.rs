@@ -27,13 +27,13 @@ use crate::handler::{run_handler, RequestError, RequestHandler};
 /// - [`handle_timeout`](ServerHooks::handle_timeout): `handle_request` saw no request in time.
 ///
 /// ```
-/// use socketserver::{ClientAddress, Connection, ServerHooks, TcpTransport};
+/// use socketserver::{ClientAddress, StreamSocket, ServerHooks, TcpTransport};
 ///
 /// /// Serves loopback clients only.
 /// struct LoopbackOnly;
 ///
 /// impl ServerHooks<TcpTransport> for LoopbackOnly {
-///     fn verify_request(&self, _request: &Connection, client: &ClientAddress) -> bool {
+///     fn verify_request(&self, _request: &StreamSocket, client: &ClientAddress) -> bool {
 ///         client.inet().is_some_and(|addr| addr.ip().is_loopback())
 ///     }
 /// }

@@ -8,7 +8,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{configure_blocking, SocketOptions, Transport};
 use crate::address::{ClientAddress, ServerAddress};
-use crate::connection::{Connection, Datagram, DatagramSocket};
+use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
 fn new_socket(address: &SocketAddr, ty: Type, options: &SocketOptions) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(*address), ty, None)?;
@@ -53,7 +53,7 @@ impl AsFd for TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    type Request = Connection;
+    type Request = StreamSocket;
     type Address = SocketAddr;
 
     fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
@@ -71,14 +71,14 @@ impl Transport for TcpTransport {
         SockRef::from(&self.listener).listen(request_queue_size)
     }
 
-    fn get_request(&self) -> io::Result<(Connection, ClientAddress)> {
+    fn get_request(&self) -> io::Result<(StreamSocket, ClientAddress)> {
         let (stream, peer) = self.listener.accept()?;
         // Accepted sockets do not inherit O_NONBLOCK on Linux, but do elsewhere.
         stream.set_nonblocking(false)?;
-        Ok((Connection::tcp(stream), ClientAddress::Inet(peer)))
+        Ok((StreamSocket::tcp(stream), ClientAddress::Inet(peer)))
     }
 
-    fn shutdown_request(request: &Connection) {
+    fn shutdown_request(request: &StreamSocket) {
         // The peer may have gone already; there is nobody to tell.
         let _ = request.shutdown(Shutdown::Write);
     }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 
-pub use crate::connection::Datagram;
 pub use crate::handler::{run_handler, RequestContext};
+pub use crate::socket::Datagram;
 pub use builder::{ServerBuilder, ToAddress};
 pub use control::ServerHandle;
 pub use hooks::{NoHooks, ServerHooks};

@@ -11,14 +11,14 @@ use std::time::Instant;
 use super::{ServerHandle, ServerHooks, Transport};
 use crate::address::ClientAddress;
 use crate::concurrency::{Resumable, RunMode, Step};
-use crate::connection::Connection;
 use crate::handler::{Park, RequestContext, RequestError, RequestHandler};
+use crate::socket::StreamSocket;
 
 pub(super) struct Session<T: Transport, H: RequestHandler, K> {
     request: H::Request,
     client_address: ClientAddress,
     hooks: Arc<K>,
-    connection: Option<Connection>,
+    connection: Option<StreamSocket>,
     /// What the handler parked the connection for, while it is parked.
     park: Option<Park>,
     transport: PhantomData<fn() -> T>,
@@ -135,7 +135,7 @@ where
         }
     }
 
-    fn connection(&self) -> Connection {
+    fn connection(&self) -> StreamSocket {
         self.connection
             .clone()
             .expect("only a stream request parks")

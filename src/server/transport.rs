@@ -71,7 +71,7 @@ impl Default for SocketOptions {
 ///   `shutdown_request`.
 /// - [`close`](Transport::close): cleanup at `server_close` beyond closing the socket.
 pub trait Transport: AsFd + Send + Sync + Sized + 'static {
-    /// What one request is: a [`Connection`](crate::Connection) for stream transports, a
+    /// What one request is: a [`StreamSocket`](crate::StreamSocket) for stream transports, a
     /// [`Datagram`](crate::server::Datagram) for datagram transports.
     type Request: Send + 'static;
     /// The address the server binds: `SocketAddr` or a path.

@@ -17,7 +17,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use super::transport::{configure_blocking, SocketOptions, Transport};
 use crate::address::{ClientAddress, ServerAddress};
-use crate::connection::{Connection, Datagram, DatagramSocket};
+use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
 /// The socket file a Unix server bound, identified by device and inode so that closing the
 /// server never removes a file some other process put there since.
@@ -73,7 +73,7 @@ impl AsFd for UnixStreamTransport {
 }
 
 impl Transport for UnixStreamTransport {
-    type Request = Connection;
+    type Request = StreamSocket;
     type Address = PathBuf;
 
     fn create(_path: &PathBuf, _options: &SocketOptions) -> io::Result<Self> {
@@ -92,13 +92,13 @@ impl Transport for UnixStreamTransport {
         SockRef::from(&self.listener).listen(request_queue_size)
     }
 
-    fn get_request(&self) -> io::Result<(Connection, ClientAddress)> {
+    fn get_request(&self) -> io::Result<(StreamSocket, ClientAddress)> {
         let (stream, peer) = self.listener.accept()?;
         stream.set_nonblocking(false)?;
-        Ok((Connection::unix(stream), ClientAddress::from_unix(&peer)))
+        Ok((StreamSocket::unix(stream), ClientAddress::from_unix(&peer)))
     }
 
-    fn shutdown_request(request: &Connection) {
+    fn shutdown_request(request: &StreamSocket) {
         let _ = request.shutdown(Shutdown::Write);
     }
 

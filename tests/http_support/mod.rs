@@ -154,7 +154,7 @@ impl Response {
             .collect()
     }
 
-    /// Whether the response has a `Connection` header with `token`.
+    /// Whether the response has a `StreamSocket` header with `token`.
     pub fn connection_has(&self, token: &str) -> bool {
         self.header_all("connection")
             .iter()

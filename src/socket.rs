@@ -26,21 +26,21 @@ fn recv_now<S: SockaddrLike>(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(
 /// Cloning is cheap and shares the socket (the handler's `rfile` and `wfile` are clones);
 /// the socket closes when the last clone is dropped.
 #[derive(Clone, Debug)]
-pub struct Connection(Arc<StreamSocket>);
+pub struct StreamSocket(Arc<Stream>);
 
 #[derive(Debug)]
-enum StreamSocket {
+enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
-impl Connection {
+impl StreamSocket {
     pub(crate) fn tcp(stream: TcpStream) -> Self {
-        Connection(Arc::new(StreamSocket::Tcp(stream)))
+        StreamSocket(Arc::new(Stream::Tcp(stream)))
     }
 
     pub(crate) fn unix(stream: UnixStream) -> Self {
-        Connection(Arc::new(StreamSocket::Unix(stream)))
+        StreamSocket(Arc::new(Stream::Unix(stream)))
     }
 
     /// Reads at most `max` bytes; an empty result means the peer closed its side.
@@ -78,8 +78,8 @@ impl Connection {
     /// Makes every operation on the socket fail with `WouldBlock` instead of waiting.
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.set_nonblocking(nonblocking),
-            StreamSocket::Unix(s) => s.set_nonblocking(nonblocking),
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+            Stream::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 
@@ -91,79 +91,79 @@ impl Connection {
     /// The peer's address (Python's `getpeername()`).
     pub fn peer_addr(&self) -> io::Result<ClientAddress> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.peer_addr().map(ClientAddress::Inet),
-            StreamSocket::Unix(s) => s.peer_addr().map(|a| ClientAddress::from_unix(&a)),
+            Stream::Tcp(s) => s.peer_addr().map(ClientAddress::Inet),
+            Stream::Unix(s) => s.peer_addr().map(|a| ClientAddress::from_unix(&a)),
         }
     }
 
     /// Shuts down the read half, the write half, or both.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.shutdown(how),
-            StreamSocket::Unix(s) => s.shutdown(how),
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
         }
     }
 
     /// Sets the timeout of blocking reads; `None` blocks forever.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.set_read_timeout(timeout),
-            StreamSocket::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(timeout),
         }
     }
 
     /// Sets the timeout of blocking writes; `None` blocks forever.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.set_write_timeout(timeout),
-            StreamSocket::Unix(s) => s.set_write_timeout(timeout),
+            Stream::Tcp(s) => s.set_write_timeout(timeout),
+            Stream::Unix(s) => s.set_write_timeout(timeout),
         }
     }
 
     /// Sets `TCP_NODELAY` (Python's `disable_nagle_algorithm`); a no-op on Unix sockets.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.set_nodelay(nodelay),
-            StreamSocket::Unix(_) => Ok(()),
+            Stream::Tcp(s) => s.set_nodelay(nodelay),
+            Stream::Unix(_) => Ok(()),
         }
     }
 
     /// The TCP stream, if this is a TCP connection.
     pub fn as_tcp(&self) -> Option<&TcpStream> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => Some(s),
-            StreamSocket::Unix(_) => None,
+            Stream::Tcp(s) => Some(s),
+            Stream::Unix(_) => None,
         }
     }
 
     /// The Unix stream, if this is a Unix-socket connection.
     pub fn as_unix(&self) -> Option<&UnixStream> {
         match &*self.0 {
-            StreamSocket::Tcp(_) => None,
-            StreamSocket::Unix(s) => Some(s),
+            Stream::Tcp(_) => None,
+            Stream::Unix(s) => Some(s),
         }
     }
 }
 
-impl Read for &Connection {
+impl Read for &StreamSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => (&*s).read(buf),
-            StreamSocket::Unix(s) => (&*s).read(buf),
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
         }
     }
 
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => (&*s).read_vectored(bufs),
-            StreamSocket::Unix(s) => (&*s).read_vectored(bufs),
+            Stream::Tcp(s) => (&*s).read_vectored(bufs),
+            Stream::Unix(s) => (&*s).read_vectored(bufs),
         }
     }
 }
 
 /// Writes are `sendmsg` with `MSG_NOSIGNAL`: a client that went away is an error, never a
 /// SIGPIPE that would kill a program which did not ignore it (as Rust's runtime does).
-impl Write for &Connection {
+impl Write for &StreamSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.send_with(&[IoSlice::new(buf)], MsgFlags::empty())
     }
@@ -177,7 +177,7 @@ impl Write for &Connection {
     }
 }
 
-impl Read for Connection {
+impl Read for StreamSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self).read(buf)
     }
@@ -187,7 +187,7 @@ impl Read for Connection {
     }
 }
 
-impl Write for Connection {
+impl Write for StreamSocket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
     }
@@ -201,16 +201,16 @@ impl Write for Connection {
     }
 }
 
-impl AsFd for Connection {
+impl AsFd for StreamSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &*self.0 {
-            StreamSocket::Tcp(s) => s.as_fd(),
-            StreamSocket::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Unix(s) => s.as_fd(),
         }
     }
 }
 
-impl AsRawFd for Connection {
+impl AsRawFd for StreamSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
     }
