@@ -77,7 +77,7 @@ struct Entity {
 }
 
 /// Where the bytes of a file come from.
-enum Body<'a> {
+enum Source<'a> {
     File(File),
     Memory(&'a [u8]),
 }
@@ -208,7 +208,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
             if target.raw_path.ends_with('/') {
                 return send_status(request, StatusCode::NOT_FOUND);
             }
-            return send_entity(request, &cached.entity, Body::Memory(&cached.body));
+            return send_entity(request, &cached.entity, Source::Memory(&cached.body));
         }
         let (file, meta) = match root.open_file(&target.relative, follow).and_then(stat) {
             Ok(opened) => opened,
@@ -221,7 +221,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
             for index in &self.config.index_pages {
                 let relative = target.relative.join(index);
                 if let Some(cached) = self.config.cache.get(root, &relative) {
-                    return send_entity(request, &cached.entity, Body::Memory(&cached.body));
+                    return send_entity(request, &cached.entity, Source::Memory(&cached.body));
                 }
                 if let Ok((page, page_meta)) = root.open_file(&relative, follow).and_then(stat) {
                     if page_meta.is_file() {
@@ -278,20 +278,20 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         };
         let identity = Identity::of(meta);
         if !self.config.cache.admits(&identity) {
-            return send_entity(request, &entity, Body::File(file));
+            return send_entity(request, &entity, Source::File(file));
         }
         let mut body = vec![0; entity.len as usize].into_boxed_slice();
         // A file that shrank since the stat fails here, before anything is sent.
         file.read_exact(&mut body)?;
         let cached = Arc::new(CachedFile::new(identity, entity, body));
         self.config.cache.insert(relative, Arc::clone(&cached));
-        send_entity(request, &cached.entity, Body::Memory(&cached.body))
+        send_entity(request, &cached.entity, Source::Memory(&cached.body))
     }
 }
 
 /// Answers a GET or HEAD of a file: 304 if the client's copy is current, the range asked
 /// for (206 or 416), or the whole file.
-fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Body<'_>) -> HandlerResult {
+fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Source<'_>) -> HandlerResult {
     let validators = &entity.validators;
     if validators.not_modified(&request.headers) {
         request.send_response(StatusCode::NOT_MODIFIED)?;
@@ -331,17 +331,17 @@ fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Body<'_>) -
         return Ok(());
     }
     match body {
-        Body::Memory(bytes) => {
+        Source::Memory(bytes) => {
             // `count` is within `len`, the length of `bytes`.
             request
                 .wfile
                 .write_all(&bytes[start as usize..][..count as usize])?;
         }
-        Body::File(file) if count > SMALL_FILE => {
+        Source::File(file) if count > SMALL_FILE => {
             // A shrinking file fails the send and closes the connection.
             request.wfile.send_file(file, start, count)?;
         }
-        Body::File(mut file) => {
+        Source::File(mut file) => {
             if start > 0 {
                 file.seek(SeekFrom::Start(start))?;
             }
