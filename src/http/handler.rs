@@ -807,10 +807,7 @@ impl<'a> HttpRequest<'a> {
 
     /// The client's address for the log: Python's `address_string`.
     pub fn address_string(&self) -> String {
-        match &self.client_address {
-            ClientAddress::Inet(addr) => addr.ip().to_string(),
-            other => other.to_string(),
-        }
+        super::log::address_string(&self.client_address)
     }
 
     /// Logs the request line with `code` and `size`: Python's `log_request`.
@@ -870,7 +867,7 @@ impl<'a> HttpRequest<'a> {
                 .max(self.wfile.body_bytes())
         };
         AccessRecord {
-            address: self.address_string(),
+            client_address: self.client_address.clone(),
             requestline: self.requestline.clone(),
             status: self.response.status,
             body_origin: self.wfile.body_origin(),

@@ -3,11 +3,15 @@
 //! Every value that comes from the client is escaped: a request line with a newline or an
 //! ANSI escape in it cannot forge a log line or repaint a terminal.
 
+use std::cell::RefCell;
 use std::fmt::Write;
 use std::io::Write as _;
 use std::time::SystemTime;
 
 use http::StatusCode;
+
+use super::date;
+use crate::address::ClientAddress;
 
 /// The `log` target of access and error lines; filter it like any other, e.g.
 /// `RUST_LOG=socketserver::http=warn` to drop access lines.
@@ -17,6 +21,20 @@ pub const LOG_TARGET: &str = "socketserver::http";
 /// so that an escape in the input cannot pass for one of ours.
 pub fn escape_control(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+/// [`escape_control`], appended to `out`.
+fn escape_into(out: &mut String, text: &str) {
+    // Nearly every line is printable ASCII: copy it whole.
+    if text
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'\\')
+    {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         if c == '\\' {
             out.push_str("\\\\");
@@ -26,24 +44,29 @@ pub fn escape_control(text: &str) -> String {
             out.push(c);
         }
     }
-    out
 }
 
 /// A log line in Common Log Format: `host - - [date] message`, with control characters
 /// escaped.
 pub(crate) fn log_line(address: &str, message: &str) -> String {
-    format!(
-        "{} - - [{}] {}",
-        escape_control(address),
-        log_date_time_string(SystemTime::now()),
-        escape_control(message)
-    )
+    let mut line = String::with_capacity(address.len() + message.len() + 40);
+    start_line(&mut line, address);
+    escape_into(&mut line, message);
+    line
+}
+
+/// `host - - [date] ` into `line`.
+fn start_line(line: &mut String, address: &str) {
+    escape_into(line, address);
+    line.push_str(" - - [");
+    date::with_log_now(|date| line.push_str(date));
+    line.push_str("] ");
 }
 
 /// The access line of a response, written once the response has left (or the connection
 /// ended before it could): the size is what was sent of the body, not what was promised.
 pub(crate) struct AccessRecord {
-    pub(crate) address: String,
+    pub(crate) client_address: ClientAddress,
     pub(crate) requestline: String,
     pub(crate) status: Option<StatusCode>,
     /// Where the body begins in the connection's output stream, if the head was ended.
@@ -61,30 +84,49 @@ impl AccessRecord {
         let body_sent = self
             .body_origin
             .map_or(0, |origin| sent.saturating_sub(origin).min(self.promised));
-        let code = self
-            .status
-            .map_or("-".to_string(), |s| s.as_u16().to_string());
+        let address = address_string(&self.client_address);
         if self.incomplete || body_sent < self.promised {
-            log::warn!(
-                target: LOG_TARGET,
-                "{}",
-                log_line(
-                    &self.address,
-                    &format!(
-                        "\"{}\" {code} response cut short: {body_sent} of {} body bytes sent",
-                        self.requestline, self.promised
-                    )
-                )
+            let mut line = self.line(&address);
+            let _ = write!(
+                line,
+                " response cut short: {body_sent} of {} body bytes sent",
+                self.promised
             );
+            log::warn!(target: LOG_TARGET, "{line}");
         }
         if log::log_enabled!(target: LOG_TARGET, log::Level::Info) {
-            let size = match body_sent {
-                0 => "-".to_string(),
-                n => n.to_string(),
-            };
-            let message = format!("\"{}\" {code} {size}", self.requestline);
-            log::info!(target: LOG_TARGET, "{}", log_line(&self.address, &message));
+            let mut line = self.line(&address);
+            match body_sent {
+                0 => line.push_str(" -"),
+                n => {
+                    let _ = write!(line, " {n}");
+                }
+            }
+            log::info!(target: LOG_TARGET, "{line}");
         }
+    }
+
+    /// `host - - [date] "request line" status`.
+    fn line(&self, address: &str) -> String {
+        let mut line = String::with_capacity(address.len() + self.requestline.len() + 48);
+        start_line(&mut line, address);
+        line.push('"');
+        escape_into(&mut line, &self.requestline);
+        line.push_str("\" ");
+        match self.status {
+            Some(status) => line.push_str(status.as_str()),
+            None => line.push('-'),
+        }
+        line
+    }
+}
+
+/// The client as the log names it: the IP address alone for TCP (Python's
+/// `address_string`).
+pub(crate) fn address_string(address: &ClientAddress) -> String {
+    match address {
+        ClientAddress::Inet(addr) => addr.ip().to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -106,6 +148,11 @@ pub fn log_to_stderr(level: log::LevelFilter) -> Result<(), log::SetLoggerError>
 
 struct StderrLogger;
 
+thread_local! {
+    /// The line being written, kept for the next one.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()
@@ -115,19 +162,19 @@ impl log::Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = if record.target() == LOG_TARGET {
-            format!("{}\n", record.args())
-        } else {
-            format!(
-                "[{}] {} {}: {}\n",
-                log_date_time_string(SystemTime::now()),
-                record.level(),
-                record.target(),
-                record.args()
-            )
-        };
-        // One write per line, so lines of concurrent requests never interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            let _ = if record.target() == LOG_TARGET {
+                writeln!(line, "{}", record.args())
+            } else {
+                let date = log_date_time_string(SystemTime::now());
+                let (level, target) = (record.level(), record.target());
+                writeln!(line, "[{date}] {level} {target}: {}", record.args())
+            };
+            // One write per line, so lines of concurrent requests never interleave.
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        });
     }
 
     fn flush(&self) {}
