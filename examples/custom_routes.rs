@@ -85,6 +85,11 @@ impl HttpHandler for Routes {
     fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
         self.files.dispatch(req)
     }
+
+    /// What the files may wait for (a form handler that does) runs on a worker.
+    fn may_block(&self, req: &HttpRequest<'_>) -> bool {
+        self.files.may_block(req)
+    }
 }
 
 fn main() -> std::io::Result<()> {

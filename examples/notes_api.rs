@@ -1,11 +1,13 @@
 //! A small JSON API with the files of `www/` beside it: notes on `/api/notes` (GET lists,
 //! POST `{"text": ...}` adds, DELETE `/api/notes/ID` removes), `/health`, a form on
-//! `/submit`, and everything else, HEAD and other methods included, from the files.
+//! `/submit`, and every other GET and HEAD from the files.
 //!
 //! Run: `cargo run --example notes_api -- 127.0.0.1:8000`, then
 //! `curl -d '{"text": "milk"}' localhost:8000/api/notes` and `curl localhost:8000/api/notes`.
 //!
-//! The same app on Python's `http.server`, which this file ports line for line:
+//! The same app on Python's `http.server`, which this file ports line for line. Where
+//! they differ, this one is the stricter: `HEAD /api/notes` answers as GET does (Python's
+//! goes to the files: 404), and a note whose text is not a string is refused (400).
 //!
 //! ```python
 //! import json
@@ -153,22 +155,29 @@ impl HttpHandler for Api {
                 let lines: String = fields.iter().map(|(n, v)| format!("{n}={v}\n")).collect();
                 req.send_text(200, &lines)
             }
-            _ => self.fallback(req),
+            _ => req.send_unsupported(),
         }
     }
 
     fn do_delete(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
         let id = req.url_path().strip_prefix("/api/notes/");
-        let Some(Ok(id)) = id.map(str::parse::<u64>) else {
+        let Some(id) = id.filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        else {
             return self.fallback(req);
         };
-        if self.notes.lock().unwrap().notes.remove(&id).is_none() {
+        let mut notes = self.notes.lock().unwrap();
+        if id
+            .parse()
+            .ok()
+            .and_then(|id: u64| notes.notes.remove(&id))
+            .is_none()
+        {
             return req.send_error(404, "no such note");
         }
         req.send_empty(204)
     }
 
-    /// Files, as Python's `super()`; their answer to other methods is 501.
+    /// Files, as Python's `super()`; their answer to methods they do not serve is 501.
     fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
         self.files.dispatch(req)
     }

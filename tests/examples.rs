@@ -443,7 +443,7 @@ fn python_twin_of_notes_api() -> String {
 
 /// Status, content type and body (JSON compared as values) of every step of a session.
 fn notes_session(address: SocketAddr) -> Vec<(u16, String, String)> {
-    let steps: [(&str, &str, &str, &str); 10] = [
+    let steps: [(&str, &str, &str, &str); 15] = [
         (
             "POST",
             "/api/notes",
@@ -469,6 +469,16 @@ fn notes_session(address: SocketAddr) -> Vec<(u16, String, String)> {
         ),
         ("GET", "/style.css", "", ""),
         ("HEAD", "/index.html", "", ""),
+        (
+            "POST",
+            "/elsewhere",
+            "application/x-www-form-urlencoded",
+            "a=1",
+        ),
+        ("DELETE", "/api/notes/+2", "", ""),
+        ("DELETE", "/api/notes/99999999999999999999999", "", ""),
+        ("DELETE", "/api/notes/", "", ""),
+        ("GET", "http://x/api/notes", "", ""),
     ];
     steps
         .iter()

@@ -21,6 +21,17 @@ impl HttpHandler for Shortcuts {
             "/bytes" => req.respond(201, "application/octet-stream", [1u8, 2, 3])?,
             "/moved" => req.redirect(303, "/there")?,
             "/not-a-redirect" => req.redirect(200, "/there")?,
+            "/not-modified-redirect" => req.redirect(304, "/there")?,
+            "/accented" => req.redirect(308, "/café au lait")?,
+            "/reset" => req.send_empty(205)?,
+            "/no-content" => req.send_empty(204)?,
+            "/empty-204" => req.respond(204, "text/plain", "")?,
+            "/body-on-204" => req.respond(204, "text/plain", "oops")?,
+            "/interim" => req.send_text(100, "hi")?,
+            "/path" => {
+                let path = req.url_path().to_string();
+                req.send_text(200, &path)?
+            }
             "/query" => {
                 let fields = format!("{:?}", req.query_pairs());
                 req.send_text(200, &fields)?
@@ -39,6 +50,10 @@ impl HttpHandler for Shortcuts {
             "/form" => {
                 let fields = format!("{:?}", req.body_form()?);
                 req.send_text(200, &fields)?
+            }
+            "/json" => {
+                let value: Vec<u32> = req.body_json()?;
+                req.send_json(200, &value)?
             }
             _ => req.send_error(404, None)?,
         }
@@ -111,4 +126,94 @@ fn accessors_split_the_target_and_decode_the_body() {
     let bad =
         client.request(b"POST /text HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n\xff\xfe");
     assert_eq!(bad.status, 400);
+}
+
+#[test]
+fn bodiless_statuses_are_framed_so_the_connection_goes_on() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    // 205 has no content but is not over at its head: Content-Length 0 frames it.
+    let reset = get(&mut client, "/reset");
+    assert_eq!(reset.status, 205);
+    assert_eq!(reset.header("content-length"), Some("0"));
+    for target in ["/no-content", "/empty-204"] {
+        client.send(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        let answer = client.read_head_response();
+        assert_eq!(answer.status, 204, "{target}");
+        assert_eq!(
+            answer.header("content-length"),
+            None,
+            "{target}: {answer:?}"
+        );
+        assert_eq!(answer.header("content-type"), None, "{target}: {answer:?}");
+    }
+    assert_eq!(get(&mut client, "/text").text(), "plain words");
+}
+
+#[test]
+fn one_call_responses_refuse_what_they_cannot_send() {
+    let server = start(Shortcuts);
+    // A body on a 204, a whole response with an interim status, a 304 as a redirect: the
+    // handler's error, before anything was sent: 500.
+    for target in ["/body-on-204", "/interim", "/not-modified-redirect"] {
+        let mut client = Client::connect(server.addr());
+        assert_eq!(get(&mut client, target).status, 500, "{target}");
+    }
+}
+
+#[test]
+fn a_redirect_location_is_percent_encoded() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    let moved = get(&mut client, "/accented");
+    assert_eq!(moved.status, 308);
+    assert_eq!(moved.header("location"), Some("/caf%C3%A9%20au%20lait"));
+}
+
+#[test]
+fn url_path_of_an_absolute_form_target_is_its_path() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    let answer = get(&mut client, "http://a/path?x=1");
+    assert_eq!(answer.text(), "/path");
+    assert_eq!(get(&mut client, "/path#frag").text(), "/path");
+}
+
+#[test]
+fn a_refused_body_says_why_and_keeps_the_connection() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    let body = r#"{"not": "a list"}"#;
+    let bad = client.request(
+        format!(
+            "POST /json HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("expected a sequence"), "{}", bad.text());
+    assert!(!bad.connection_has("close"), "{bad:?}");
+    let good = client.request(b"POST /json HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n[1, 2]");
+    assert_eq!((good.status, good.text().as_str()), (200, "[1,2]"));
+}
+
+/// Hands every request to itself: the mistake `dispatch` guards against.
+#[derive(Clone)]
+struct Circular;
+
+impl HttpHandler for Circular {
+    fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        self.dispatch(req)
+    }
+}
+
+#[test]
+fn a_fallback_that_calls_its_own_dispatch_fails_the_request_not_the_server() {
+    let server = start(Circular);
+    for _ in 0..2 {
+        let mut client = Client::connect(server.addr());
+        let answer = client.request(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(answer.status, 500);
+    }
 }

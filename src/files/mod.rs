@@ -45,10 +45,10 @@ const CACHE_BYTES: usize = 8 * 1024 * 1024;
 ///
 /// ```no_run
 /// use socketserver::files::SimpleHttpHandler;
-/// use socketserver::http::ThreadingHttpServer;
+/// use socketserver::http::HttpServer;
 ///
 /// let handler = SimpleHttpHandler::new("www")?;
-/// let server = ThreadingHttpServer::bind("127.0.0.1:8000", handler)?;
+/// let server = HttpServer::bind("127.0.0.1:8000", handler)?;
 /// server.serve_forever()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```

@@ -19,6 +19,7 @@ use super::exchange::{
 use super::handler::HttpHandler;
 use super::head::{Framing, Head, Rejection};
 use super::limits::Limits;
+use super::log::escape_control;
 use super::response::ResponseWriter;
 use super::spool::Spool;
 use crate::handler::Rfile;
@@ -385,12 +386,19 @@ pub(super) fn dispatch<H: HttpHandler>(
     let answered = answer(handler, &mut request, false, limits);
     let took = began.elapsed();
     if took >= SLOW_ON_LOOP {
-        request.log_error(&format!(
+        let message = format!(
             "\"{}\" took {} ms on the event loop's thread, and every other connection \
              waited; if such requests wait, say so with HttpHandler::may_block",
             request.requestline,
             took.as_millis()
-        ));
+        );
+        if log::max_level() == log::LevelFilter::Off {
+            // No logger: a mistake this costly is said once where a developer looks.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("socketserver: {}", escape_control(&message)));
+        } else {
+            request.log_error(&message);
+        }
     }
     Dispatch::Answered(answered)
 }

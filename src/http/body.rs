@@ -41,6 +41,8 @@ pub struct Body<'a> {
     continue_pending: bool,
     response_started: &'a AtomicBool,
     failure: Option<StatusCode>,
+    /// Why a body read whole was refused (not UTF-8, not the JSON asked for).
+    refusal: Option<String>,
 }
 
 #[derive(Debug)]
@@ -78,6 +80,7 @@ impl<'a> Body<'a> {
             timeout,
             response_started,
             failure: None,
+            refusal: None,
         }
     }
 
@@ -202,7 +205,13 @@ impl<'a> Body<'a> {
     /// Fails the body with 400 for `message`: it was read, and is not what it must be.
     pub(crate) fn refuse(&mut self, message: &str) -> io::Error {
         self.failure.get_or_insert(StatusCode::BAD_REQUEST);
+        self.refusal = Some(message.to_string());
         io::Error::new(io::ErrorKind::InvalidData, message.to_string())
+    }
+
+    /// Why the body, read whole, was refused: the connection is still in step.
+    pub(crate) fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
     }
 
     fn malformed(&mut self, malformed: Malformed) -> io::Error {

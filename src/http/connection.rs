@@ -72,7 +72,7 @@ impl<H: HttpHandler> RequestHandler for H {
 ///
 /// Inside a handler it is no use, and the compiler says so:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # use socketserver::files::SimpleHttpHandler;
 /// # use socketserver::http::{Configured, HttpHandler, HttpRequest};
 /// # use socketserver::HandlerResult;

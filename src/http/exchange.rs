@@ -244,6 +244,18 @@ pub(super) fn settle(
             (StatusCode::INTERNAL_SERVER_ERROR, Failure::None)
         }
         Ok(Err(err)) => match request.rfile.failure() {
+            Some(status) if request.rfile.refusal().is_some() && request.rfile.wire_complete() => {
+                // The body was all read and found wanting: answer why, and go on serving
+                // the connection.
+                let reason = request.rfile.refusal().unwrap_or_default().to_string();
+                if !request.wfile.started() {
+                    request.log_error(&format!("refused the request body: {reason}"));
+                    let _ = request.error_response(status, None, Some(&reason));
+                } else {
+                    request.close_connection = true;
+                }
+                return Failure::None;
+            }
             Some(status) => (status, Failure::None),
             // The client went away or stopped reading: nothing for `handle_error`.
             None if error_is_disconnect(&*err) || request.wfile.failed() => {

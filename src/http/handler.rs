@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::body::Body;
 use super::limits::Limits;
@@ -92,9 +93,30 @@ use crate::server::ServerHandle;
 /// ```
 ///
 /// `HEAD /health` answers like GET without the body; `HEAD /index.html`, `POST` forms and
-/// every other method reach the files. The server asks only the handler it was given for
-/// its settings (`PROTOCOL_VERSION`, `limits`), so the inner handler has none to lose:
-/// settings chosen at run time go on [`Configured`](super::Configured).
+/// every other method reach the files.
+///
+/// The server asks only the handler it was given, so what the inner handler would say of
+/// itself is the outer one's to pass on:
+///
+/// - settings: `PROTOCOL_VERSION` and `limits` of the outer handler hold for every answer
+///   (settings chosen at run time go on [`Configured`](super::Configured)), and so do
+///   `SERVER_VERSION` and the error page;
+/// - [`may_block`](HttpHandler::may_block): an inner handler whose requests may wait (a
+///   [`CgiHttpHandler`](crate::cgi::CgiHttpHandler), a form handler that writes to a
+///   database) needs `fn may_block(&self, req: &HttpRequest<'_>) -> bool {
+///   self.inner.may_block(req) }` in the outer one, or its requests run on the event loop's
+///   thread.
+///
+/// # Blocking
+///
+/// On [`HttpServer`](super::HttpServer), an event loop, requests run on the loop's own
+/// thread unless [`may_block`](HttpHandler::may_block) says they may wait: while one runs,
+/// no other connection is served. Answers made from memory and local files are right
+/// there; a handler that sleeps, calls another service or a database, or runs a program
+/// must return `true` from `may_block` for those requests, which then run on the loop's
+/// workers. A request that holds the loop's thread for 200 ms or more is logged as a
+/// warning (on stderr if no logger is installed). `ThreadingHttpServer` runs every
+/// connection on a thread of its own and never asks.
 pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// The software name in the `Server` header (Python's `server_version`).
     const SERVER_VERSION: &'static str = concat!("socketserver/", env!("CARGO_PKG_VERSION"));
@@ -167,14 +189,17 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     }
 
     /// Every request the `do_*` methods leave: 501 (Python's "Unsupported method"), or, in
-    /// a handler that wraps another, `self.inner.dispatch(request)`.
+    /// a handler that wraps another, `self.inner.dispatch(request)`: the inner handler's,
+    /// never `self.dispatch`, which would come back here (that request fails with 500).
     fn fallback(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
         request.send_unsupported()
     }
 
     /// Calls the `do_*` method for the request's method: how the server runs a request,
-    /// and how a handler hands one to another.
+    /// and how a handler hands one to another. Handlers that hand requests on in a circle
+    /// fail the request (500) after 16 rounds instead of overflowing the stack.
     fn dispatch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        let _nested = Nesting::enter()?;
         let method = request.command.clone();
         if method == Method::GET {
             self.do_get(request)
@@ -203,6 +228,38 @@ pub trait HttpHandler: Clone + Send + Sync + 'static {
     /// decide from the head alone and must not read the body.
     fn handle_expect_100(&mut self, _request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
         Ok(true)
+    }
+}
+
+thread_local! {
+    /// How many `dispatch` calls are running on this thread, one inside the other.
+    static DISPATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// One `dispatch` running, for as long as it lives.
+struct Nesting;
+
+impl Nesting {
+    /// Deeper than any handler that wraps others goes, far from the stack's end.
+    const MAX: u32 = 16;
+
+    fn enter() -> Result<Nesting, BoxError> {
+        let depth = DISPATCHING.with(|d| d.get());
+        if depth >= Self::MAX {
+            return Err(format!(
+                "dispatch nested {depth} deep: does a fallback call `self.dispatch` instead of \
+                 the inner handler's?"
+            )
+            .into());
+        }
+        DISPATCHING.with(|d| d.set(depth + 1));
+        Ok(Nesting)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DISPATCHING.with(|d| d.set(d.get() - 1));
     }
 }
 
@@ -267,6 +324,21 @@ impl Message for Option<&str> {
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.into())
 }
+
+/// `status`, if it is a final one: an interim (1xx) response is sent with
+/// `send_response_only` and `end_headers`, never as a whole response.
+fn final_status(status: impl IntoStatus) -> io::Result<StatusCode> {
+    let status = status.into_status()?;
+    if status.is_informational() {
+        return Err(invalid(format!(
+            "{status} is an interim status, not a whole response"
+        )));
+    }
+    Ok(status)
+}
+
+/// What a `Location` value percent-encodes: controls, space, and (always) non-ASCII.
+const LOCATION: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
 
 /// The class attributes of an [`HttpHandler`], as the request needs them.
 #[derive(Clone, Copy, Debug)]
@@ -418,7 +490,15 @@ impl<'a> HttpRequest<'a> {
     /// `"/api/notes"` for `/api/notes?limit=5`.
     pub fn url_path(&self) -> &str {
         let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
-        &self.path[..end]
+        let path = &self.path[..end];
+        // An absolute-form target (`http://host/path`, as sent to proxies) names its path
+        // after the authority.
+        match path.split_once("://") {
+            Some((scheme, rest)) if !scheme.contains('/') => {
+                rest.find('/').map_or("/", |slash| &rest[slash..])
+            }
+            _ => path,
+        }
     }
 
     /// The fields of the query, decoded, in order: Python's
@@ -466,6 +546,13 @@ impl<'a> HttpRequest<'a> {
         body: impl AsRef<[u8]>,
     ) -> HandlerResult {
         let body = body.as_ref();
+        let status = final_status(status)?;
+        if status::forbids_body(status) {
+            if !body.is_empty() {
+                return Err(invalid(format!("a {status} response has no body")).into());
+            }
+            return self.send_empty(status);
+        }
         self.send_response(status)?;
         self.send_header("Content-Type", content_type)?;
         self.send_header("Content-Length", body.len())?;
@@ -487,9 +574,11 @@ impl<'a> HttpRequest<'a> {
     /// A redirect: `status` (301, 302, 303, 307 or 308) with `Location` and no body.
     pub fn redirect(&mut self, status: impl IntoStatus, location: &str) -> HandlerResult {
         let status = status.into_status()?;
-        if !status.is_redirection() {
+        if !matches!(status.as_u16(), 300..=303 | 307 | 308) {
             return Err(invalid(format!("{status} is not a redirect status")).into());
         }
+        // A header value is ASCII: other characters go percent-encoded, as browsers send them.
+        let location = utf8_percent_encode(location, LOCATION);
         self.send_response(status)?;
         self.send_header("Location", location)?;
         self.send_header("Content-Length", 0)?;
@@ -497,12 +586,12 @@ impl<'a> HttpRequest<'a> {
         Ok(())
     }
 
-    /// A response without a body: the status, and `Content-Length: 0` where the status
-    /// allows a body at all (204 and 304 have none by definition).
+    /// A response without a body: the status, and `Content-Length: 0` unless the status
+    /// ends the response by itself (204 and 304).
     pub fn send_empty(&mut self, status: impl IntoStatus) -> HandlerResult {
-        let status = status.into_status()?;
+        let status = final_status(status)?;
         self.send_response(status)?;
-        if !status::forbids_body(status) {
+        if !status::ends_with_head(status) {
             self.send_header("Content-Length", 0)?;
         }
         self.end_headers()?;
@@ -702,10 +791,10 @@ impl<'a> HttpRequest<'a> {
             self.response.line_sent = false;
             return Ok(());
         };
-        let no_body = status::forbids_body(code) || self.command == Method::HEAD;
+        let framed_by_head = status::ends_with_head(code) || self.command == Method::HEAD;
         if !self.close_connection {
             let unframed =
-                !no_body && self.response.content_length.is_none() && !self.response.chunked;
+                !framed_by_head && self.response.content_length.is_none() && !self.response.chunked;
             // A client still waiting for `100 Continue` will never send the body, so the
             // connection cannot carry another request (RFC 9110, 10.1.1: say so).
             if unframed || self.rfile.awaits_continue() {
@@ -788,7 +877,7 @@ impl<'a> HttpRequest<'a> {
 
     /// 501 for a method the handler does not implement.
     pub fn send_unsupported(&mut self) -> HandlerResult {
-        let message = format!("Unsupported method ({})", self.command);
+        let message = format!("Unsupported method ('{}')", self.command);
         self.send_error(StatusCode::NOT_IMPLEMENTED, message)
     }
 

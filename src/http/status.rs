@@ -69,7 +69,13 @@ pub fn explain(code: StatusCode) -> &'static str {
     }
 }
 
-/// Whether a response with this status never has a body (1xx, 204, 205, 304).
+/// Whether a response with this status must not carry content (1xx, 204, 205, 304).
 pub(crate) fn forbids_body(code: StatusCode) -> bool {
-    code.is_informational() || matches!(code.as_u16(), 204 | 205 | 304)
+    ends_with_head(code) || code.as_u16() == 205
+}
+
+/// Whether a response with this status ends with its head whatever its headers say (1xx,
+/// 204, 304: RFC 9112, 6.3). A 205 does not: it needs `Content-Length: 0` to be framed.
+pub(crate) fn ends_with_head(code: StatusCode) -> bool {
+    code.is_informational() || matches!(code.as_u16(), 204 | 304)
 }

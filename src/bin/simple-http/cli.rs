@@ -1,0 +1,253 @@
+//! The command line of `simple-http` (and of `cargo run --example simple_http`, which
+//! includes this file): `python3 -m http.server`'s flags, on the crate's event loop.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use socketserver::cgi::CgiHttpHandler;
+use socketserver::files::SimpleHttpHandler;
+use socketserver::http::{Configured, HttpHandler, Limits, Version};
+use socketserver::{Concurrency, EventLoop, Server, ServerHandle, TcpTransport, Threading};
+
+#[derive(Parser)]
+#[command(
+    name = "simple-http",
+    version,
+    about = "Serve a directory over HTTP, like python3 -m http.server"
+)]
+struct Args {
+    /// Port to listen on.
+    #[arg(default_value_t = 8000)]
+    port: u16,
+    /// Address or host name to bind to [default: all interfaces, IPv6 and IPv4].
+    #[arg(short, long, value_name = "ADDRESS")]
+    bind: Option<String>,
+    /// Directory to serve [default: the current directory].
+    #[arg(short, long)]
+    directory: Option<PathBuf>,
+    /// HTTP version of the responses; HTTP/1.1 keeps connections open.
+    #[arg(short, long, default_value = "HTTP/1.0", value_parser = ["HTTP/1.0", "HTTP/1.1"])]
+    protocol: String,
+    /// Run executables under /cgi-bin and /htbin as CGI scripts.
+    #[arg(long)]
+    cgi: bool,
+    /// Worker threads of the event loop, for requests that may wait (CGI scripts); files
+    /// are served on the loop's own thread.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    workers: usize,
+    /// A thread per connection instead of the event loop (Python's ThreadingHTTPServer).
+    #[arg(long, conflicts_with = "workers")]
+    threading: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body_size)]
+    max_body: u64,
+    /// Seconds a client has to send a request head.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    head_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    keep_alive: u64,
+}
+
+/// Where a program that includes this file serves from when `-d` is not given, and why.
+pub struct DefaultDirectory {
+    pub path: PathBuf,
+    pub why: &'static str,
+}
+
+/// Parses the command line, serves until Ctrl-C or SIGTERM, and says how it ended.
+pub fn run(default: DefaultDirectory) -> ExitCode {
+    socketserver::http::log_to_stderr(log::LevelFilter::Info).expect("the only logger");
+    let args = Args::parse();
+    match serve_args(args, default) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("simple-http: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
+    let (directory, which) = match &args.directory {
+        Some(dir) => (dir.clone(), "as asked"),
+        None => (default.path, default.why),
+    };
+    let limits = Limits {
+        max_body_size: args.max_body,
+        head_timeout: Duration::from_secs(args.head_timeout),
+        keep_alive_timeout: Duration::from_secs(args.keep_alive),
+        ..Limits::default()
+    };
+    let protocol = if args.protocol == "HTTP/1.1" {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    let files = SimpleHttpHandler::new(&directory)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", directory.display())))?;
+    println!("Directory: {} ({which})", files.directory().display());
+
+    let bind = bind_addresses(args.bind.as_deref(), args.port)?;
+    if args.cgi {
+        let cgi = CgiHttpHandler::from_files(files);
+        let handler = Configured::new(cgi)
+            .limits(limits)
+            .protocol_version(protocol);
+        serve_on(&bind, handler, &args)
+    } else {
+        let handler = Configured::new(files)
+            .limits(limits)
+            .protocol_version(protocol);
+        serve_on(&bind, handler, &args)
+    }
+}
+
+/// Serves on the event loop, or a thread per connection with `--threading`.
+fn serve_on<H: HttpHandler>(
+    bind: &[SocketAddr],
+    handler: Configured<H>,
+    args: &Args,
+) -> io::Result<()> {
+    if args.threading {
+        serve(bind, handler, Threading::new)
+    } else {
+        let workers = args.workers;
+        serve(bind, handler, || {
+            EventLoop::new(workers).expect("an epoll instance")
+        })
+    }
+}
+
+/// The addresses to try, in order: those `-b` names (an IP address or a host name, as
+/// Python's `-b` takes), or every interface (dual-stack IPv6, else IPv4).
+fn bind_addresses(bind: Option<&str>, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let Some(bind) = bind else {
+        return Ok(vec![
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+        ]);
+    };
+    if let Ok(ip) = bind
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let found: Vec<SocketAddr> = (bind, port)
+        .to_socket_addrs()
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot resolve {bind}: {err}")))?
+        .collect();
+    if found.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{bind} has no address"),
+        ));
+    }
+    Ok(found)
+}
+
+fn serve<H: HttpHandler, C: Concurrency>(
+    bind: &[SocketAddr],
+    handler: Configured<H>,
+    concurrency: impl Fn() -> C,
+) -> io::Result<()> {
+    let build = |address: SocketAddr| {
+        Server::<TcpTransport, _>::builder(address, handler.clone())
+            .concurrency(concurrency())
+            .ipv6_only(false)
+            .request_queue_size(1024)
+            .build()
+    };
+    let mut failure = None;
+    let mut server = None;
+    for &address in bind {
+        match build(address) {
+            Ok(built) => {
+                server = Some(built);
+                break;
+            }
+            Err(err) => failure = Some(err),
+        }
+    }
+    let Some(server) = server else {
+        return Err(failure.unwrap_or_else(|| io::Error::other("no address to bind")));
+    };
+    let address = server.server_address().inet().expect("a TCP server");
+    println!(
+        "Serving HTTP on {} port {} ({}) ...",
+        address.ip(),
+        address.port(),
+        urls(address).join(" ")
+    );
+    stop_on_signal(server.handle());
+    server.serve_forever()?;
+    println!("Shutting down, finishing requests in flight ...");
+    server.server_close();
+    Ok(())
+}
+
+/// The URLs a person can open: the bound address, or for every interface (`::`,
+/// `0.0.0.0`) the address of each interface that is up, loopback first.
+fn urls(address: SocketAddr) -> Vec<String> {
+    let url = |ip: IpAddr| match ip {
+        IpAddr::V6(ip) => format!("http://[{ip}]:{}/", address.port()),
+        IpAddr::V4(ip) => format!("http://{ip}:{}/", address.port()),
+    };
+    if !address.ip().is_unspecified() {
+        return vec![url(address.ip())];
+    }
+    let mut ips: Vec<IpAddr> = interface_addresses()
+        .into_iter()
+        .filter(|ip| address.is_ipv6() || ip.is_ipv4())
+        // Link-local IPv6 addresses need a zone to be opened; they are no use in a banner.
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+        .collect();
+    ips.sort_by_key(|ip| (!ip.is_loopback(), ip.is_ipv6(), *ip));
+    ips.dedup();
+    if ips.is_empty() {
+        ips.push(address.ip());
+    }
+    ips.into_iter().map(url).collect()
+}
+
+fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .filter(|interface| {
+            interface
+                .flags
+                .contains(nix::net::if_::InterfaceFlags::IFF_UP)
+        })
+        .filter_map(|interface| {
+            let address = interface.address?;
+            if let Some(v4) = address.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}
+
+/// Makes Ctrl-C and SIGTERM shut the server down after the requests in flight; a second
+/// signal exits at once, for when one of those requests takes too long.
+fn stop_on_signal(server: ServerHandle) {
+    let signals = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            server.shutdown();
+        } else {
+            eprintln!("Second signal: exiting without waiting for requests in flight");
+            std::process::exit(130);
+        }
+    })
+    .expect("cannot install the signal handler");
+}
