@@ -33,3 +33,5 @@ mod http_parsing;
 mod http_shortcuts;
 #[path = "http_smuggling.rs"]
 mod http_smuggling;
+#[path = "http_wrappers.rs"]
+mod http_wrappers;

@@ -405,6 +405,8 @@ pub struct HttpRequest<'a> {
     pub wfile: ResponseWriter<'a>,
     attributes: Attributes,
     response: ResponseState,
+    /// Header lines for the final response, whoever sends it (`add_response_header`).
+    added_headers: Vec<u8>,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -442,6 +444,7 @@ impl<'a> HttpRequest<'a> {
             wfile,
             attributes,
             response: ResponseState::default(),
+            added_headers: Vec::new(),
         };
         request.close_connection = !request.wants_keep_alive();
         request
@@ -718,6 +721,39 @@ impl<'a> HttpRequest<'a> {
     /// Adds a header whose value `write_value` appends to the head: the checks and
     /// bookkeeping of [`send_header`](HttpRequest::send_header), without formatting for
     /// values that are bytes already.
+    /// Adds a header to the final response of this request, whoever sends it and whenever:
+    /// how a handler that wraps another (say a [`SimpleHttpHandler`](crate::files::SimpleHttpHandler))
+    /// adds `Cache-Control` or CORS headers to its answers, error pages included. Framing
+    /// headers (`Content-Length`, `Transfer-Encoding`, `Connection`) are the response's own
+    /// and refused, as are names and values `send_header` refuses.
+    pub fn add_response_header(&mut self, name: &str, value: impl fmt::Display) -> io::Result<()> {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(invalid(format!("invalid header name {name:?}")));
+        }
+        if ["content-length", "transfer-encoding", "connection"]
+            .iter()
+            .any(|framing| name.eq_ignore_ascii_case(framing))
+        {
+            return Err(invalid(format!("{name} is the response's own to send")));
+        }
+        let start = self.added_headers.len();
+        self.added_headers.extend_from_slice(name.as_bytes());
+        self.added_headers.extend_from_slice(b": ");
+        let value_start = self.added_headers.len();
+        let _ = write!(HeadWriter(&mut self.added_headers), "{value}");
+        let value_ok = self.added_headers[value_start..]
+            .iter()
+            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        if !value_ok {
+            self.added_headers.truncate(start);
+            return Err(invalid(format!(
+                "invalid value for header {name}: control characters or line breaks"
+            )));
+        }
+        self.added_headers.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
     fn push_header(
         &mut self,
         keyword: &str,
@@ -791,6 +827,10 @@ impl<'a> HttpRequest<'a> {
             self.response.line_sent = false;
             return Ok(());
         };
+        if !self.added_headers.is_empty() {
+            let added = std::mem::take(&mut self.added_headers);
+            self.wfile.push_head(&added);
+        }
         let framed_by_head = status::ends_with_head(code) || self.command == Method::HEAD;
         if !self.close_connection {
             let unframed =

@@ -32,6 +32,7 @@ mod socket;
 pub(crate) mod spool;
 pub mod status;
 mod testing;
+mod wrappers;
 
 pub use body::Body;
 pub use connection::Configured;
@@ -44,6 +45,7 @@ pub use response::{
     html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };
 pub use testing::{ServesHttp, TestRequest, TestResponse};
+pub use wrappers::{AddHeaders, Cors};
 
 pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 

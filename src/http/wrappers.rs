@@ -1,0 +1,209 @@
+//! Handlers that wrap another and add headers to all it answers: [`AddHeaders`] (fixed
+//! headers, `simple-http -H` and `--cache-control`) and [`Cors`] (`--cors`).
+//!
+//! Both take every request in `dispatch`, so every method and every answer passes them,
+//! error pages included, and pass on what the inner handler says of itself
+//! (`may_block`, `limits`, `handle_expect_100` and the class attributes).
+
+use std::io;
+use std::sync::Arc;
+
+use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+use http::{Method, Version};
+
+use super::handler::{HttpHandler, HttpRequest};
+use super::limits::Limits;
+use crate::handler::{BoxError, HandlerResult};
+
+/// Passes everything but `dispatch` on to `self.inner`.
+macro_rules! wrap_inner {
+    () => {
+        const SERVER_VERSION: &'static str = H::SERVER_VERSION;
+        const SYS_VERSION: &'static str = H::SYS_VERSION;
+        const PROTOCOL_VERSION: Version = H::PROTOCOL_VERSION;
+        const ERROR_MESSAGE_FORMAT: &'static str = H::ERROR_MESSAGE_FORMAT;
+        const ERROR_CONTENT_TYPE: &'static str = H::ERROR_CONTENT_TYPE;
+
+        fn limits(&self) -> Limits {
+            self.inner.limits()
+        }
+
+        fn may_block(&self, request: &HttpRequest<'_>) -> bool {
+            self.inner.may_block(request)
+        }
+
+        fn handle_expect_100(&mut self, request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
+            self.inner.handle_expect_100(request)
+        }
+    };
+}
+
+/// A handler whose answers all carry some fixed headers (`Cache-Control`, a security
+/// policy, ...), the inner handler answering the requests.
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::{AddHeaders, HttpServer};
+///
+/// let files = SimpleHttpHandler::new("www")?;
+/// let handler = AddHeaders::new(files).header("Cache-Control", "no-cache")?;
+/// HttpServer::bind("127.0.0.1:8000", handler)?.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct AddHeaders<H> {
+    inner: H,
+    headers: Arc<Vec<(String, String)>>,
+}
+
+impl<H: HttpHandler> AddHeaders<H> {
+    /// `inner`, adding no header yet.
+    pub fn new(inner: H) -> Self {
+        AddHeaders {
+            inner,
+            headers: Arc::default(),
+        }
+    }
+
+    /// Adds `name: value` to every answer. A name that is no token, a value with control
+    /// characters, and the framing headers (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`) are refused.
+    pub fn header(mut self, name: &str, value: &str) -> io::Result<Self> {
+        check_header(name, value)?;
+        Arc::make_mut(&mut self.headers).push((name.to_string(), value.to_string()));
+        Ok(self)
+    }
+
+    /// The handler that answers.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
+}
+
+impl<H: HttpHandler> HttpHandler for AddHeaders<H> {
+    wrap_inner!();
+
+    fn dispatch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        for (name, value) in self.headers.iter() {
+            request.add_response_header(name, value)?;
+        }
+        self.inner.dispatch(request)
+    }
+}
+
+/// Whether `name: value` may be added to every answer.
+fn check_header(name: &str, value: &str) -> io::Result<()> {
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let framing = ["content-length", "transfer-encoding", "connection"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f));
+    let clean = value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    if token && !framing && clean {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?}: {value:?} cannot be added to every answer"),
+        ))
+    }
+}
+
+/// Cross-origin resource sharing (the Fetch standard's CORS protocol) in front of a
+/// handler: answers carry `Access-Control-Allow-Origin`, and a preflight (`OPTIONS` with
+/// `Origin` and `Access-Control-Request-Method`) is answered here, 204, with the methods
+/// and request headers allowed, without reaching the inner handler.
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::{Cors, HttpServer};
+///
+/// let files = SimpleHttpHandler::new("www")?;
+/// HttpServer::bind("127.0.0.1:8000", Cors::new(files))?.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cors<H> {
+    inner: H,
+    origin: Arc<str>,
+    methods: Arc<str>,
+    max_age: u32,
+}
+
+impl<H: HttpHandler> Cors<H> {
+    /// Any origin (`*`) may read the answers of `inner`, with the methods GET, HEAD, POST,
+    /// PUT, DELETE and OPTIONS; a preflight is good for a day.
+    pub fn new(inner: H) -> Self {
+        Cors {
+            inner,
+            origin: "*".into(),
+            methods: "GET, HEAD, POST, PUT, DELETE, OPTIONS".into(),
+            max_age: 86_400,
+        }
+    }
+
+    /// Only `origin` (`https://app.example`) may read the answers; they then say
+    /// `Vary: Origin`, so caches keep them apart.
+    pub fn allow_origin(mut self, origin: &str) -> io::Result<Self> {
+        check_header("Access-Control-Allow-Origin", origin)?;
+        self.origin = origin.into();
+        Ok(self)
+    }
+
+    /// The methods a preflight allows, comma-separated.
+    pub fn allow_methods(mut self, methods: &str) -> io::Result<Self> {
+        check_header("Access-Control-Allow-Methods", methods)?;
+        self.methods = methods.into();
+        Ok(self)
+    }
+
+    /// Seconds a browser may keep a preflight's answer.
+    pub fn max_age(mut self, seconds: u32) -> Self {
+        self.max_age = seconds;
+        self
+    }
+
+    fn is_preflight(request: &HttpRequest<'_>) -> bool {
+        request.command == Method::OPTIONS
+            && request.headers.contains_key(ORIGIN)
+            && request.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+    }
+
+    fn preflight(&self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.send_response(204)?;
+        request.send_header("Access-Control-Allow-Methods", &*self.methods)?;
+        // The request headers asked for, if they are well-formed: the server has none it
+        // refuses, so it allows what the page wants to send.
+        let asked = request
+            .headers
+            .get(ACCESS_CONTROL_REQUEST_HEADERS)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| check_header("Access-Control-Allow-Headers", v).is_ok())
+            .map(str::to_string);
+        if let Some(asked) = asked {
+            request.send_header("Access-Control-Allow-Headers", asked)?;
+        }
+        request.send_header("Access-Control-Max-Age", self.max_age)?;
+        request.end_headers()?;
+        Ok(())
+    }
+}
+
+impl<H: HttpHandler> HttpHandler for Cors<H> {
+    wrap_inner!();
+
+    fn dispatch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.add_response_header("Access-Control-Allow-Origin", &*self.origin)?;
+        if &*self.origin != "*" {
+            request.add_response_header("Vary", "Origin")?;
+        }
+        if Self::is_preflight(request) {
+            return self.preflight(request);
+        }
+        self.inner.dispatch(request)
+    }
+}
