@@ -72,9 +72,11 @@ use crate::handler::{BoxError, HandlerResult};
 /// password)` (canonical base64 with its padding, UTF-8, a colon, no control characters),
 /// an unknown user or a wrong password. The 401 has the handler's error page and a
 /// `Content-Length`, so the connection stays open for the retry with credentials; `HEAD`
-/// gets the head alone. A refused request with `Expect: 100-continue` is answered before its
-/// body is sent, except that credentials for a bcrypt check are checked after the body is in
-/// (the body waits for a worker, not the loop's thread).
+/// gets the head alone. A request with `Expect: 100-continue` is refused before its body
+/// is sent when no bcrypt check is needed: always for missing or malformed credentials, and
+/// for wrong ones when no user has a bcrypt hash. With one, every check runs bcrypt
+/// (whoever is named), which an event loop does not run on its own thread: it reads the
+/// body first, then checks on a worker.
 ///
 /// # How every request passes the check
 ///
@@ -810,15 +812,15 @@ mod tests {
     }
 
     /// Reports for each request what its credentials come to: first without running bcrypt,
-    /// then, if that was deferred, with it.
+    /// then, if that was deferred, with it; and whether it may block, before and after.
     #[derive(Clone)]
-    struct Probe(BasicAuth<Nothing>);
+    struct Probe<H = Nothing>(BasicAuth<H>);
 
-    impl HttpHandler for Probe {
+    impl<H: HttpHandler> HttpHandler for Probe<H> {
         const PROTOCOL_VERSION: Version = Version::HTTP_11;
 
         fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
-            let slow = self.0.needs_slow_check(request);
+            let slow = self.0.may_block(request);
             let report = match self.0.verdict(request, Slow::Deferred) {
                 Verdict::Deferred => match self.0.verdict(request, Slow::Allowed) {
                     Verdict::User(user) => format!("checked {user}"),
@@ -827,7 +829,7 @@ mod tests {
                 Verdict::User(user) => format!("remembered {user}"),
                 Verdict::Refused => "refused".to_string(),
             };
-            let after = self.0.needs_slow_check(request);
+            let after = self.0.may_block(request);
             request.send_text(200, &format!("{report}, slow {slow} then {after}"))
         }
     }
@@ -881,5 +883,26 @@ mod tests {
         );
         let report = TestRequest::raw(get(&basic("bob:bob-pass"))).run(&fast_only);
         assert_eq!(report.text(), "remembered 0, slow false then false");
+    }
+
+    /// Says every request may block.
+    #[derive(Clone, Debug)]
+    struct Blocking;
+
+    impl HttpHandler for Blocking {
+        fn may_block(&self, _request: &HttpRequest<'_>) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn may_block_asks_the_inner_handler_too() {
+        let probe = Probe(
+            BasicAuth::new(Blocking, "t")
+                .user("bob", "bob-pass")
+                .unwrap(),
+        );
+        let report = TestRequest::raw(get(&basic("bob:bob-pass"))).run(&probe);
+        assert_eq!(report.text(), "remembered 0, slow true then true");
     }
 }
