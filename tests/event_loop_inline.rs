@@ -15,6 +15,8 @@ mod files_forms;
 mod files_paths;
 #[path = "files_serving.rs"]
 mod files_serving;
+#[path = "http_auth.rs"]
+mod http_auth;
 #[path = "http_clients.rs"]
 mod http_clients;
 #[path = "http_composition.rs"]

@@ -407,6 +407,8 @@ pub struct HttpRequest<'a> {
     response: ResponseState,
     /// Header lines for the final response, whoever sends it (`add_response_header`).
     added_headers: Vec<u8>,
+    /// The authenticated user, for the access log.
+    remote_user: Option<String>,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -445,6 +447,7 @@ impl<'a> HttpRequest<'a> {
             attributes,
             response: ResponseState::default(),
             added_headers: Vec::new(),
+            remote_user: None,
         };
         request.close_connection = !request.wants_keep_alive();
         request
@@ -959,7 +962,21 @@ impl<'a> HttpRequest<'a> {
     }
 
     fn log_line(&self, message: &str) -> String {
-        log_line(&self.address_string(), message)
+        log_line(&self.address_string(), self.remote_user.as_deref(), message)
+    }
+
+    /// Names the user the request was authenticated as: the access line and the request's
+    /// other log lines show it in Common Log Format's user field (`-` until it is set).
+    /// [`BasicAuth`](super::BasicAuth) sets it; a handler with authentication of its own
+    /// may too. Control characters in it are escaped in the log.
+    pub fn set_remote_user(&mut self, user: impl Into<String>) {
+        self.remote_user = Some(user.into());
+    }
+
+    /// The user the request was authenticated as, if
+    /// [`set_remote_user`](HttpRequest::set_remote_user) named one.
+    pub fn remote_user(&self) -> Option<&str> {
+        self.remote_user.as_deref()
     }
 
     /// Body bytes the response's `Content-Length` promised and the handler did not write
@@ -998,6 +1015,7 @@ impl<'a> HttpRequest<'a> {
         AccessRecord {
             client_address: self.client_address.clone(),
             requestline: self.requestline.clone(),
+            remote_user: self.remote_user.clone(),
             status: self.response.status,
             body_origin: self.wfile.body_origin(),
             promised,

@@ -46,19 +46,25 @@ fn escape_into(out: &mut String, text: &str) {
     }
 }
 
-/// A log line in Common Log Format: `host - - [date] message`, with control characters
-/// escaped.
-pub(crate) fn log_line(address: &str, message: &str) -> String {
+/// A log line in Common Log Format: `host - user [date] message` (`-` for no user), with
+/// control characters escaped.
+pub(crate) fn log_line(address: &str, user: Option<&str>, message: &str) -> String {
     let mut line = String::with_capacity(address.len() + message.len() + 40);
-    start_line(&mut line, address);
+    start_line(&mut line, address, user);
     escape_into(&mut line, message);
     line
 }
 
-/// `host - - [date] ` into `line`.
-fn start_line(line: &mut String, address: &str) {
+/// `host - user [date] ` into `line`: the authenticated user, or `-` without one (an empty
+/// name too, so that the line keeps its fields).
+fn start_line(line: &mut String, address: &str, user: Option<&str>) {
     escape_into(line, address);
-    line.push_str(" - - [");
+    line.push_str(" - ");
+    match user {
+        Some(user) if !user.is_empty() => escape_into(line, user),
+        _ => line.push('-'),
+    }
+    line.push_str(" [");
     date::with_log_now(|date| line.push_str(date));
     line.push_str("] ");
 }
@@ -68,6 +74,8 @@ fn start_line(line: &mut String, address: &str) {
 pub(crate) struct AccessRecord {
     pub(crate) client_address: ClientAddress,
     pub(crate) requestline: String,
+    /// The authenticated user ([`HttpRequest::set_remote_user`](super::HttpRequest::set_remote_user)).
+    pub(crate) remote_user: Option<String>,
     pub(crate) status: Option<StatusCode>,
     /// Where the body begins in the connection's output stream, if the head was ended.
     pub(crate) body_origin: Option<u64>,
@@ -106,10 +114,10 @@ impl AccessRecord {
         }
     }
 
-    /// `host - - [date] "request line" status`.
+    /// `host - user [date] "request line" status`.
     fn line(&self, address: &str) -> String {
         let mut line = String::with_capacity(address.len() + self.requestline.len() + 48);
-        start_line(&mut line, address);
+        start_line(&mut line, address, self.remote_user.as_deref());
         line.push('"');
         escape_into(&mut line, &self.requestline);
         line.push_str("\" ");
@@ -199,6 +207,39 @@ mod tests {
             escape_control("GET /\r\nX: \u{1b}[31m\\x41 \u{85}"),
             "GET /\\x0d\\x0aX: \\x1b[31m\\\\x41 \\x85"
         );
+    }
+
+    #[test]
+    fn names_the_user_in_the_third_field() {
+        let record = |user: Option<&str>| AccessRecord {
+            client_address: ClientAddress::Inet(([127, 0, 0, 1], 80).into()),
+            requestline: "GET / HTTP/1.1".into(),
+            remote_user: user.map(str::to_string),
+            status: Some(StatusCode::OK),
+            body_origin: None,
+            promised: 0,
+            incomplete: false,
+        };
+        let fields = |line: String| {
+            let (head, rest) = line.split_once(" [").expect("a date");
+            let (_, request) = rest.split_once("] ").expect("the end of the date");
+            (head.to_string(), request.to_string())
+        };
+        let request = "\"GET / HTTP/1.1\" 200".to_string();
+        let cases = [
+            (None, "127.0.0.1 - -"),
+            (Some(""), "127.0.0.1 - -"),
+            (Some("alice"), "127.0.0.1 - alice"),
+            (Some("b\no\x1bb"), "127.0.0.1 - b\\x0ao\\x1bb"),
+        ];
+        for (user, head) in cases {
+            assert_eq!(
+                fields(record(user).line("127.0.0.1")),
+                (head.to_string(), request.clone())
+            );
+            let message = fields(log_line("127.0.0.1", user, "msg"));
+            assert_eq!(message, (head.to_string(), "msg".to_string()));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! slow clients are cut off by the timeouts of [`Limits`].
 
 mod ahead;
+mod auth;
 mod body;
 mod chunked;
 mod connection;
@@ -34,6 +35,7 @@ pub mod status;
 mod testing;
 mod wrappers;
 
+pub use auth::BasicAuth;
 pub use body::Body;
 pub use connection::Configured;
 pub(crate) use connection::ConnectionState as HttpConnection;
