@@ -127,3 +127,129 @@ fn a_name_that_does_not_resolve_fails_with_its_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no-such-host.invalid"), "{stderr}");
 }
+
+/// `GET path` from the first URL of the banner with `extra` header lines.
+fn get_with(running: &Running, path: &str, extra: &str) -> String {
+    let host = running.urls[0]
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut client = connect(host.parse().unwrap());
+    write!(client, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n").unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn header_and_cache_control_flags_are_on_every_answer() {
+    let dir = TempDir::new();
+    dir.write("a.txt", "a");
+    let running = Running::start(
+        &dir,
+        &[
+            "0",
+            "-b",
+            "127.0.0.1",
+            "-H",
+            "X-Served-By: simple-http",
+            "--header",
+            "X-Frame-Options:DENY",
+            "--cache-control",
+            "max-age=60",
+        ],
+    );
+    for path in ["/a.txt", "/missing"] {
+        let response = running.get(path);
+        assert!(
+            response.contains("\r\nX-Served-By: simple-http\r\n"),
+            "{response}"
+        );
+        assert!(
+            response.contains("\r\nX-Frame-Options: DENY\r\n"),
+            "{response}"
+        );
+        assert!(
+            response.contains("\r\nCache-Control: max-age=60\r\n"),
+            "{response}"
+        );
+    }
+}
+
+#[test]
+fn a_header_flag_that_is_no_header_is_refused() {
+    let dir = TempDir::new();
+    for bad in ["NoColon", "Content-Length: 5", "X-Bad Name: v"] {
+        let output = Command::new(BINARY)
+            .args(["0", "-b", "127.0.0.1", "-H", bad])
+            .current_dir(dir.path())
+            .output()
+            .expect("run simple-http");
+        assert!(!output.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("simple-http: "), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn cors_flag_answers_preflights() {
+    let dir = TempDir::new();
+    dir.write("a.txt", "a");
+    let running = Running::start(&dir, &["0", "-b", "127.0.0.1", "--cors"]);
+    let response = running.get("/a.txt");
+    assert!(
+        response.contains("\r\nAccess-Control-Allow-Origin: *\r\n"),
+        "{response}"
+    );
+}
+
+#[test]
+fn auth_flags_require_a_login_or_only_for_writes() {
+    let dir = TempDir::new();
+    dir.write("a.txt", "a");
+    // alice:secret (base64 "YWxpY2U6c2VjcmV0"); bob by the SHA-256 of "hunter2".
+    let bob = "bob:sha256:f52fbd32b2b3b86ff88ef6c490628285f482af15ddcb29541f94bcf526a3f6c7";
+    let running = Running::start(
+        &dir,
+        &[
+            "0",
+            "-b",
+            "127.0.0.1",
+            "--auth",
+            "alice:secret",
+            "--auth",
+            bob,
+        ],
+    );
+    let refused = running.get("/a.txt");
+    assert!(refused.starts_with("HTTP/1.0 401 "), "{refused}");
+    assert!(
+        refused.contains("WWW-Authenticate: Basic realm=\"simple-http\""),
+        "{refused}"
+    );
+    let alice = get_with(
+        &running,
+        "/a.txt",
+        "Authorization: Basic YWxpY2U6c2VjcmV0\r\n",
+    );
+    assert!(alice.starts_with("HTTP/1.0 200 "), "{alice}");
+    let bob = get_with(
+        &running,
+        "/a.txt",
+        "Authorization: Basic Ym9iOmh1bnRlcjI=\r\n",
+    );
+    assert!(bob.starts_with("HTTP/1.0 200 "), "{bob}");
+    drop(running);
+    let open_reads = Running::start(
+        &dir,
+        &[
+            "0",
+            "-b",
+            "127.0.0.1",
+            "--auth",
+            "alice:secret",
+            "--auth-writes-only",
+        ],
+    );
+    assert!(open_reads.get("/a.txt").starts_with("HTTP/1.0 200 "));
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
-use socketserver::http::{Configured, HttpHandler, Limits, Version};
+use socketserver::http::{AddHeaders, BasicAuth, Configured, Cors, HttpHandler, Limits, Version};
 use socketserver::{Concurrency, EventLoop, Server, ServerHandle, TcpTransport, Threading};
 
 #[derive(Parser)]
@@ -52,6 +52,22 @@ struct Args {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     keep_alive: u64,
+    /// A header for every answer, as NAME:VALUE (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// `Cache-Control` of every answer (`no-cache`, `max-age=3600`, ...).
+    #[arg(long, value_name = "VALUE")]
+    cache_control: Option<String>,
+    /// Let pages of any origin read the answers (CORS), preflights answered.
+    #[arg(long)]
+    cors: bool,
+    /// A user who may log in (HTTP Basic), as USER:PASSWORD, USER:sha256:HEX
+    /// (`printf %s pw | sha256sum`) or USER:BCRYPT (`htpasswd -nbB user pw`); repeatable.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    auth: Vec<String>,
+    /// With --auth: only writes (uploads, forms) need a login; reading stays open.
+    #[arg(long, requires = "auth")]
+    auth_writes_only: bool,
 }
 
 /// Where a program that includes this file serves from when `-d` is not given, and why.
@@ -93,19 +109,81 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", directory.display())))?;
     println!("Directory: {} ({which})", files.directory().display());
 
-    let bind = bind_addresses(args.bind.as_deref(), args.port)?;
+    let settings = Settings {
+        bind: bind_addresses(args.bind.as_deref(), args.port)?,
+        limits,
+        protocol,
+    };
     if args.cgi {
-        let cgi = CgiHttpHandler::from_files(files);
-        let handler = Configured::new(cgi)
-            .limits(limits)
-            .protocol_version(protocol);
-        serve_on(&bind, handler, &args)
+        with_auth(CgiHttpHandler::from_files(files), &args, &settings)
     } else {
-        let handler = Configured::new(files)
-            .limits(limits)
-            .protocol_version(protocol);
-        serve_on(&bind, handler, &args)
+        with_auth(files, &args, &settings)
     }
+}
+
+/// What the server is held to, whatever handler it runs.
+struct Settings {
+    bind: Vec<SocketAddr>,
+    limits: Limits,
+    protocol: Version,
+}
+
+/// `--auth`: a login in front of the files.
+fn with_auth<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    if args.auth.is_empty() {
+        return with_cors(handler, args, settings);
+    }
+    let mut auth = BasicAuth::new(handler, "simple-http");
+    for spec in &args.auth {
+        let (user, secret) = spec
+            .split_once(':')
+            .ok_or_else(|| usage(format!("--auth {spec:?} is not USER:PASSWORD")))?;
+        let hashed = secret.starts_with("sha256:") || secret.starts_with("$2");
+        auth = if hashed {
+            auth.user_hashed(user, secret)?
+        } else {
+            auth.user(user, secret)?
+        };
+    }
+    with_cors(auth.writes_only(args.auth_writes_only), args, settings)
+}
+
+/// `--cors`, outside the login: a browser's preflight carries no credentials.
+fn with_cors<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    if args.cors {
+        with_headers(Cors::new(handler), args, settings)
+    } else {
+        with_headers(handler, args, settings)
+    }
+}
+
+/// `-H` and `--cache-control`, outermost: on every answer, a 401 included.
+fn with_headers<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    if args.headers.is_empty() && args.cache_control.is_none() {
+        return configured(handler, args, settings);
+    }
+    let mut added = AddHeaders::new(handler);
+    for spec in &args.headers {
+        let (name, value) = spec
+            .split_once(':')
+            .ok_or_else(|| usage(format!("-H {spec:?} is not NAME:VALUE")))?;
+        added = added.header(name.trim(), value.trim())?;
+    }
+    if let Some(value) = &args.cache_control {
+        added = added.header("Cache-Control", value)?;
+    }
+    configured(added, args, settings)
+}
+
+fn configured<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    let handler = Configured::new(handler)
+        .limits(settings.limits)
+        .protocol_version(settings.protocol);
+    serve_on(&settings.bind, handler, args)
+}
+
+fn usage(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
 /// Serves on the event loop, or a thread per connection with `--threading`.
