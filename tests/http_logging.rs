@@ -19,6 +19,22 @@ struct Entry {
     level: Level,
     target: String,
     message: String,
+    /// The record's key-values, as text.
+    fields: Vec<(String, String)>,
+}
+
+/// Collects a record's key-values as text.
+struct Fields(Vec<(String, String)>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        self.0.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
 }
 
 struct Collector {
@@ -31,10 +47,13 @@ impl Log for Collector {
     }
 
     fn log(&self, record: &Record<'_>) {
+        let mut fields = Fields(Vec::new());
+        let _ = record.key_values().visit(&mut fields);
         self.entries.lock().unwrap().push(Entry {
             level: record.level(),
             target: record.target().to_string(),
             message: record.args().to_string(),
+            fields: fields.0,
         });
     }
 
@@ -108,6 +127,24 @@ fn split_clf(message: &str, before: SystemTime, after: SystemTime) -> String {
     rest.to_string()
 }
 
+/// The combined format's tail of an access line: `"referer" "user agent" seconds` after
+/// the CLF part, which is returned with the quoted fields and the seconds.
+fn split_combined(rest: &str) -> (String, String, String, f64) {
+    let (rest, seconds) = rest.rsplit_once(' ').expect("the seconds last");
+    let seconds: f64 = seconds.parse().expect("seconds as a number");
+    let (clf, quoted) = rest.split_once(" \"").expect("the quoted fields");
+    let (referer, agent) = quoted
+        .strip_suffix('"')
+        .and_then(|q| q.split_once("\" \""))
+        .unwrap_or_else(|| panic!("two quoted fields in {rest:?}"));
+    (
+        clf.to_string(),
+        referer.to_string(),
+        agent.to_string(),
+        seconds,
+    )
+}
+
 #[derive(Clone)]
 struct Logged;
 
@@ -159,22 +196,44 @@ fn access_line_is_in_common_log_format() {
     let server = start(Logged);
     let before = SystemTime::now();
     let mut client = Client::connect(server.addr());
-    let response = client.request(b"GET /clf-x HTTP/1.1\r\nHost: a\r\n\r\n");
+    let response = client.request(
+        b"GET /clf-x HTTP/1.1\r\nHost: a\r\nReferer: http://ref/page\r\n\
+          User-Agent: agent \"007\" \\ x\r\n\r\n",
+    );
     assert_eq!(response.text(), "hello");
     let entries = wait_for_entries("\"GET /clf-x HTTP/1.1\"", 1);
     let after = SystemTime::now();
     assert_eq!(entries.len(), 1, "{entries:#?}");
     assert_eq!(entries[0].level, Level::Info);
     let rest = split_clf(&entries[0].message, before, after);
-    assert_eq!(rest, "\"GET /clf-x HTTP/1.1\" 200 5");
+    // Combined Log Format, then the seconds it took; quotes in a field are escaped.
+    let (clf, referer, agent, seconds) = split_combined(&rest);
+    assert_eq!(clf, "\"GET /clf-x HTTP/1.1\" 200 5");
+    assert_eq!(referer, "http://ref/page");
+    assert_eq!(agent, "agent \\\"007\\\" \\\\ x");
+    assert!((0.0..10.0).contains(&seconds), "{seconds}");
+    // The same as fields, for loggers that read them.
+    let fields = &entries[0].fields;
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(field("status"), Some("200"));
+    assert_eq!(field("bytes"), Some("5"));
+    assert_eq!(field("request"), Some("GET /clf-x HTTP/1.1"));
+    assert_eq!(field("referer"), Some("http://ref/page"));
+    assert_eq!(field("remote"), Some("127.0.0.1"));
+    assert_eq!(field("user"), Some("None"));
 
-    // No body: the size is "-".
+    // No body: the size is "-"; no Referer or User-Agent: "-" quoted.
     client.request(b"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n");
     let entries = wait_for_entries("\"GET /empty HTTP/1.1\"", 1);
     assert!(
         entries[0]
             .message
-            .ends_with("\"GET /empty HTTP/1.1\" 204 -"),
+            .contains("\"GET /empty HTTP/1.1\" 204 - \"-\" \"-\" "),
         "{entries:#?}"
     );
 }
@@ -190,10 +249,8 @@ fn errors_are_logged_at_warn_with_an_access_line() {
     let size = response.body.len();
     let access = wait_for_entries("\"GET /missing HTTP/1.1\" 404", 1);
     let after = SystemTime::now();
-    assert_eq!(
-        split_clf(&access[0].message, before, after),
-        format!("\"GET /missing HTTP/1.1\" 404 {size}")
-    );
+    let (clf, ..) = split_combined(&split_clf(&access[0].message, before, after));
+    assert_eq!(clf, format!("\"GET /missing HTTP/1.1\" 404 {size}"));
     assert_eq!(access[0].level, Level::Info);
     let errors: Vec<Entry> = entries_with("code 404, message No such page")
         .into_iter()
@@ -324,8 +381,9 @@ fn a_response_cut_short_is_logged_with_the_bytes_sent_and_a_warning() {
         .expect("the access line");
     let sent: u64 = access
         .message
-        .rsplit(' ')
-        .next()
+        .split("\" 200 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no size in {access:?}"));
     // What left, not what was promised: at least what the client read, less than all.

@@ -253,3 +253,50 @@ fn auth_flags_require_a_login_or_only_for_writes() {
     );
     assert!(open_reads.get("/a.txt").starts_with("HTTP/1.0 200 "));
 }
+
+#[test]
+fn json_log_format_writes_one_object_per_request() {
+    let dir = TempDir::new();
+    dir.write("a.txt", "abc");
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(BINARY)
+        .args(["0", "-b", "127.0.0.1", "--log-format", "json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start simple-http");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut running = Running {
+        child,
+        urls: Vec::new(),
+    };
+    let mut line = String::new();
+    while !line.starts_with("Serving HTTP on ") {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no banner");
+    }
+    let inside = line.split_once('(').unwrap().1.split_once(')').unwrap().0;
+    running.urls = vec![inside.to_string()];
+    let response = get_with(&running, "/a.txt", "User-Agent: tester\r\n");
+    assert!(response.ends_with("abc"), "{response}");
+    drop(running); // SIGTERM, then wait: the log is complete.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let access = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["request"] == "GET /a.txt HTTP/1.0")
+        .unwrap_or_else(|| panic!("no JSON access line in {text:?}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["bytes"], 3);
+    assert_eq!(access["remote"], "127.0.0.1");
+    assert_eq!(access["user_agent"], "tester");
+    assert_eq!(access["referer"], serde_json::Value::Null);
+    assert!(access["seconds"].as_f64().is_some(), "{access}");
+    assert!(
+        access["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("+0000")),
+        "{access}"
+    );
+}

@@ -4,6 +4,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
+use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -409,6 +410,8 @@ pub struct HttpRequest<'a> {
     added_headers: Vec<u8>,
     /// The authenticated user, for the access log.
     remote_user: Option<String>,
+    /// When the head was parsed, for the access log's time taken.
+    received: Instant,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -448,6 +451,7 @@ impl<'a> HttpRequest<'a> {
             response: ResponseState::default(),
             added_headers: Vec::new(),
             remote_user: None,
+            received: Instant::now(),
         };
         request.close_connection = !request.wants_keep_alive();
         request
@@ -1016,6 +1020,9 @@ impl<'a> HttpRequest<'a> {
             client_address: self.client_address.clone(),
             requestline: self.requestline.clone(),
             remote_user: self.remote_user.clone(),
+            referer: self.header("referer").map(str::to_string),
+            user_agent: self.header("user-agent").map(str::to_string),
+            received: self.received,
             status: self.response.status,
             body_origin: self.wfile.body_origin(),
             promised,

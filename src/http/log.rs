@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::fmt::Write;
 use std::io::Write as _;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use http::StatusCode;
 
@@ -43,6 +43,16 @@ fn escape_into(out: &mut String, text: &str) {
         } else {
             out.push(c);
         }
+    }
+}
+
+/// [`escape_into`] for a quoted field: a `"` becomes `\"` too.
+fn escape_quoted_into(out: &mut String, text: &str) {
+    for (i, part) in text.split('"').enumerate() {
+        if i > 0 {
+            out.push_str("\\\"");
+        }
+        escape_into(out, part);
     }
 }
 
@@ -83,6 +93,11 @@ pub(crate) struct AccessRecord {
     pub(crate) promised: u64,
     /// The handler knows the response is incomplete (it failed, or cut it short).
     pub(crate) incomplete: bool,
+    /// The request's `Referer` and `User-Agent`, for the combined format.
+    pub(crate) referer: Option<String>,
+    pub(crate) user_agent: Option<String>,
+    /// When the request's head was parsed: the line gives the time until the last byte left.
+    pub(crate) received: Instant,
 }
 
 impl AccessRecord {
@@ -103,6 +118,7 @@ impl AccessRecord {
             log::warn!(target: LOG_TARGET, "{line}");
         }
         if log::log_enabled!(target: LOG_TARGET, log::Level::Info) {
+            let seconds = self.received.elapsed().as_secs_f64();
             let mut line = self.line(&address);
             match body_sent {
                 0 => line.push_str(" -"),
@@ -110,7 +126,28 @@ impl AccessRecord {
                     let _ = write!(line, " {n}");
                 }
             }
-            log::info!(target: LOG_TARGET, "{line}");
+            // The combined format's two quoted fields, then the time taken.
+            for field in [&self.referer, &self.user_agent] {
+                line.push_str(" \"");
+                match field {
+                    Some(value) => escape_quoted_into(&mut line, value),
+                    None => line.push('-'),
+                }
+                line.push('"');
+            }
+            let _ = write!(line, " {seconds:.3}");
+            log::info!(
+                target: LOG_TARGET,
+                remote = address.as_str(),
+                user = self.remote_user.as_deref(),
+                request = self.requestline.as_str(),
+                status = self.status.map(|s| s.as_u16()),
+                bytes = body_sent,
+                referer = self.referer.as_deref(),
+                user_agent = self.user_agent.as_deref(),
+                seconds = seconds;
+                "{line}"
+            );
         }
     }
 
@@ -149,12 +186,23 @@ pub(crate) fn address_string(address: &ClientAddress) -> String {
 /// socketserver::http::log_to_stderr(log::LevelFilter::Info).expect("no other logger");
 /// ```
 pub fn log_to_stderr(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
-    log::set_logger(&StderrLogger)?;
+    log::set_logger(&StderrLogger { json: false })?;
     log::set_max_level(level);
     Ok(())
 }
 
-struct StderrLogger;
+/// [`log_to_stderr`], one JSON object per line: an access line's fields (`time`, `remote`,
+/// `user`, `request`, `status`, `bytes`, `referer`, `user_agent`, `seconds`; `null` where
+/// there is none), any other record as `time`, `level`, `target` and `message`.
+pub fn log_json_to_stderr(level: log::LevelFilter) -> Result<(), log::SetLoggerError> {
+    log::set_logger(&StderrLogger { json: true })?;
+    log::set_max_level(level);
+    Ok(())
+}
+
+struct StderrLogger {
+    json: bool,
+}
 
 thread_local! {
     /// The line being written, kept for the next one.
@@ -173,7 +221,10 @@ impl log::Log for StderrLogger {
         LINE.with(|line| {
             let mut line = line.borrow_mut();
             line.clear();
-            let _ = if record.target() == LOG_TARGET {
+            let _ = if self.json {
+                json_line(&mut line, record);
+                Ok(())
+            } else if record.target() == LOG_TARGET {
                 writeln!(line, "{}", record.args())
             } else {
                 let date = log_date_time_string(SystemTime::now());
@@ -186,6 +237,75 @@ impl log::Log for StderrLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// `record` as one JSON object and a newline: its key-values if it has any (an access
+/// line), else its level, target and message.
+fn json_line(line: &mut String, record: &log::Record<'_>) {
+    line.push_str("{\"time\":");
+    date::with_log_now(|date| json_string(line, date));
+    let mut fields = JsonFields { line, count: 0 };
+    let _ = record.key_values().visit(&mut fields);
+    if fields.count == 0 {
+        line.push_str(",\"level\":");
+        json_string(line, record.level().as_str());
+        line.push_str(",\"target\":");
+        json_string(line, record.target());
+        line.push_str(",\"message\":");
+        json_string(line, &record.args().to_string());
+    }
+    line.push_str("}\n");
+}
+
+/// Appends each key-value as `,"key":value`.
+struct JsonFields<'a> {
+    line: &'a mut String,
+    count: usize,
+}
+
+impl<'kvs> log::kv::VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        self.count += 1;
+        self.line.push(',');
+        json_string(self.line, key.as_str());
+        self.line.push(':');
+        if let Some(number) = value.to_u64() {
+            let _ = write!(self.line, "{number}");
+        } else if let Some(number) = value.to_f64() {
+            let _ = write!(self.line, "{number:.6}");
+        } else if let Some(text) = value.to_borrowed_str() {
+            json_string(self.line, text);
+        } else {
+            // An absent `Option` is the only other value access lines carry.
+            let text = value.to_string();
+            if text == "None" {
+                self.line.push_str("null");
+            } else {
+                json_string(self.line, &text);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `text` as a JSON string: quotes, backslashes and control characters escaped.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The time as Common Log Format writes it, in UTC: `23/Nov/2026:09:12:00 +0000`.

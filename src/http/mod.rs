@@ -42,7 +42,9 @@ pub(crate) use connection::ConnectionState as HttpConnection;
 pub use form::parse_qsl;
 pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus, Message};
 pub use limits::Limits;
-pub use log::{escape_control, log_date_time_string, log_to_stderr, LOG_TARGET};
+pub use log::{
+    escape_control, log_date_time_string, log_json_to_stderr, log_to_stderr, LOG_TARGET,
+};
 pub use response::{
     html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };

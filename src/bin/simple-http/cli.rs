@@ -68,6 +68,10 @@ struct Args {
     /// With --auth: only writes (uploads, forms) need a login; reading stays open.
     #[arg(long, requires = "auth")]
     auth_writes_only: bool,
+    /// The access log on stderr: `text` (Combined Log Format and the seconds taken, one
+    /// line per request) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 /// Where a program that includes this file serves from when `-d` is not given, and why.
@@ -78,8 +82,13 @@ pub struct DefaultDirectory {
 
 /// Parses the command line, serves until Ctrl-C or SIGTERM, and says how it ended.
 pub fn run(default: DefaultDirectory) -> ExitCode {
-    socketserver::http::log_to_stderr(log::LevelFilter::Info).expect("the only logger");
     let args = Args::parse();
+    let logger = if args.log_format == "json" {
+        socketserver::http::log_json_to_stderr
+    } else {
+        socketserver::http::log_to_stderr
+    };
+    logger(log::LevelFilter::Info).expect("the only logger");
     match serve_args(args, default) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
