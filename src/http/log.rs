@@ -322,6 +322,22 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\nd\u{1}\u{7f}é");
+        assert_eq!(out, "\"a\\\"b\\\\c\\u000ad\\u0001\\u007fé\"");
+        let parsed: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}\u{7f}é");
+    }
+
+    #[test]
+    fn quoted_fields_escape_their_quotes() {
+        let mut out = String::new();
+        escape_quoted_into(&mut out, "say \"hi\"\r\n");
+        assert_eq!(out, "say \\\"hi\\\"\\x0d\\x0a");
+    }
+
+    #[test]
     fn escapes_control_characters() {
         assert_eq!(
             escape_control("GET /\r\nX: \u{1b}[31m\\x41 \u{85}"),
@@ -339,6 +355,9 @@ mod tests {
             body_origin: None,
             promised: 0,
             incomplete: false,
+            referer: None,
+            user_agent: None,
+            received: Instant::now(),
         };
         let fields = |line: String| {
             let (head, rest) = line.split_once(" [").expect("a date");
