@@ -15,6 +15,8 @@ mod files_forms;
 mod files_paths;
 #[path = "files_serving.rs"]
 mod files_serving;
+#[path = "files_uploads.rs"]
+mod files_uploads;
 #[path = "http_clients.rs"]
 mod http_clients;
 #[path = "http_composition.rs"]
