@@ -17,6 +17,8 @@ mod files_paths;
 mod files_serving;
 #[path = "http_auth.rs"]
 mod http_auth;
+#[path = "files_uploads.rs"]
+mod files_uploads;
 #[path = "http_clients.rs"]
 mod http_clients;
 #[path = "http_composition.rs"]

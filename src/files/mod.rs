@@ -3,6 +3,9 @@
 //! `GET` and `HEAD` serve files (with `ETag`, `Last-Modified`, conditional and range
 //! requests) and directories (their index page, or a listing); `POST` decodes an
 //! `application/x-www-form-urlencoded` body and hands its fields to a [`FormHandler`].
+//! With [`uploads`](SimpleHttpHandler::uploads) on, `PUT` writes a file, a
+//! `multipart/form-data` `POST` writes files into a directory and `DELETE` may remove one:
+//! see [`Uploads`].
 //! No request can reach a file outside the directory: see
 //! [`translate_path`](SimpleHttpHandler::translate_path). Small files are kept in memory
 //! and checked against the disk on every request: see
@@ -12,7 +15,9 @@ mod cache;
 pub(crate) mod conditional;
 mod form;
 mod listing;
+mod multipart;
 pub(crate) mod path;
+mod upload;
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -24,11 +29,13 @@ use http::header::CONTENT_TYPE;
 use http::StatusCode;
 
 pub use form::{EchoForm, FormHandler};
+pub use upload::Uploads;
 
-use crate::handler::HandlerResult;
-use crate::http::{parse_qsl, HttpHandler, HttpRequest};
+use crate::handler::{BoxError, HandlerResult};
+use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
 use cache::{CachedFile, FileCache, Identity};
 use conditional::{RangeRequest, Validators};
+use multipart::FormType;
 
 /// Files up to this size are read into the response buffer and leave with the headers in
 /// one write; larger ones are sent by the kernel (`sendfile`).
@@ -36,6 +43,10 @@ const SMALL_FILE: u64 = 16 * 1024;
 
 /// How many bytes of small files are kept in memory by default.
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The largest `application/x-www-form-urlencoded` body, which is read into memory: with
+/// uploads on, the server's body limit is the upload limit, which may be far larger.
+const FORM_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Serves a directory over HTTP: Python's `SimpleHTTPRequestHandler`.
 ///
@@ -65,6 +76,7 @@ struct Config {
     index_pages: Vec<String>,
     extensions: HashMap<String, String>,
     cache: Arc<FileCache>,
+    uploads: Option<Uploads>,
 }
 
 /// What a response says about a file, apart from its bytes.
@@ -94,6 +106,7 @@ impl SimpleHttpHandler {
                 index_pages: vec!["index.html".into(), "index.htm".into()],
                 extensions: HashMap::new(),
                 cache: Arc::new(FileCache::new(CACHE_BYTES, SMALL_FILE)),
+                uploads: None,
             }),
             form: EchoForm,
         })
@@ -141,6 +154,28 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     pub fn cache_small_files(mut self, bytes: usize) -> Self {
         self.config_mut().cache = Arc::new(FileCache::new(bytes, SMALL_FILE));
         self
+    }
+
+    /// Accepts uploads as `uploads` says: `PUT` of a file, `multipart/form-data` `POST` of
+    /// files to a directory, `DELETE` if allowed (see [`Uploads`]). Off by default: `PUT`
+    /// and `DELETE` then answer 405 Method Not Allowed. The server's body limit becomes
+    /// the upload limit (see [`Uploads::max_request_size`]).
+    pub fn uploads(mut self, uploads: Uploads) -> Self {
+        self.config_mut().uploads = Some(uploads);
+        self
+    }
+
+    /// What uploads are accepted, if any.
+    pub fn upload_settings(&self) -> Option<&Uploads> {
+        self.config.uploads.as_ref()
+    }
+
+    /// What the upload code needs of the configuration.
+    fn site(&self) -> upload::Site<'_> {
+        upload::Site {
+            root: &self.config.root,
+            uploads: self.config.uploads.as_ref(),
+        }
     }
 
     /// Answers forms with `form` instead of [`EchoForm`].
@@ -401,10 +436,37 @@ fn send_status(request: &mut HttpRequest<'_>, status: StatusCode) -> HandlerResu
 impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
     const SERVER_VERSION: &'static str = concat!("SimpleHTTP/", env!("CARGO_PKG_VERSION"));
 
-    /// Only a form may wait (for its [`FormHandler`]); files are read from local disk, as
-    /// nginx does in its event loop.
+    /// With uploads on, the body limit is the upload limit: an event loop then refuses a
+    /// larger upload before reading it.
+    fn limits(&self) -> Limits {
+        let mut limits = Limits::default();
+        if let Some(uploads) = &self.config.uploads {
+            limits.max_body_size = uploads.request_limit();
+        }
+        limits
+    }
+
+    /// A form may wait (for its [`FormHandler`]), and so may an upload (writing and
+    /// syncing files); files are read from local disk, as nginx does in its event loop.
     fn may_block(&self, request: &HttpRequest<'_>) -> bool {
-        request.command == http::Method::POST && F::MAY_BLOCK
+        let uploads = self.config.uploads.is_some();
+        match request.command {
+            http::Method::POST => F::MAY_BLOCK || (uploads && is_multipart(request)),
+            http::Method::PUT | http::Method::DELETE => uploads,
+            _ => false,
+        }
+    }
+
+    /// Refuses an upload from its head alone when it would be refused anyway (405, 413,
+    /// 409, ...), so that the client never sends the body.
+    fn handle_expect_100(&mut self, request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
+        match upload::refuse_early(&self.site(), request) {
+            Some(refusal) => {
+                refusal.send(request)?;
+                Ok(false)
+            }
+            None => Ok(true),
+        }
     }
 
     fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
@@ -415,9 +477,19 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
         self.serve(request)
     }
 
-    /// Decodes an `application/x-www-form-urlencoded` body and hands the fields to the
+    /// A `multipart/form-data` body with uploads on saves its files (see [`Uploads`]); an
+    /// `application/x-www-form-urlencoded` body is decoded and its fields handed to the
     /// form handler; any other content type gets 415.
     fn do_post(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        if self.config.uploads.is_some() {
+            match upload::form_type_of(request) {
+                FormType::Multipart(boundary) => {
+                    return upload::post_form(&self.site(), request, &boundary)
+                }
+                FormType::BadBoundary => return upload::bad_boundary().send(request),
+                FormType::Other => {}
+            }
+        }
         let media_type = request
             .headers
             .get(CONTENT_TYPE)
@@ -425,16 +497,57 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
         if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
-            request.send_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Only application/x-www-form-urlencoded forms are accepted",
-            )?;
+            let message = match self.config.uploads {
+                Some(_) => {
+                    "Only application/x-www-form-urlencoded and multipart/form-data forms \
+                     are accepted"
+                }
+                None => "Only application/x-www-form-urlencoded forms are accepted",
+            };
+            request.send_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)?;
             return Ok(());
         }
-        let body = request.read_body()?;
+        if request.rfile.known_length().is_some_and(|n| n > FORM_BYTES) {
+            return request.send_error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large");
+        }
+        let mut body = Vec::new();
+        (&mut request.rfile)
+            .take(FORM_BYTES + 1)
+            .read_to_end(&mut body)?;
+        if body.len() as u64 > FORM_BYTES {
+            return request.send_error(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large");
+        }
         let fields = parse_qsl(&body);
         self.form.handle_form(request, fields)
     }
+
+    /// With uploads on, the body becomes the file the target names; else 405.
+    fn do_put(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        upload::put(&self.site(), request)
+    }
+
+    /// With uploads and deleting on, removes the file the target names; else 405.
+    fn do_delete(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        upload::delete(&self.site(), request)
+    }
+
+    /// 200 with `Allow`: the methods the target allows.
+    fn do_options(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        upload::options(&self.site(), request)
+    }
+}
+
+/// Whether the request's body is a `multipart/form-data` form (by its media type alone).
+fn is_multipart(request: &HttpRequest<'_>) -> bool {
+    request
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().split(|&b| b == b';').next())
+        .is_some_and(|media| {
+            media
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"multipart/form-data")
+        })
 }
 
 #[cfg(test)]
