@@ -15,10 +15,10 @@ mod files_forms;
 mod files_paths;
 #[path = "files_serving.rs"]
 mod files_serving;
-#[path = "http_auth.rs"]
-mod http_auth;
 #[path = "files_uploads.rs"]
 mod files_uploads;
+#[path = "http_auth.rs"]
+mod http_auth;
 #[path = "http_clients.rs"]
 mod http_clients;
 #[path = "http_composition.rs"]

@@ -300,3 +300,45 @@ fn json_log_format_writes_one_object_per_request() {
         "{access}"
     );
 }
+
+/// `request` (head and body) to the first URL of the banner; the whole answer.
+fn send(running: &Running, request: &str) -> String {
+    let host = running.urls[0]
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut client = connect(host.parse().unwrap());
+    client.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    client.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn upload_flags_accept_files_and_replace_only_with_overwrite() {
+    let dir = TempDir::new();
+    let put = "PUT /new.txt HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello";
+    let closed = Running::start(&dir, &["0", "-b", "127.0.0.1"]);
+    let refused = send(&closed, put);
+    assert!(refused.starts_with("HTTP/1.0 405 "), "{refused}");
+    assert!(refused.contains("\r\nAllow: "), "{refused}");
+    drop(closed);
+    let open = Running::start(&dir, &["0", "-b", "127.0.0.1", "--upload"]);
+    let created = send(&open, put);
+    assert!(created.starts_with("HTTP/1.0 201 "), "{created}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("new.txt")).unwrap(),
+        "hello"
+    );
+    let again = send(&open, put);
+    assert!(again.starts_with("HTTP/1.0 409 "), "{again}");
+    drop(open);
+    let replacing = Running::start(&dir, &["0", "-b", "127.0.0.1", "--upload", "--overwrite"]);
+    let replace = "PUT /new.txt HTTP/1.0\r\nContent-Length: 3\r\n\r\nbye";
+    let replaced = send(&replacing, replace);
+    assert!(replaced.starts_with("HTTP/1.0 204 "), "{replaced}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("new.txt")).unwrap(),
+        "bye"
+    );
+}

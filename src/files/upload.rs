@@ -30,7 +30,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use super::multipart::{self, Event, FormError, FormType, Parser, PartHead, PartLimits};
 use super::path::{self, Root};
 use crate::handler::HandlerResult;
-use crate::http::{html_escape, status, HttpRequest, DEFAULT_ERROR_MESSAGE};
+use crate::http::HttpRequest;
 
 /// What a [`SimpleHttpHandler`](super::SimpleHttpHandler) accepts from clients that write,
 /// given to [`uploads`](super::SimpleHttpHandler::uploads). Nothing is accepted without it:
@@ -236,25 +236,10 @@ impl Refusal {
 
     /// Sends the error page (`send_error`'s, with `Allow` for a 405).
     pub(super) fn send(self, request: &mut HttpRequest<'_>) -> HandlerResult {
-        let Some(allow) = self.allow else {
-            return request.send_error(self.status, self.message);
-        };
-        request.log_error(&format!(
-            "code {}, message {}",
-            self.status.as_u16(),
-            self.message
-        ));
-        let page = DEFAULT_ERROR_MESSAGE
-            .replace("{code}", self.status.as_str())
-            .replace("{explain}", status::explain(self.status))
-            .replace("{message}", &html_escape(&self.message));
-        request.send_response_message(self.status, None)?;
-        request.send_header("Allow", allow)?;
-        request.send_header("Content-Type", "text/html;charset=utf-8")?;
-        request.send_header("Content-Length", page.len())?;
-        request.end_headers()?;
-        request.wfile.write_all(page.as_bytes())?;
-        Ok(())
+        if let Some(allow) = self.allow {
+            request.add_response_header("Allow", allow)?;
+        }
+        request.send_error(self.status, self.message)
     }
 }
 

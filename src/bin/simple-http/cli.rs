@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
-use socketserver::files::SimpleHttpHandler;
+use socketserver::files::{SimpleHttpHandler, Uploads};
 use socketserver::http::{AddHeaders, BasicAuth, Configured, Cors, HttpHandler, Limits, Version};
 use socketserver::{Concurrency, EventLoop, Server, ServerHandle, TcpTransport, Threading};
 
@@ -52,6 +52,13 @@ struct Args {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     keep_alive: u64,
+    /// Accept uploads: PUT of a file, and multipart/form-data POST of files to a directory
+    /// (the listing's form); each at most --max-body bytes.
+    #[arg(long)]
+    upload: bool,
+    /// With --upload: an upload may replace an existing file (else 409).
+    #[arg(long, requires = "upload")]
+    overwrite: bool,
     /// A header for every answer, as NAME:VALUE (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME:VALUE")]
     headers: Vec<String>,
@@ -114,8 +121,14 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
     } else {
         Version::HTTP_10
     };
-    let files = SimpleHttpHandler::new(&directory)
+    let mut files = SimpleHttpHandler::new(&directory)
         .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", directory.display())))?;
+    if args.upload {
+        let uploads = Uploads::new()
+            .max_request_size(args.max_body)
+            .overwrite(args.overwrite);
+        files = files.uploads(uploads);
+    }
     println!("Directory: {} ({which})", files.directory().display());
 
     let settings = Settings {
