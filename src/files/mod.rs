@@ -496,7 +496,9 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase());
-        if media_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        // A POST without a body says nothing of its type: it is an empty form.
+        let empty = media_type.is_none() && request.rfile.known_length() == Some(0);
+        if !empty && media_type.as_deref() != Some("application/x-www-form-urlencoded") {
             let message = match self.config.uploads {
                 Some(_) => {
                     "Only application/x-www-form-urlencoded and multipart/form-data forms \
