@@ -13,6 +13,8 @@ mod files_cache;
 mod files_forms;
 #[path = "files_paths.rs"]
 mod files_paths;
+#[path = "files_ranges.rs"]
+mod files_ranges;
 #[path = "files_serving.rs"]
 mod files_serving;
 #[path = "files_uploads.rs"]

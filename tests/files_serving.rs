@@ -220,14 +220,8 @@ fn ranges() {
         );
         assert!(response.body.is_empty(), "{spec}");
     }
-    // Several ranges, malformed ranges and other units: the whole file.
-    for spec in [
-        "bytes=0-1,3-4",
-        "bytes=0-1, 5-6",
-        "bytes=5-4",
-        "items=0-1",
-        "bytes=x-y",
-    ] {
+    // Malformed ranges and other units: the whole file (several ranges: files_ranges.rs).
+    for spec in ["bytes=5-4", "items=0-1", "bytes=x-y"] {
         let response = range(spec);
         assert_eq!(response.status, 200, "{spec}");
         assert_eq!(response.body, b"0123456789", "{spec}");

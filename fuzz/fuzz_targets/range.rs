@@ -1,11 +1,13 @@
-//! Fuzzes the file handler's conditional-request parsers: `Range` with `If-Range`, and
-//! `If-None-Match` with `If-Modified-Since`. The input is header lines (`Name: value`),
-//! tried against files of several lengths: 0, 1, small, near `u64::MAX`, and every number
-//! in the input and its neighbours.
+//! Fuzzes the file handler's conditional-request parsers: `Range` with `If-Range`,
+//! `If-None-Match` with `If-Modified-Since`, and `If-Match` with `If-Unmodified-Since`.
+//! The input is header lines (`Name: value`), tried against files of several lengths: 0,
+//! 1, small, near `u64::MAX`, and every number in the input and its neighbours.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socketserver::http::fuzz::{not_modified, range, Range, ETAG, LAST_MODIFIED};
+use socketserver::http::fuzz::{
+    not_modified, precondition_failed, range, Range, ETAG, LAST_MODIFIED, MAX_RANGES,
+};
 
 /// [`LAST_MODIFIED`] in the two obsolete HTTP-date formats, which recipients must accept.
 const LAST_MODIFIED_RFC850: &str = "Sunday, 06-Nov-94 08:49:37 GMT";
@@ -41,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         check_range(&headers, len);
     }
     check_not_modified(&headers);
+    check_preconditions(&headers);
 });
 
 fn check_range(headers: &[(&[u8], &[u8])], len: u64) {
@@ -49,7 +52,21 @@ fn check_range(headers: &[(&[u8], &[u8])], len: u64) {
         assert!(start <= end, "{answer:?} for a file of {len}");
         assert!(end < len, "{answer:?} past the end of a file of {len}");
     }
+    if let Range::Multipart(parts) = &answer {
+        check_parts(parts, len);
+    }
     let ranges = values(headers, "range");
+    // More ranges than the cap: the header is ignored (empty list elements do not count).
+    if let [value] = ranges[..] {
+        let set = value.splitn(2, |&b| b == b'=').nth(1).unwrap_or_default();
+        let asked = set
+            .split(|&b| b == b',')
+            .filter(|element| !trim(element).is_empty())
+            .count();
+        if asked > MAX_RANGES {
+            assert_eq!(answer, Range::Full, "{asked} ranges, for a file of {len}");
+        }
+    }
     let if_ranges = values(headers, "if-range");
     if ranges.is_empty() {
         assert_eq!(answer, Range::Full, "no Range, for a file of {len}");
@@ -84,6 +101,26 @@ fn check_range(headers: &[(&[u8], &[u8])], len: u64) {
                 lossy(value)
             );
         }
+    }
+}
+
+/// The parts of a multipart answer: at least two and at most the cap, inside the file,
+/// and no two overlapping or touching (those are merged).
+fn check_parts(parts: &[(u64, u64)], len: u64) {
+    assert!(
+        (2..=MAX_RANGES).contains(&parts.len()),
+        "{parts:?} for a file of {len}"
+    );
+    for &(start, end) in parts {
+        assert!(start <= end && end < len, "{parts:?} for a file of {len}");
+    }
+    let mut sorted = parts.to_vec();
+    sorted.sort_unstable();
+    for pair in sorted.windows(2) {
+        assert!(
+            pair[1].0 > pair[0].1 + 1,
+            "{parts:?} overlap or touch, for a file of {len}"
+        );
     }
 }
 
@@ -154,16 +191,15 @@ fn check_not_modified(headers: &[(&[u8], &[u8])]) {
             "If-Modified-Since was used"
         );
     }
-    // A list holding our tag (weakly compared) or `*` matches.
+    // `*`, or a list of tags one of which is ours (weakly compared), matches; a list
+    // without it does not.
     if let [list] = tags[..] {
-        let weak = format!("W/{ETAG}");
-        if list.iter().all(|&b| is_text(b))
-            && list
-                .split(|&b| b == b',')
-                .map(trim)
-                .any(|tag| tag == ETAG.as_bytes() || tag == weak.as_bytes() || tag == b"*")
-        {
-            assert!(answer, "If-None-Match {:?} did not match", lossy(list));
+        if let Some(tags) = tag_list(list) {
+            let weak = format!("W/{ETAG}");
+            let expected = tags
+                .iter()
+                .any(|&tag| tag == b"*" || tag == ETAG.as_bytes() || tag == weak.as_bytes());
+            assert_eq!(answer, expected, "If-None-Match {:?}", lossy(list));
         }
     }
     // Our date, in any of the three formats, with no If-None-Match: 304.
@@ -175,6 +211,70 @@ fn check_not_modified(headers: &[(&[u8], &[u8])]) {
             assert!(answer, "If-Modified-Since {:?} did not match", lossy(date));
         }
     }
+}
+
+fn check_preconditions(headers: &[(&[u8], &[u8])]) {
+    let answer = precondition_failed(headers);
+    let tags = values(headers, "if-match");
+    let dates = values(headers, "if-unmodified-since");
+    if tags.is_empty() && dates.is_empty() {
+        assert!(!answer, "412 without a condition");
+    }
+    // When If-Match is there, If-Unmodified-Since is not looked at (RFC 9110 13.1.4).
+    if !tags.is_empty() {
+        let without_dates: Vec<_> = headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case(b"if-unmodified-since"))
+            .copied()
+            .collect();
+        assert_eq!(
+            answer,
+            precondition_failed(&without_dates),
+            "If-Unmodified-Since was used"
+        );
+    }
+    // `*`, or a list holding our tag exactly (strong comparison: not `W/`), holds.
+    if let [list] = tags[..] {
+        if let Some(tags) = tag_list(list) {
+            let holds = tags
+                .iter()
+                .any(|&tag| tag == b"*" || tag == ETAG.as_bytes());
+            assert_eq!(answer, !holds, "If-Match {:?}", lossy(list));
+        }
+    }
+    // Our date or a later one, with no If-Match: no 412.
+    if let ([], [date]) = (&tags[..], &dates[..]) {
+        if [LAST_MODIFIED, LAST_MODIFIED_RFC850, LAST_MODIFIED_ASCTIME]
+            .iter()
+            .any(|good| *date == good.as_bytes())
+        {
+            assert!(!answer, "If-Unmodified-Since {:?} failed", lossy(date));
+        }
+    }
+}
+
+/// The elements of an `If-Match` or `If-None-Match` value that is plainly well formed:
+/// `*` alone, or entity tags without commas in them, split at the commas; `None` for any
+/// other value, which this simple reading cannot judge.
+fn tag_list(list: &[u8]) -> Option<Vec<&[u8]>> {
+    if trim(list) == b"*" {
+        return Some(vec![b"*"]);
+    }
+    let tags: Vec<&[u8]> = list
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|tag| !tag.is_empty())
+        .collect();
+    let well_formed = |tag: &[u8]| {
+        let opaque = tag.strip_prefix(b"W/").unwrap_or(tag);
+        opaque.len() >= 2
+            && opaque.starts_with(b"\"")
+            && opaque.ends_with(b"\"")
+            && opaque[1..opaque.len() - 1]
+                .iter()
+                .all(|&b| b == 0x21 || (0x23..=0x7e).contains(&b))
+    };
+    tags.iter().all(|tag| well_formed(tag)).then_some(tags)
 }
 
 /// The values of the header lines named `name` that a request could carry.

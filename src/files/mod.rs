@@ -11,6 +11,7 @@
 //! and checked against the disk on every request: see
 //! [`cache_small_files`](SimpleHttpHandler::cache_small_files).
 
+mod byteranges;
 mod cache;
 pub(crate) mod conditional;
 mod form;
@@ -21,7 +22,8 @@ mod upload;
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,8 +35,9 @@ pub use upload::Uploads;
 
 use crate::handler::{BoxError, HandlerResult};
 use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
+use byteranges::Multipart;
 use cache::{CachedFile, FileCache, Identity};
-use conditional::{RangeRequest, Validators};
+use conditional::{ByteRange, RangeRequest, Validators};
 use multipart::FormType;
 
 /// Files up to this size are read into the response buffer and leave with the headers in
@@ -324,10 +327,13 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     }
 }
 
-/// Answers a GET or HEAD of a file: 304 if the client's copy is current, the range asked
-/// for (206 or 416), or the whole file.
+/// Answers a GET or HEAD of a file: 412 if a precondition fails, 304 if the client's copy
+/// is current, the ranges asked for (206 or 416), or the whole file.
 fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Source<'_>) -> HandlerResult {
     let validators = &entity.validators;
+    if validators.precondition_failed(&request.headers) {
+        return send_status(request, StatusCode::PRECONDITION_FAILED);
+    }
     if validators.not_modified(&request.headers) {
         request.send_response(StatusCode::NOT_MODIFIED)?;
         request.send_header("ETag", &validators.etag)?;
@@ -336,52 +342,125 @@ fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Source<'_>)
         return Ok(());
     }
     let len = entity.len;
-    let (status, start, count) = match conditional::range(&request.headers, len, validators) {
-        RangeRequest::Full => (StatusCode::OK, 0, len),
-        RangeRequest::Partial { start, end } => {
-            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
-        }
+    match conditional::range(&request.headers, len, validators) {
+        RangeRequest::Full => send_range(request, entity, body, StatusCode::OK, 0, len),
+        RangeRequest::Partial { start, end } => send_range(
+            request,
+            entity,
+            body,
+            StatusCode::PARTIAL_CONTENT,
+            start,
+            end - start + 1,
+        ),
+        RangeRequest::Multipart(ranges) => send_multipart(request, entity, body, &ranges),
         RangeRequest::Unsatisfiable => {
             request.send_response(StatusCode::RANGE_NOT_SATISFIABLE)?;
             request.send_header("Content-Range", format_args!("bytes */{len}"))?;
             request.send_header("Content-Length", 0)?;
             request.end_headers()?;
-            return Ok(());
+            Ok(())
         }
-    };
+    }
+}
+
+/// Sends `count` bytes of the file from `start`: all of it (200) or one range (206).
+fn send_range(
+    request: &mut HttpRequest<'_>,
+    entity: &Entity,
+    body: Source<'_>,
+    status: StatusCode,
+    start: u64,
+    count: u64,
+) -> HandlerResult {
     request.send_response(status)?;
     request.send_header("Content-Type", &entity.content_type)?;
     request.send_header("Content-Length", count)?;
     if status == StatusCode::PARTIAL_CONTENT {
         request.send_header(
             "Content-Range",
-            format_args!("bytes {start}-{}/{len}", start + count - 1),
+            format_args!("bytes {start}-{}/{}", start + count - 1, entity.len),
         )?;
     }
-    request.send_header("Last-Modified", &entity.last_modified)?;
-    request.send_header("ETag", &validators.etag)?;
-    request.send_header("Accept-Ranges", "bytes")?;
+    send_validators(request, entity)?;
     request.end_headers()?;
     if request.command == http::Method::HEAD {
         return Ok(());
     }
-    match body {
-        Source::Memory(bytes) => {
-            // `count` is within `len`, the length of `bytes`.
-            request
-                .wfile
-                .write_all(&bytes[start as usize..][..count as usize])?;
-        }
-        Source::File(file) if count > SMALL_FILE => {
-            // A shrinking file fails the send and closes the connection.
-            request.wfile.send_file(file, start, count)?;
-        }
-        Source::File(mut file) => {
-            if start > 0 {
-                file.seek(SeekFrom::Start(start))?;
+    body.send(request, start, count)
+}
+
+/// Sends several ranges of the file as one `multipart/byteranges` body (206).
+fn send_multipart(
+    request: &mut HttpRequest<'_>,
+    entity: &Entity,
+    body: Source<'_>,
+    ranges: &[ByteRange],
+) -> HandlerResult {
+    let boundary = byteranges::boundary(&entity.validators.etag);
+    let multipart = Multipart::new(boundary, ranges, &entity.content_type, entity.len)?;
+    request.send_response(StatusCode::PARTIAL_CONTENT)?;
+    request.send_header("Content-Type", multipart.content_type())?;
+    request.send_header("Content-Length", multipart.content_length())?;
+    send_validators(request, entity)?;
+    request.end_headers()?;
+    if request.command == http::Method::HEAD {
+        return Ok(());
+    }
+    for (head, range) in multipart.parts() {
+        request.wfile.write_all(head)?;
+        body.part()?.send(request, range.start, range.len())?;
+    }
+    request.wfile.write_all(multipart.close())?;
+    Ok(())
+}
+
+/// The headers every 200 and 206 of a file carries besides its type and length.
+fn send_validators(request: &mut HttpRequest<'_>, entity: &Entity) -> io::Result<()> {
+    request.send_header("Last-Modified", &entity.last_modified)?;
+    request.send_header("ETag", &entity.validators.etag)?;
+    request.send_header("Accept-Ranges", "bytes")
+}
+
+impl Source<'_> {
+    /// The same bytes, for one part of several: a file is opened again (`dup`), as each
+    /// `sendfile` takes its file.
+    fn part(&self) -> io::Result<Source<'_>> {
+        Ok(match self {
+            Source::File(file) => Source::File(file.try_clone()?),
+            Source::Memory(bytes) => Source::Memory(bytes),
+        })
+    }
+
+    /// Sends `count` bytes from `start` (within the file) as body.
+    fn send(self, request: &mut HttpRequest<'_>, start: u64, count: u64) -> HandlerResult {
+        match self {
+            Source::Memory(bytes) => {
+                // `start + count` is within the file, the length of `bytes`.
+                request
+                    .wfile
+                    .write_all(&bytes[start as usize..][..count as usize])?;
             }
-            let copied = io::copy(&mut (&mut file).take(count), &mut request.wfile)?;
-            if copied < count {
+            Source::File(file) if count > SMALL_FILE => {
+                // A shrinking file fails the send and closes the connection.
+                request.wfile.send_file(file, start, count)?;
+            }
+            Source::File(file) => copy_range(request, &file, start, count)?,
+        }
+        Ok(())
+    }
+}
+
+/// Reads `count` bytes of `file` from `start` into the response: for a range too short to
+/// be worth a `sendfile` of its own. Reads at an offset (`pread`), so the parts of one
+/// response, which share the file's position, cannot move each other.
+fn copy_range(request: &mut HttpRequest<'_>, file: &File, start: u64, count: u64) -> HandlerResult {
+    let mut buf = [0u8; 8 * 1024];
+    let end = start + count;
+    let mut offset = start;
+    while offset < end {
+        let want = (end - offset).min(buf.len() as u64) as usize;
+        match file.read_at(&mut buf[..want], offset) {
+            Ok(0) => {
                 // The file shrank while it was sent: the promised length cannot be kept.
                 request.close_connection = true;
                 return Err(io::Error::new(
@@ -390,6 +469,12 @@ fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Source<'_>)
                 )
                 .into());
             }
+            Ok(n) => {
+                request.wfile.write_all(&buf[..n])?;
+                offset += n as u64;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
         }
     }
     Ok(())
@@ -447,12 +532,16 @@ impl<F: FormHandler> HttpHandler for SimpleHttpHandler<F> {
     }
 
     /// A form may wait (for its [`FormHandler`]), and so may an upload (writing and
-    /// syncing files); files are read from local disk, as nginx does in its event loop.
+    /// syncing files) and a GET of several ranges (the parts of a large file leave by one
+    /// `sendfile` after another, and the loop could only queue the next by waiting for the
+    /// client to take the last). Files are read from local disk, as nginx does in its
+    /// event loop.
     fn may_block(&self, request: &HttpRequest<'_>) -> bool {
         let uploads = self.config.uploads.is_some();
         match request.command {
             http::Method::POST => F::MAY_BLOCK || (uploads && is_multipart(request)),
             http::Method::PUT | http::Method::DELETE => uploads,
+            http::Method::GET => conditional::asks_several_ranges(&request.headers),
             _ => false,
         }
     }

@@ -333,3 +333,70 @@ fn a_large_file_leaves_whole() {
         .run(&tree.files);
     assert_eq!(tail.body, &data[data.len() - 5..]);
 }
+
+#[test]
+fn several_ranges_of_a_cached_file_come_from_memory() {
+    use super::cache::{CachedFile, Identity};
+    use super::conditional::Validators;
+    use super::Entity;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    let tree = tree();
+    let meta = fs::metadata(tree.base.path().join("www/digits.txt")).unwrap();
+    let validators = Validators::of(&meta);
+    let entity = Entity {
+        len: 10,
+        last_modified: validators.last_modified_string(),
+        validators,
+        content_type: "text/plain; charset=utf-8".into(),
+    };
+    // Other bytes than the disk's, under the file's identity: what is sent shows the source.
+    let memory = Arc::new(CachedFile::new(
+        Identity::of(&meta),
+        entity,
+        (*b"ABCDEFGHIJ").into(),
+    ));
+    tree.files
+        .config
+        .cache
+        .insert(Path::new("digits.txt"), memory);
+    let response = TestRequest::get("/digits.txt")
+        .header("Range", "bytes=8-9,0-1")
+        .run(&tree.files);
+    assert_eq!(response.status, 206, "{response:?}");
+    let body = response.text();
+    let first = body.find("Content-Range: bytes 8-9/10\r\n\r\nIJ\r\n--");
+    let second = body.find("Content-Range: bytes 0-1/10\r\n\r\nAB\r\n--");
+    assert!(first.is_some() && second > first, "{body}");
+    assert_eq!(
+        response.header("content-length"),
+        Some(response.body.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn a_failed_precondition_is_412_without_a_body_for_head() {
+    let tree = tree();
+    let get = TestRequest::get("/digits.txt")
+        .header("If-Match", "\"not-this-one\"")
+        .run(&tree.files);
+    assert_eq!(get.status, 412, "{get:?}");
+    assert!(get.text().contains("412"), "{get:?}");
+    let head = TestRequest::head("/digits.txt")
+        .header("If-Match", "\"not-this-one\"")
+        .run(&tree.files);
+    assert_eq!(head.status, 412);
+    assert!(head.body.is_empty(), "{head:?}");
+    assert_eq!(head.header("content-length"), get.header("content-length"));
+    let head = TestRequest::head("/digits.txt")
+        .header("If-Unmodified-Since", "Sun, 06 Nov 1994 08:49:37 GMT")
+        .run(&tree.files);
+    assert_eq!(head.status, 412);
+    assert!(head.body.is_empty());
+    let star = TestRequest::get("/digits.txt")
+        .header("If-Match", "*")
+        .run(&tree.files);
+    assert_eq!(star.status, 200);
+    assert_eq!(star.text(), "0123456789");
+}

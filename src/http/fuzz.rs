@@ -104,15 +104,20 @@ pub const ETAG: &str = "\"5f3a-400-2b8e0c4d1a000\"";
 pub const LAST_MODIFIED: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
 
 /// What the file handler makes of `Range` (and `If-Range`); the crate's `RangeRequest`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Range {
     /// Send the whole file.
     Full,
     /// Send bytes `start..=end`.
     Partial { start: u64, end: u64 },
+    /// Send these ranges `(start, end)` (inclusive), in this order, as `multipart/byteranges`.
+    Multipart(Vec<(u64, u64)>),
     /// Answer 416.
     Unsatisfiable,
 }
+
+/// The most ranges a `Range` header may ask for before it is ignored.
+pub const MAX_RANGES: usize = conditional::MAX_RANGES;
 
 /// A request's headers from `(name, value)` pairs, leaving out those no request could carry.
 fn header_map(headers: &[(&[u8], &[u8])]) -> HeaderMap {
@@ -140,8 +145,16 @@ pub fn range(headers: &[(&[u8], &[u8])], len: u64) -> Range {
     match conditional::range(&header_map(headers), len, &validators()) {
         RangeRequest::Full => Range::Full,
         RangeRequest::Partial { start, end } => Range::Partial { start, end },
+        RangeRequest::Multipart(ranges) => {
+            Range::Multipart(ranges.iter().map(|r| (r.start, r.end)).collect())
+        }
         RangeRequest::Unsatisfiable => Range::Unsatisfiable,
     }
+}
+
+/// `range` target: the `If-Match` and `If-Unmodified-Since` parsers (`true`: 412).
+pub fn precondition_failed(headers: &[(&[u8], &[u8])]) -> bool {
+    validators().precondition_failed(&header_map(headers))
 }
 
 /// `range` target: the `If-None-Match` and `If-Modified-Since` parsers (`true`: 304).
@@ -219,6 +232,12 @@ mod tests {
             LAST_MODIFIED.as_bytes()
         )]));
         assert!(!not_modified(&[(b"If-None-Match", b"\"other\"")]));
+        assert_eq!(
+            range_of(b"bytes=0-0,2-", 5),
+            Range::Multipart(vec![(0, 0), (2, 4)])
+        );
+        assert!(precondition_failed(&[(b"If-Match", b"\"other\"")]));
+        assert!(!precondition_failed(&[(b"If-Match", ETAG.as_bytes())]));
 
         let base = std::env::temp_dir().join(format!("socketserver-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
