@@ -150,11 +150,16 @@ fn the_spellings_of_traversal_are_bad_requests() {
         "/..%5csecret",
         "/%00",
         "/a%00.txt",
-        "/%c0%ae%c0%ae/secret",
-        "/%ff",
+        "/a\\..\\..\\secret",
     ] {
         let response = server.get(target);
         assert_eq!(response.status, 400, "{target}: {}", response.text());
+    }
+    // Bytes that are not UTF-8 are a name's bytes, as Linux has them: an overlong `.` is
+    // not a `.`, so these name files that are not there.
+    for target in ["/%c0%ae%c0%ae/secret", "/%ff", "/%e0%80%ae%e0%80%ae/secret"] {
+        let response = server.get(target);
+        assert_eq!(response.status, 404, "{target}: {}", response.text());
     }
     // The same answers through curl, which would normalise `..` without --path-as-is.
     let response = curl(&["--path-as-is", &server.url("/../secret")]);

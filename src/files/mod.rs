@@ -162,10 +162,11 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     }
 
     /// Maps a request target to the file it names under the directory: Python's
-    /// `translate_path`, with symlinks resolved. The error is the status to answer: 400
-    /// for a target that spells its way out (`..`, `%2e%2e`, NUL, backslashes, bad
-    /// UTF-8), 404 for a missing file or a symlink out of the directory, 403 when the
-    /// system refuses.
+    /// `translate_path`, with symlinks resolved. Percent-encoded bytes are decoded to the
+    /// raw bytes of the name (which need not be UTF-8). The error is the status to answer:
+    /// 400 for a target that spells its way out (`..`, `%2e%2e`, `..%2f`, `..\`, NUL),
+    /// 404 for a missing file, a name holding an encoded slash (`%2f`) or a symlink out of
+    /// the directory, 403 when the system refuses.
     pub fn translate_path(&self, target: &str) -> Result<PathBuf, StatusCode> {
         let root = self.config.root.path();
         let target = path::translate(root, target)?;
