@@ -165,10 +165,18 @@ fn the_spellings_of_traversal_are_bad_requests() {
     let response = curl(&["--path-as-is", &server.url("/../secret")]);
     assert_eq!(response.status, 400);
     assert!(!response.text().contains(SECRET));
-    // Only `..` as a whole segment is special: a name with dots in it is a name.
+    // Only `..` as a whole segment is special: a name with dots in it is a name (hidden
+    // by default, as it starts with a dot).
     let tree_file = tree.base.write("root/..hidden..txt", "dots\n");
     assert!(tree_file.exists());
-    assert_eq!(server.get("/..hidden..txt").text(), "dots\n");
+    assert_eq!(server.get("/..hidden..txt").status, 404);
+    let showing = serve(
+        SimpleHttpHandler::new(tree.root())
+            .unwrap()
+            .show_hidden(true),
+    );
+    assert_eq!(showing.get("/..hidden..txt").text(), "dots\n");
+    assert_eq!(showing.get("/a..b/..").status, 400);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! From a request target to a file under the served directory, never outside it.
 
 use std::ffi::OsStr;
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -178,6 +178,17 @@ impl Root {
         }
     }
 
+    /// The metadata of what `relative` leads to, asked of the file opened beneath the root
+    /// as a path only (no read permission needed): `None` for what a request for it would
+    /// not get, such as a symlink out of the root when `follow_symlinks` is off, a dangling
+    /// symlink or a loop. How a listing learns about a symlink's target without looking
+    /// outside.
+    pub(crate) fn metadata(&self, relative: &Path, follow_symlinks: bool) -> Option<Metadata> {
+        let path_only = OFlag::O_PATH | OFlag::O_CLOEXEC;
+        let file = self.open_with(relative, follow_symlinks, path_only).ok()?;
+        file.metadata().ok()
+    }
+
     fn open_with(&self, relative: &Path, follow_symlinks: bool, flags: OFlag) -> nix::Result<File> {
         let relative = match relative.as_os_str().is_empty() {
             true => Path::new("."),
@@ -238,6 +249,8 @@ pub(crate) struct Target {
     pub query: Option<String>,
     /// The decoded path, for display (bytes that are not UTF-8 shown as U+FFFD).
     pub decoded: String,
+    /// Whether a segment of the path starts with `.`: a dotfile, or inside a dot-directory.
+    pub hidden: bool,
 }
 
 /// Maps `target` into `root`: Python's `translate_path`, stricter.
@@ -272,6 +285,7 @@ pub(crate) fn translate(root: &Path, target: &str) -> Result<Target, StatusCode>
         uri.path().to_string()
     };
     let mut relative = PathBuf::new();
+    let mut hidden = false;
     let mut slash_in_name = false;
     for segment in path.split('/') {
         let name: Vec<u8> = percent_decode_str(segment).collect();
@@ -280,7 +294,10 @@ pub(crate) fn translate(root: &Path, target: &str) -> Result<Target, StatusCode>
             Segment::Traversal => return Err(StatusCode::BAD_REQUEST),
             // Not answered yet: a `..` further on is still a 400.
             Segment::Unnameable => slash_in_name = true,
-            Segment::Name => relative.push(OsStr::from_bytes(&name)),
+            Segment::Name => {
+                hidden |= name.starts_with(b".");
+                relative.push(OsStr::from_bytes(&name));
+            }
         }
     }
     if slash_in_name {
@@ -294,6 +311,7 @@ pub(crate) fn translate(root: &Path, target: &str) -> Result<Target, StatusCode>
         raw_path: path,
         query,
         decoded,
+        hidden,
     })
 }
 
@@ -418,6 +436,23 @@ mod tests {
     fn an_encoded_slash_names_nothing() {
         for target in ["/dir/file%2f", "/dir%2Ffile", "/%2F", "/a%2fb/c"] {
             assert_eq!(t(target), Err(StatusCode::NOT_FOUND), "{target}");
+        }
+    }
+
+    #[test]
+    fn a_segment_starting_with_a_dot_is_hidden() {
+        let hidden = |target| translate(Path::new("/srv"), target).unwrap().hidden;
+        for target in [
+            "/.git/config",
+            "/a/.env",
+            "/.hidden/x",
+            "/%2Ehtaccess",
+            "/..x",
+        ] {
+            assert!(hidden(target), "{target}");
+        }
+        for target in ["/", "/./a", "/a.b/c.d", "/a/./b", "/x?.y", "/x#.y"] {
+            assert!(!hidden(target), "{target}");
         }
     }
 
