@@ -270,7 +270,7 @@ fn the_shipped_site_renders_and_its_form_is_answered() {
     // A directory without an index page is listed.
     driver.navigate(&format!("{site}/docs"));
     driver.wait_for("return document.title.startsWith('Directory listing for /docs/');");
-    assert!(driver.text("ul").contains("notes.txt"));
+    assert!(driver.text("table").contains("notes.txt"));
 
     drop(driver);
     let _ = std::fs::remove_dir_all(&profile);

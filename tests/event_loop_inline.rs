@@ -11,6 +11,8 @@ mod cgi;
 mod files_cache;
 #[path = "files_forms.rs"]
 mod files_forms;
+#[path = "files_listing.rs"]
+mod files_listing;
 #[path = "files_paths.rs"]
 mod files_paths;
 #[path = "files_ranges.rs"]

@@ -557,9 +557,12 @@ fn listings_are_sorted_escaped_and_encoded() {
     );
     assert!(page.contains(">script&gt;.txt</a>"), "{page}");
     assert!(page.contains("href=\"script%3E.txt\""), "{page}");
-    let response = server.get("/%3Cscript%3Ealert%281%29%3C%2Fscript%3E.txt");
+    let response = server.get("/%3Cscript%3Ealert%281%29%3C/script%3E.txt");
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "nested script");
+    // An encoded slash is never a separator: no file has a slash in its name.
+    let response = server.get("/%3Cscript%3Ealert%281%29%3C%2Fscript%3E.txt");
+    assert_eq!(response.status, 404);
 }
 
 #[test]

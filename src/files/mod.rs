@@ -10,6 +10,29 @@
 //! [`translate_path`](SimpleHttpHandler::translate_path). Small files are kept in memory
 //! and checked against the disk on every request: see
 //! [`cache_small_files`](SimpleHttpHandler::cache_small_files).
+//!
+//! A listing is an HTML table of names, sizes (readable, exact in `title` and
+//! `data-bytes`) and modification times (UTC), with a parent link below the root, sorted
+//! by `?sort=name|size|date&order=asc|desc` (unknown values: by name, ascending), styled
+//! for phones and dark mode without JavaScript. A client that prefers `application/json`
+//! in `Accept` gets the same listing as JSON (with or without the `json` feature):
+//!
+//! ```json
+//! {"path":"/docs/","sort":"name","order":"asc","total":2,"shown":2,"entries":[
+//!  {"name":"a.txt","href":"a.txt","type":"file","size":12,"mtime":1000000000,
+//!   "modified":"2001-09-09T01:46:40Z"},
+//!  {"name":"img","href":"img/","type":"dir","size":null,"mtime":1000000000,
+//!   "modified":"2001-09-09T01:46:40Z"}]}
+//! ```
+//!
+//! `type` is `file`, `dir`, `symlink` or `other`; `size` is a file's length in bytes
+//! (`null` for the rest); `mtime` is in seconds since the epoch and `modified` the same
+//! in RFC 3339 (`null` outside the years 0000 to 9999). A symlink is described by what a request for it gets: its target's size
+//! and time, `null` if it dangles or leads out of the directory unfollowed. `name` is the
+//! name as text (bytes that are not UTF-8 as U+FFFD); `href`, relative and
+//! percent-encoded from the raw bytes, names the file exactly. Both forms carry
+//! `Vary: Accept`. At most [`max_listing`](SimpleHttpHandler::max_listing) entries are
+//! shown (`total` counts all, `shown` those listed).
 
 mod byteranges;
 mod cache;
@@ -80,6 +103,9 @@ struct Config {
     extensions: HashMap<String, String>,
     cache: Arc<FileCache>,
     uploads: Option<Uploads>,
+    show_hidden: bool,
+    listing: bool,
+    max_listing: usize,
 }
 
 /// What a response says about a file, apart from its bytes.
@@ -91,6 +117,13 @@ struct Entity {
     content_type: String,
 }
 
+/// A directory's index page, found.
+enum IndexPage {
+    Cached(Arc<CachedFile>),
+    /// Opened from disk, with its metadata and its path relative to the root.
+    File(File, Metadata, PathBuf),
+}
+
 /// Where the bytes of a file come from.
 enum Source<'a> {
     File(File),
@@ -99,7 +132,8 @@ enum Source<'a> {
 
 impl SimpleHttpHandler {
     /// Serves `directory` (Python's `directory`), which must exist. Symlinks that lead out
-    /// of it are not followed; the index pages are `index.html` and `index.htm`.
+    /// of it are not followed; the index pages are `index.html` and `index.htm`; names
+    /// starting with `.` are hidden; directories without an index page are listed.
     pub fn new(directory: impl AsRef<Path>) -> io::Result<Self> {
         let root = path::Root::open(directory.as_ref())?;
         Ok(SimpleHttpHandler {
@@ -110,6 +144,9 @@ impl SimpleHttpHandler {
                 extensions: HashMap::new(),
                 cache: Arc::new(FileCache::new(CACHE_BYTES, SMALL_FILE)),
                 uploads: None,
+                show_hidden: false,
+                listing: true,
+                max_listing: listing::MAX_ENTRIES,
             }),
             form: EchoForm,
         })
@@ -181,6 +218,33 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         }
     }
 
+    /// Serve and list names starting with `.` (default `false`). Hidden, a path with any
+    /// such segment (`/.git/config`, `/a/.env`, `/.hidden/x`) answers 404 as if it were
+    /// not there, and listings leave those names out; that includes `/.well-known/`, so a
+    /// site answering ACME challenges needs `true`. The rule is about the path asked for:
+    /// a symlink with a plain name leading to a dotfile serves it.
+    pub fn show_hidden(mut self, show: bool) -> Self {
+        self.config_mut().show_hidden = show;
+        self
+    }
+
+    /// List directories that have no index page (default `true`). When `false` such a
+    /// directory answers 404, with or without its slash: like a missing file, it says
+    /// nothing of what exists (a 403 would confirm the directory to a scanner).
+    pub fn listing(mut self, list: bool) -> Self {
+        self.config_mut().listing = list;
+        self
+    }
+
+    /// Show at most `entries` entries in a listing (default 10,000), the first in the
+    /// order asked for (`?sort=name|size|date&order=asc|desc`); the page says how many of
+    /// how many are shown. A directory of any size is read in memory proportional to
+    /// `entries`, and in time proportional to its size.
+    pub fn max_listing(mut self, entries: usize) -> Self {
+        self.config_mut().max_listing = entries;
+        self
+    }
+
     /// Answers forms with `form` instead of [`EchoForm`].
     pub fn form_handler<G: FormHandler>(self, form: G) -> SimpleHttpHandler<G> {
         SimpleHttpHandler {
@@ -200,14 +264,25 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     }
 
     /// Maps a request target to the file it names under the directory: Python's
-    /// `translate_path`, with symlinks resolved. The error is the status to answer: 400
-    /// for a target that spells its way out (`..`, `%2e%2e`, NUL, backslashes, bad
-    /// UTF-8), 404 for a missing file or a symlink out of the directory, 403 when the
-    /// system refuses.
+    /// `translate_path`, with symlinks resolved. Percent-encoded bytes are decoded to the
+    /// raw bytes of the name (which need not be UTF-8). The error is the status to answer:
+    /// 400 for a target that spells its way out (`..`, `%2e%2e`, `..%2f`, `..\`, NUL),
+    /// 404 for a missing file, a name holding an encoded slash (`%2f`), a hidden name
+    /// (see [`show_hidden`](Self::show_hidden)) or a symlink out of the directory, 403
+    /// when the system refuses.
     pub fn translate_path(&self, target: &str) -> Result<PathBuf, StatusCode> {
         let root = self.config.root.path();
-        let target = path::translate(root, target)?;
+        let target = self.translate(target)?;
         path::resolve(root, &target.path, self.config.follow_symlinks)
+    }
+
+    /// [`path::translate`], and the dotfile rule.
+    fn translate(&self, target: &str) -> Result<path::Target, StatusCode> {
+        let target = path::translate(self.config.root.path(), target)?;
+        if target.hidden && !self.config.show_hidden {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        Ok(target)
     }
 
     /// The media type for a file name: the `extension` map, then `mime_guess`; text types
@@ -238,7 +313,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     fn serve(&self, request: &mut HttpRequest<'_>) -> HandlerResult {
         let root = &self.config.root;
         let follow = self.config.follow_symlinks;
-        let target = match path::translate(root.path(), &request.path) {
+        let target = match self.translate(&request.path) {
             Ok(target) => target,
             Err(status) => return send_status(request, status),
         };
@@ -254,20 +329,21 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         };
         if meta.is_dir() {
             if !target.raw_path.ends_with('/') {
+                if !self.config.listing && self.index_page(&target.relative).is_none() {
+                    return send_status(request, StatusCode::NOT_FOUND);
+                }
                 return redirect_to_directory(request, &target.raw_path, target.query.as_deref());
             }
-            for index in &self.config.index_pages {
-                let relative = target.relative.join(index);
-                if let Some(cached) = self.config.cache.get(root, &relative) {
-                    return send_entity(request, &cached.entity, Source::Memory(&cached.body));
+            return match self.index_page(&target.relative) {
+                Some(IndexPage::Cached(cached)) => {
+                    send_entity(request, &cached.entity, Source::Memory(&cached.body))
                 }
-                if let Ok((page, page_meta)) = root.open_file(&relative, follow).and_then(stat) {
-                    if page_meta.is_file() {
-                        return self.serve_file(request, page, &page_meta, &relative);
-                    }
+                Some(IndexPage::File(page, page_meta, relative)) => {
+                    self.serve_file(request, page, &page_meta, &relative)
                 }
-            }
-            return self.list_directory(request, file, &target.decoded);
+                None if self.config.listing => self.list_directory(request, file, &target),
+                None => send_status(request, StatusCode::NOT_FOUND),
+            };
         }
         if !meta.is_file() || target.raw_path.ends_with('/') {
             // A FIFO, a device, or a file named like a directory (Python answers 404 too).
@@ -276,25 +352,57 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         self.serve_file(request, file, &meta, &target.relative)
     }
 
-    /// Sends the listing of `dir`: Python's `list_directory`.
+    /// The first of the index pages in the directory `relative` that is a file.
+    fn index_page(&self, relative: &Path) -> Option<IndexPage> {
+        let root = &self.config.root;
+        for index in &self.config.index_pages {
+            let relative = relative.join(index);
+            if let Some(cached) = self.config.cache.get(root, &relative) {
+                return Some(IndexPage::Cached(cached));
+            }
+            let opened = root.open_file(&relative, self.config.follow_symlinks);
+            if let Ok((page, meta)) = opened.and_then(stat) {
+                if meta.is_file() {
+                    return Some(IndexPage::File(page, meta, relative));
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends the listing of `dir`, found at `target`: Python's `list_directory`, as HTML,
+    /// or as JSON for a client that asks for it (`Accept: application/json`).
     fn list_directory(
         &self,
         request: &mut HttpRequest<'_>,
         dir: File,
-        display: &str,
+        target: &path::Target,
     ) -> HandlerResult {
-        let page = match listing::render(dir, display) {
-            Ok(page) => page,
+        let options = listing::Options {
+            show_hidden: self.config.show_hidden,
+            max_entries: self.config.max_listing,
+            follow_symlinks: self.config.follow_symlinks,
+        };
+        let order = listing::Order::from_query(target.query.as_deref());
+        let root = &self.config.root;
+        let listing = match listing::read(dir, root, &target.relative, &options, order) {
+            Ok(listing) => listing,
             Err(err) => {
                 request.send_error(path::status_for(&err), "No permission to list directory")?;
                 return Ok(());
             }
         };
+        let (content_type, body) = match listing::wants_json(&request.headers) {
+            true => ("application/json", listing.json(&target.decoded)),
+            false => ("text/html; charset=utf-8", listing.html(&target.decoded)),
+        };
         request.send_response(200)?;
-        request.send_header("Content-Type", "text/html; charset=utf-8")?;
-        request.send_header("Content-Length", page.len())?;
+        request.send_header("Content-Type", content_type)?;
+        request.send_header("Content-Length", body.len())?;
+        // The same URL answers HTML or JSON by `Accept`: caches must keep them apart.
+        request.send_header("Vary", "Accept")?;
         request.end_headers()?;
-        request.wfile.write_all(page.as_bytes())?;
+        request.wfile.write_all(body.as_bytes())?;
         Ok(())
     }
 

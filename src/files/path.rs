@@ -1,8 +1,10 @@
 //! From a request target to a file under the served directory, never outside it.
 
-use std::fs::File;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -176,6 +178,17 @@ impl Root {
         }
     }
 
+    /// The metadata of what `relative` leads to, asked of the file opened beneath the root
+    /// as a path only (no read permission needed): `None` for what a request for it would
+    /// not get, such as a symlink out of the root when `follow_symlinks` is off, a dangling
+    /// symlink or a loop. How a listing learns about a symlink's target without looking
+    /// outside.
+    pub(crate) fn metadata(&self, relative: &Path, follow_symlinks: bool) -> Option<Metadata> {
+        let path_only = OFlag::O_PATH | OFlag::O_CLOEXEC;
+        let file = self.open_with(relative, follow_symlinks, path_only).ok()?;
+        file.metadata().ok()
+    }
+
     fn open_with(&self, relative: &Path, follow_symlinks: bool, flags: OFlag) -> nix::Result<File> {
         let relative = match relative.as_os_str().is_empty() {
             true => Path::new("."),
@@ -234,17 +247,27 @@ pub(crate) struct Target {
     pub raw_path: String,
     /// The query, without `?`.
     pub query: Option<String>,
-    /// The decoded path, for display.
+    /// The decoded path, for display (bytes that are not UTF-8 shown as U+FFFD).
     pub decoded: String,
+    /// Whether a segment of the path starts with `.`: a dotfile, or inside a dot-directory.
+    pub hidden: bool,
 }
 
 /// Maps `target` into `root`: Python's `translate_path`, stricter.
 ///
 /// The query and fragment are ignored; an absolute-form target contributes its path. The
-/// path is percent-decoded once and must be UTF-8 (which also refuses overlong encodings);
-/// `+` stays a plus. A segment that is `..`, or holds a NUL or a backslash, is refused with
-/// 400: no request can name a file outside `root` by its spelling. Symlinks are checked
-/// separately by [`resolve`].
+/// path is split at its slashes, then each segment is percent-decoded once to raw bytes, so
+/// any name Linux allows can be asked for (invalid UTF-8, backslashes, `%`, `?`, `#`,
+/// newlines); `+` stays a plus. What cannot name a file under `root` is refused:
+///
+/// - 400 for a segment that is `..`, or that spells `..` between encoded slashes or
+///   backslashes (`..%2f`, `..%5c`, `a\..\b`), or holds a NUL: no request names a file
+///   outside `root` by its spelling. (On Linux a backslash is an ordinary byte of a name, so
+///   `a\b` is the one file `a\b`; only its Windows reading as `..` is refused.)
+/// - 404 for a segment with an encoded slash (`file%2f`): a slash can never be part of a
+///   name, and an encoded one is never a separator.
+///
+/// Symlinks are checked separately by [`resolve`] or, when opening, by the kernel.
 pub(crate) fn translate(root: &Path, target: &str) -> Result<Target, StatusCode> {
     let without_fragment = target.split('#').next().unwrap_or("");
     let (path, query) = match without_fragment.split_once('?') {
@@ -261,26 +284,62 @@ pub(crate) fn translate(root: &Path, target: &str) -> Result<Target, StatusCode>
         }
         uri.path().to_string()
     };
-    let decoded = percent_decode_str(&path)
-        .decode_utf8()
-        .map_err(|_| StatusCode::BAD_REQUEST)?
-        .into_owned();
     let mut relative = PathBuf::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => return Err(StatusCode::BAD_REQUEST),
-            s if s.contains(['\0', '\\']) => return Err(StatusCode::BAD_REQUEST),
-            s => relative.push(s),
+    let mut hidden = false;
+    let mut slash_in_name = false;
+    for segment in path.split('/') {
+        let name: Vec<u8> = percent_decode_str(segment).collect();
+        match segment_kind(&name) {
+            Segment::Skip => {}
+            Segment::Traversal => return Err(StatusCode::BAD_REQUEST),
+            // Not answered yet: a `..` further on is still a 400.
+            Segment::Unnameable => slash_in_name = true,
+            Segment::Name => {
+                hidden |= name.starts_with(b".");
+                relative.push(OsStr::from_bytes(&name));
+            }
         }
     }
+    if slash_in_name {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    let decoded =
+        String::from_utf8_lossy(&percent_decode_str(&path).collect::<Vec<u8>>()).into_owned();
     Ok(Target {
         path: root.join(&relative),
         relative,
         raw_path: path,
         query,
         decoded,
+        hidden,
     })
+}
+
+/// What a decoded path segment is to [`translate`].
+#[derive(Debug, PartialEq, Eq)]
+enum Segment {
+    /// Empty or `.`: names the directory it is in.
+    Skip,
+    /// `..` in some spelling, or a NUL: a request trying to leave its directory.
+    Traversal,
+    /// Holds a slash (sent as `%2f`): no file has such a name.
+    Unnameable,
+    /// A file name.
+    Name,
+}
+
+fn segment_kind(name: &[u8]) -> Segment {
+    let parts_hold_dotdot = |separators: &[u8]| {
+        name.split(|b| separators.contains(b))
+            .any(|part| part == b"..")
+    };
+    match name {
+        b"" | b"." => Segment::Skip,
+        b".." => Segment::Traversal,
+        _ if name.contains(&0) || parts_hold_dotdot(b"/\\") => Segment::Traversal,
+        _ if name.contains(&b'/') => Segment::Unnameable,
+        _ => Segment::Name,
+    }
 }
 
 /// Resolves symlinks in `path` and checks the result is still under `root` (itself
@@ -332,6 +391,23 @@ mod tests {
         assert_eq!(t("//a/./b/"), Ok(PathBuf::from("/srv/a/b")));
         assert_eq!(t("http://h/x/y"), Ok(PathBuf::from("/srv/x/y")));
         assert_eq!(t("/%E4%B8%AD"), Ok(PathBuf::from("/srv/中")));
+        assert_eq!(t("/100%25%3F%23"), Ok(PathBuf::from("/srv/100%?#")));
+        assert_eq!(t("/a%0Ab"), Ok(PathBuf::from("/srv/a\nb")));
+    }
+
+    /// Linux names are bytes: a backslash is one of them, and so is any byte that is not
+    /// UTF-8 (an overlong `.` is two bytes that are not `.`, harmless to the kernel).
+    #[test]
+    fn maps_any_bytes_a_name_may_hold() {
+        let raw = |bytes: &[u8]| Ok(Path::new("/srv").join(OsStr::from_bytes(bytes)));
+        assert_eq!(t("/a%5Cb"), raw(b"a\\b"));
+        assert_eq!(t("/a\\b"), raw(b"a\\b"));
+        assert_eq!(t("/%FF"), raw(b"\xff"));
+        assert_eq!(t("/caf%E9.txt"), raw(b"caf\xe9.txt"));
+        assert_eq!(t("/%c0%ae%c0%ae"), raw(b"\xc0\xae\xc0\xae"));
+        let target = translate(Path::new("/srv"), "/caf%E9/x").unwrap();
+        assert_eq!(target.relative, Path::new(OsStr::from_bytes(b"caf\xe9/x")));
+        assert_eq!(target.decoded, "/caf\u{FFFD}/x");
     }
 
     #[test]
@@ -343,15 +419,40 @@ mod tests {
             "/%2e%2e/etc",
             "/%2E%2E%2Fetc",
             "/a%2f..%2f..%2fetc",
+            "/a%2fb/../etc",
             "/..%5c..%5cetc",
             "/a\\..\\b",
+            "/a%5C..",
             "/a%00b",
-            "/%c0%ae%c0%ae/etc",
-            "/%ff",
             "x/y",
             "*",
         ] {
-            assert!(t(bad).is_err(), "{bad}");
+            assert_eq!(t(bad), Err(StatusCode::BAD_REQUEST), "{bad}");
+        }
+    }
+
+    /// `%2f` is never a separator: no name holds a slash, so nothing is found.
+    #[test]
+    fn an_encoded_slash_names_nothing() {
+        for target in ["/dir/file%2f", "/dir%2Ffile", "/%2F", "/a%2fb/c"] {
+            assert_eq!(t(target), Err(StatusCode::NOT_FOUND), "{target}");
+        }
+    }
+
+    #[test]
+    fn a_segment_starting_with_a_dot_is_hidden() {
+        let hidden = |target| translate(Path::new("/srv"), target).unwrap().hidden;
+        for target in [
+            "/.git/config",
+            "/a/.env",
+            "/.hidden/x",
+            "/%2Ehtaccess",
+            "/..x",
+        ] {
+            assert!(hidden(target), "{target}");
+        }
+        for target in ["/", "/./a", "/a.b/c.d", "/a/./b", "/x?.y", "/x#.y"] {
+            assert!(!hidden(target), "{target}");
         }
     }
 

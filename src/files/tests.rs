@@ -136,17 +136,23 @@ fn a_directory_is_its_index_page_or_its_listing() {
         "{page}"
     );
     // Sorted without regard to case, directories with a slash, names escaped and links
-    // percent-encoded.
-    let items: Vec<&str> = page.lines().filter(|l| l.starts_with("<li>")).collect();
+    // percent-encoded; one row each, after the parent link.
+    let names: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("<tr><td class=\"name\">"))
+        .filter_map(|l| l.split_once("</td>").map(|(name, _)| name))
+        .collect();
     assert_eq!(
-        items,
+        names,
         [
-            "<li><a href=\"%3Cx%3E%26y%20z.txt\">&lt;x&gt;&amp;y z.txt</a></li>",
-            "<li><a href=\"A.txt\">A.txt</a></li>",
-            "<li><a href=\"b.txt\">b.txt</a></li>",
-            "<li><a href=\"nested/\">nested/</a></li>",
+            "<a href=\"%3Cx%3E%26y%20z.txt\">&lt;x&gt;&amp;y z.txt</a>",
+            "<a href=\"A.txt\">A.txt</a>",
+            "<a href=\"b.txt\">b.txt</a>",
+            "<a href=\"nested/\">nested/</a>",
         ]
     );
+    assert!(page.contains("<a class=\"parent\" href=\"../\""), "{page}");
+    assert_eq!(listing.header("vary"), Some("Accept"));
     // What the listing links to is there.
     assert_eq!(tree.get("/sub/%3Cx%3E%26y%20z.txt").text(), "odd");
 }
