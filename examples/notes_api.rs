@@ -163,7 +163,7 @@ impl HttpHandler for Api {
         let id = req.url_path().strip_prefix("/api/notes/");
         let Some(id) = id.filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
         else {
-            return self.fallback(req);
+            return req.send_unsupported();
         };
         let mut notes = self.notes.lock().unwrap();
         if id

@@ -277,3 +277,77 @@ fn the_shipped_site_renders_and_its_form_is_answered() {
     server.shutdown();
     loop_thread.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_file_uploaded_through_the_listing_page_comes_back_whole() {
+    if !browser_available() {
+        return;
+    }
+    let served = std::env::temp_dir().join(format!("socketserver-upload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&served);
+    std::fs::create_dir_all(served.join("photos")).unwrap();
+    std::fs::write(served.join("README.txt"), "files for the listing\n").unwrap();
+    std::fs::write(served.join("notes.md"), "# notes\n".repeat(200)).unwrap();
+    let outside = std::env::temp_dir().join(format!("socketserver-pick-{}", std::process::id()));
+    std::fs::create_dir_all(&outside).unwrap();
+    let picked = outside.join("upload me.txt");
+    let contents = "uploaded through the page: é, 世界, and a tab\tin it\n".repeat(50);
+    std::fs::write(&picked, &contents).unwrap();
+
+    let files = SimpleHttpHandler::new(&served)
+        .unwrap()
+        .uploads(socketserver::files::Uploads::new());
+    let server = Arc::new(ThreadingHttpServer::bind("127.0.0.1:0", files).unwrap());
+    let port = server.server_address().port().unwrap();
+    let serving = Arc::clone(&server);
+    let loop_thread = thread::spawn(move || serving.serve_forever());
+
+    let profile =
+        std::env::temp_dir().join(format!("socketserver-chromium-up-{}", std::process::id()));
+    let mut driver = Driver::start();
+    driver.open_session(&profile);
+    let site = format!("http://127.0.0.1:{port}");
+    driver.navigate(&format!("{site}/"));
+    driver.wait_for("return document.title.startsWith('Directory listing for /');");
+    // Choose the file as a user would, then press the button.
+    let input = driver.element("form.upload input[type=file]");
+    driver.session_call(
+        "POST",
+        &format!("/element/{input}/value"),
+        Some(json!({"text": picked.to_str().unwrap()})),
+    );
+    let button = driver.element("form.upload button");
+    driver.session_call("POST", &format!("/element/{button}/click"), None);
+    // The server sends the browser back to the listing, which now lists the file.
+    driver.wait_for(
+        "return document.querySelector('table') !== null && \
+         document.querySelector('table').innerText.includes('upload me.txt');",
+    );
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-listing.png");
+    driver.screenshot(&shot);
+    assert_eq!(
+        std::fs::read_to_string(served.join("upload me.txt")).unwrap(),
+        contents
+    );
+    // Download it back through the link on the page.
+    let href = driver.script(
+        "return [...document.querySelectorAll('td.name a')]\
+         .find(a => a.textContent === 'upload me.txt').href;",
+    );
+    let href = href.as_str().expect("a link to the upload").to_string();
+    assert!(href.ends_with("/upload%20me.txt"), "{href}");
+    let downloaded = ureq::get(&href)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(downloaded, contents);
+
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&served);
+    let _ = std::fs::remove_dir_all(&outside);
+    server.shutdown();
+    loop_thread.join().unwrap().unwrap();
+}

@@ -697,3 +697,46 @@ fn a_slow_reader_gets_the_whole_file() {
     body.extend(read_to_eof(&mut stream));
     assert!(body == data);
 }
+
+#[test]
+fn a_single_page_app_gets_its_index_for_any_path_that_names_nothing() {
+    let dir = TempDir::new();
+    dir.write("index.html", "<p>app</p>");
+    dir.write("main.js", "js");
+    let server = serve(SimpleHttpHandler::new(dir.path()).unwrap().spa(true));
+    for route in ["/users/7", "/deep/route/here", "/missing.txt"] {
+        let response = server.get(route);
+        assert_eq!(response.status, 200, "{route}");
+        assert_eq!(response.text(), "<p>app</p>", "{route}");
+    }
+    assert_eq!(server.get("/main.js").text(), "js");
+    let head = server.raw(b"HEAD /users/7 HTTP/1.0\r\n\r\n");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length"), Some("10"));
+}
+
+#[test]
+fn a_custom_404_page_answers_what_names_nothing() {
+    let dir = TempDir::new();
+    dir.write("a.txt", "a");
+    let page = dir.write("404.html", "<p>gone fishing</p>");
+    let files = SimpleHttpHandler::new(dir.path())
+        .unwrap()
+        .not_found_page(&page)
+        .unwrap();
+    let server = serve(files);
+    let missing = server.get("/nothing");
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(missing.text(), "<p>gone fishing</p>");
+    // Only for 404: other errors keep their page.
+    assert_eq!(server.get("/a%00b").status, 400);
+    assert_ne!(server.get("/a%00b").text(), "<p>gone fishing</p>");
+    assert!(SimpleHttpHandler::new(dir.path())
+        .unwrap()
+        .not_found_page(dir.path().join("no-such.html"))
+        .is_err());
+}

@@ -342,3 +342,52 @@ fn upload_flags_accept_files_and_replace_only_with_overwrite() {
         "bye"
     );
 }
+
+#[test]
+fn listing_flags_hide_or_show_dotfiles_and_listings() {
+    let dir = TempDir::new();
+    dir.write(".env", "SECRET=1");
+    dir.write("sub/file.txt", "f");
+    let plain = Running::start(&dir, &["0", "-b", "127.0.0.1"]);
+    assert!(plain.get("/.env").starts_with("HTTP/1.0 404 "));
+    let listing = plain.get("/sub/");
+    assert!(
+        listing.starts_with("HTTP/1.0 200 ") && listing.contains("file.txt"),
+        "{listing}"
+    );
+    drop(plain);
+    let shown = Running::start(&dir, &["0", "-b", "127.0.0.1", "--hidden", "--no-listing"]);
+    assert!(shown.get("/.env").ends_with("SECRET=1"));
+    assert!(shown.get("/sub/").starts_with("HTTP/1.0 404 "));
+    assert!(shown.get("/sub/file.txt").ends_with("\r\n\r\nf"));
+}
+
+#[test]
+fn spa_and_404_flags_answer_what_names_nothing() {
+    let dir = TempDir::new();
+    dir.write("index.html", "<p>the app</p>");
+    dir.write("app.js", "js");
+    let pages = TempDir::new();
+    let missing = pages.write("missing.html", "<p>no such page</p>");
+    let spa = Running::start(&dir, &["0", "-b", "127.0.0.1", "--spa"]);
+    let route = spa.get("/users/42/settings");
+    assert!(route.starts_with("HTTP/1.0 200 "), "{route}");
+    assert!(route.ends_with("<p>the app</p>"), "{route}");
+    assert!(spa.get("/app.js").ends_with("\r\n\r\njs"));
+    drop(spa);
+    let custom = Running::start(
+        &dir,
+        &["0", "-b", "127.0.0.1", "--404", missing.to_str().unwrap()],
+    );
+    let answer = custom.get("/nothing-here");
+    assert!(answer.starts_with("HTTP/1.0 404 "), "{answer}");
+    assert!(answer.contains("Content-Type: text/html"), "{answer}");
+    assert!(answer.ends_with("<p>no such page</p>"), "{answer}");
+    let output = Command::new(BINARY)
+        .args(["0", "-b", "127.0.0.1", "--404", "/no/such/page.html"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/page.html"));
+}

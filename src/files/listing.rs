@@ -430,11 +430,13 @@ a{color:var(--link);text-decoration:none}\n\
 a:hover{text-decoration:underline}\n\
 th a{color:inherit}\n\
 .note,.empty{color:var(--muted)}\n\
+form.upload{margin-top:1rem;display:flex;gap:.5rem;flex-wrap:wrap;align-items:center}\n\
 @media (max-width:36rem){.modified{display:none}}\n";
 
 impl Listing {
-    /// The HTML page, titled with `path` (the decoded URL path).
-    pub(crate) fn html(&self, path: &str) -> String {
+    /// The HTML page, titled with `path` (the decoded URL path); with a form to upload
+    /// files into the directory when uploads of up to `upload_limit` bytes are on.
+    pub(crate) fn html(&self, path: &str, upload_limit: Option<u64>) -> String {
         let title = format!("Directory listing for {}", html_escape(&printable(path)));
         let mut page = String::with_capacity(2048 + self.entries.len() * 256);
         page.push_str("<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
@@ -465,7 +467,19 @@ impl Listing {
         for entry in &self.entries {
             push_row(&mut page, entry);
         }
-        page.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+        page.push_str("</tbody>\n</table>\n");
+        if let Some(limit) = upload_limit {
+            // Posted to the directory itself, which answers a browser with 303 back here.
+            let _ = write!(
+                page,
+                "<form class=\"upload\" method=\"post\" enctype=\"multipart/form-data\" \
+                 action=\"./\">\n<input type=\"file\" name=\"file\" multiple required>\n\
+                 <button type=\"submit\">Upload</button>\n\
+                 <span class=\"note\">at most {} per upload</span>\n</form>\n",
+                human_size(limit)
+            );
+        }
+        page.push_str("</body>\n</html>\n");
         page
     }
 

@@ -106,6 +106,16 @@ struct Config {
     show_hidden: bool,
     listing: bool,
     max_listing: usize,
+    /// A path that names nothing gets the root's index page (a single-page app).
+    spa: bool,
+    not_found_page: Option<NotFoundPage>,
+}
+
+/// The page a 404 answers with.
+#[derive(Clone, Debug)]
+struct NotFoundPage {
+    content_type: String,
+    body: Arc<[u8]>,
 }
 
 /// What a response says about a file, apart from its bytes.
@@ -147,6 +157,8 @@ impl SimpleHttpHandler {
                 show_hidden: false,
                 listing: true,
                 max_listing: listing::MAX_ENTRIES,
+                spa: false,
+                not_found_page: None,
             }),
             form: EchoForm,
         })
@@ -245,6 +257,27 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         self
     }
 
+    /// Answers a path that names nothing with the root's index page, 200, as a single-page
+    /// app wants (its own code reads the path); default `false`.
+    pub fn spa(mut self, spa: bool) -> Self {
+        self.config_mut().spa = spa;
+        self
+    }
+
+    /// Answers 404 with the file at `path` (read now, from anywhere; its type guessed from
+    /// its name) instead of the error page.
+    pub fn not_found_page(mut self, path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref();
+        let body = std::fs::read(path)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+        let page = NotFoundPage {
+            content_type: self.guess_type(path),
+            body: body.into(),
+        };
+        self.config_mut().not_found_page = Some(page);
+        Ok(self)
+    }
+
     /// Answers forms with `form` instead of [`EchoForm`].
     pub fn form_handler<G: FormHandler>(self, form: G) -> SimpleHttpHandler<G> {
         SimpleHttpHandler {
@@ -315,22 +348,22 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         let follow = self.config.follow_symlinks;
         let target = match self.translate(&request.path) {
             Ok(target) => target,
-            Err(status) => return send_status(request, status),
+            Err(status) => return self.send_missing(request, status),
         };
         if let Some(cached) = self.config.cache.get(root, &target.relative) {
             if target.raw_path.ends_with('/') {
-                return send_status(request, StatusCode::NOT_FOUND);
+                return self.send_missing(request, StatusCode::NOT_FOUND);
             }
             return send_entity(request, &cached.entity, Source::Memory(&cached.body));
         }
         let (file, meta) = match root.open_file(&target.relative, follow).and_then(stat) {
             Ok(opened) => opened,
-            Err(status) => return send_status(request, status),
+            Err(status) => return self.send_missing(request, status),
         };
         if meta.is_dir() {
             if !target.raw_path.ends_with('/') {
                 if !self.config.listing && self.index_page(&target.relative).is_none() {
-                    return send_status(request, StatusCode::NOT_FOUND);
+                    return self.send_missing(request, StatusCode::NOT_FOUND);
                 }
                 return redirect_to_directory(request, &target.raw_path, target.query.as_deref());
             }
@@ -342,14 +375,37 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
                     self.serve_file(request, page, &page_meta, &relative)
                 }
                 None if self.config.listing => self.list_directory(request, file, &target),
-                None => send_status(request, StatusCode::NOT_FOUND),
+                None => self.send_missing(request, StatusCode::NOT_FOUND),
             };
         }
         if !meta.is_file() || target.raw_path.ends_with('/') {
             // A FIFO, a device, or a file named like a directory (Python answers 404 too).
-            return send_status(request, StatusCode::NOT_FOUND);
+            return self.send_missing(request, StatusCode::NOT_FOUND);
         }
         self.serve_file(request, file, &meta, &target.relative)
+    }
+
+    /// Answers `status` for what the request named; a 404 is the root's index page for a
+    /// single-page app (`spa`), or the custom page (`not_found_page`), if set.
+    fn send_missing(&self, request: &mut HttpRequest<'_>, status: StatusCode) -> HandlerResult {
+        if status == StatusCode::NOT_FOUND {
+            if self.config.spa {
+                match self.index_page(Path::new("")) {
+                    Some(IndexPage::Cached(cached)) => {
+                        return send_entity(request, &cached.entity, Source::Memory(&cached.body))
+                    }
+                    Some(IndexPage::File(page, meta, relative)) => {
+                        return self.serve_file(request, page, &meta, &relative)
+                    }
+                    None => {}
+                }
+            }
+            if let Some(page) = &self.config.not_found_page {
+                let (content_type, body) = (page.content_type.clone(), Arc::clone(&page.body));
+                return request.respond(StatusCode::NOT_FOUND, &content_type, &*body);
+            }
+        }
+        send_status(request, status)
     }
 
     /// The first of the index pages in the directory `relative` that is a file.
@@ -394,7 +450,11 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         };
         let (content_type, body) = match listing::wants_json(&request.headers) {
             true => ("application/json", listing.json(&target.decoded)),
-            false => ("text/html; charset=utf-8", listing.html(&target.decoded)),
+            false => {
+                let upload_limit = self.config.uploads.as_ref().map(Uploads::request_limit);
+                let page = listing.html(&target.decoded, upload_limit);
+                ("text/html; charset=utf-8", page)
+            }
         };
         request.send_response(200)?;
         request.send_header("Content-Type", content_type)?;

@@ -52,6 +52,18 @@ struct Args {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     keep_alive: u64,
+    /// Serve and list names that begin with a dot (hidden, and 404, by default).
+    #[arg(long)]
+    hidden: bool,
+    /// No directory listings: a directory without an index page answers 404.
+    #[arg(long)]
+    no_listing: bool,
+    /// A single-page app: a path that names nothing gets the root's index.html.
+    #[arg(long)]
+    spa: bool,
+    /// The page a 404 answers with (an HTML file, say).
+    #[arg(long = "404", value_name = "FILE")]
+    not_found: Option<PathBuf>,
     /// Accept uploads: PUT of a file, and multipart/form-data POST of files to a directory
     /// (the listing's form); each at most --max-body bytes.
     #[arg(long)]
@@ -123,6 +135,13 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
     };
     let mut files = SimpleHttpHandler::new(&directory)
         .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", directory.display())))?;
+    files = files
+        .show_hidden(args.hidden)
+        .listing(!args.no_listing)
+        .spa(args.spa);
+    if let Some(page) = &args.not_found {
+        files = files.not_found_page(page)?;
+    }
     if args.upload {
         let uploads = Uploads::new()
             .max_request_size(args.max_body)
