@@ -14,6 +14,7 @@ use super::handler::{HttpHandler, HttpRequest};
 use super::limits::Limits;
 use super::response::error_page;
 use super::status;
+use super::wrappers::inner_attributes;
 use crate::handler::{BoxError, HandlerResult};
 
 /// HTTP Basic authentication (RFC 7617) in front of another handler: a request without a
@@ -352,15 +353,7 @@ impl Config {
 }
 
 impl<H: HttpHandler> HttpHandler for BasicAuth<H> {
-    const SERVER_VERSION: &'static str = H::SERVER_VERSION;
-    const SYS_VERSION: &'static str = H::SYS_VERSION;
-    const PROTOCOL_VERSION: Version = H::PROTOCOL_VERSION;
-    const ERROR_MESSAGE_FORMAT: &'static str = H::ERROR_MESSAGE_FORMAT;
-    const ERROR_CONTENT_TYPE: &'static str = H::ERROR_CONTENT_TYPE;
-
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
+    inner_attributes!();
 
     /// The inner handler's answer, or `true` when the credentials need a bcrypt check (not
     /// on the event loop's thread).

@@ -15,8 +15,9 @@ use super::handler::{HttpHandler, HttpRequest};
 use super::limits::Limits;
 use crate::handler::{BoxError, HandlerResult};
 
-/// Passes everything but `dispatch` on to `self.inner`.
-macro_rules! wrap_inner {
+/// The class attributes and `limits` of `self.inner`, an `H`: what a handler that wraps
+/// another says of itself.
+macro_rules! inner_attributes {
     () => {
         const SERVER_VERSION: &'static str = H::SERVER_VERSION;
         const SYS_VERSION: &'static str = H::SYS_VERSION;
@@ -27,6 +28,14 @@ macro_rules! wrap_inner {
         fn limits(&self) -> Limits {
             self.inner.limits()
         }
+    };
+}
+pub(super) use inner_attributes;
+
+/// Passes everything but `dispatch` on to `self.inner`.
+macro_rules! wrap_inner {
+    () => {
+        inner_attributes!();
 
         fn may_block(&self, request: &HttpRequest<'_>) -> bool {
             self.inner.may_block(request)
