@@ -341,3 +341,25 @@ fn bodies_over_the_limit_are_413() {
         "only the form at the limit reached the handler"
     );
 }
+
+#[test]
+fn a_post_without_a_body_or_a_type_is_an_empty_form() {
+    let dir = TempDir::new();
+    let server = serve(SimpleHttpHandler::new(dir.path()).unwrap());
+    // `curl -X POST URL` sends neither a body nor a Content-Type (with Content-Length: 0
+    // or no length at all).
+    for request in [
+        &b"POST /form HTTP/1.0\r\nContent-Length: 0\r\n\r\n"[..],
+        &b"POST /form HTTP/1.0\r\n\r\n"[..],
+    ] {
+        let response = server.raw(request);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert!(
+            response.text().contains("0 field(s) posted"),
+            "{}",
+            response.text()
+        );
+    }
+    // A body without a type is still no form.
+    assert_eq!(server.raw(&post(None, b"a=1")).status, 415);
+}

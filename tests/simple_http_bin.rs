@@ -391,3 +391,40 @@ fn spa_and_404_flags_answer_what_names_nothing() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/page.html"));
 }
+
+#[test]
+fn protocol_keep_alive_body_limit_and_threading_flags_hold() {
+    let dir = TempDir::new();
+    dir.write("a.txt", "a");
+    for mode in [&[][..], &["--threading"][..]] {
+        let mut args = vec![
+            "0",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            "HTTP/1.1",
+            "--keep-alive",
+            "30",
+        ];
+        args.extend_from_slice(&["--max-body", "10"]);
+        args.extend_from_slice(mode);
+        let running = Running::start(&dir, &args);
+        // HTTP/1.1 keeps the connection: two answers on one.
+        let both = send(
+            &running,
+            "GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(
+            both.matches("HTTP/1.1 200 OK").count(),
+            2,
+            "{mode:?}: {both}"
+        );
+        // Over --max-body: 413.
+        let big = send(
+            &running,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 11\r\nConnection: close\r\n\r\na=123456789",
+        );
+        assert!(big.starts_with("HTTP/1.1 413 "), "{mode:?}: {big}");
+    }
+}
