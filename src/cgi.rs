@@ -292,6 +292,10 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         {
             set("AUTH_TYPE", kind.into());
         }
+        // The user a `BasicAuth` in front proved, as RFC 3875 4.1.11 asks.
+        if let Some(user) = request.remote_user() {
+            set("REMOTE_USER", user.into());
+        }
         if let Some(content_type) = request.headers.get("content-type") {
             set(
                 "CONTENT_TYPE",

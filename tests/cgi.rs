@@ -601,3 +601,26 @@ fn the_shipped_hello_script_greets() {
         .text()
         .contains("Hello, world!"));
 }
+
+#[test]
+fn a_user_proved_by_basic_auth_is_remote_user() {
+    let site = Site::new();
+    let cgi = CgiHttpHandler::new(site.root())
+        .unwrap()
+        .time_limit(Duration::from_millis(500));
+    let guarded = socketserver::http::BasicAuth::new(cgi, "scripts")
+        .user("alice", "secret")
+        .unwrap();
+    let server = serve(guarded);
+    // "alice:secret"
+    let response = server
+        .raw(b"GET /cgi-bin/env.sh HTTP/1.0\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let env = env_map(&response.text());
+    assert_eq!(env.get("REMOTE_USER").map(String::as_str), Some("alice"));
+    assert_eq!(env.get("AUTH_TYPE").map(String::as_str), Some("Basic"));
+    assert_eq!(
+        server.raw(b"GET /cgi-bin/env.sh HTTP/1.0\r\n\r\n").status,
+        401
+    );
+}
