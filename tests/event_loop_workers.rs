@@ -9,6 +9,8 @@
 mod cgi;
 #[path = "files_cache.rs"]
 mod files_cache;
+#[path = "files_compression.rs"]
+mod files_compression;
 #[path = "files_forms.rs"]
 mod files_forms;
 #[path = "files_listing.rs"]

@@ -428,3 +428,50 @@ fn protocol_keep_alive_body_limit_and_threading_flags_hold() {
         assert!(big.starts_with("HTTP/1.1 413 "), "{mode:?}: {big}");
     }
 }
+
+/// `GET path` with `Accept-Encoding: gzip`: the head as text, and the body's bytes.
+fn get_gzip(running: &Running, path: &str) -> (String, Vec<u8>) {
+    let host = running.urls[0]
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut client = connect(host.parse().unwrap());
+    write!(
+        client,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept-Encoding: gzip\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    client.read_to_end(&mut response).unwrap();
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let body = response.split_off(end);
+    (String::from_utf8_lossy(&response).into_owned(), body)
+}
+
+#[test]
+fn compresses_by_default_and_not_with_no_compress() {
+    let dir = TempDir::new();
+    let text = "a line of text that repeats\n".repeat(200);
+    dir.write("page.txt", &text);
+    let on = Running::start(&dir, &["0", "-b", "127.0.0.1"]);
+    let (head, body) = get_gzip(&on, "/page.txt");
+    assert!(head.starts_with("HTTP/1.0 200 "), "{head}");
+    assert!(head.contains("\r\nContent-Encoding: gzip\r\n"), "{head}");
+    assert!(head.contains("\r\nVary: Accept-Encoding\r\n"), "{head}");
+    let mut decoded = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut decoded)
+        .expect("a gzip body");
+    assert_eq!(decoded, text);
+    drop(on);
+    let off = Running::start(&dir, &["0", "-b", "127.0.0.1", "--no-compress"]);
+    let (head, body) = get_gzip(&off, "/page.txt");
+    assert!(head.starts_with("HTTP/1.0 200 "), "{head}");
+    assert!(!head.contains("Content-Encoding"), "{head}");
+    assert!(!head.contains("Vary"), "{head}");
+    assert_eq!(body, text.as_bytes());
+}

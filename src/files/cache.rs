@@ -23,6 +23,7 @@ use nix::sys::stat::FileStat;
 
 use super::path::Root;
 use super::Entity;
+use crate::http::compress::{self, Encoding};
 
 /// How long a file must have been left alone before its timestamps are trusted.
 const SETTLED: Duration = Duration::from_secs(1);
@@ -52,7 +53,15 @@ pub(crate) struct CachedFile {
     identity: Identity,
     pub entity: Entity,
     pub body: Box<[u8]>,
+    /// Room for compressed forms of the body, counted in its cost: as many bytes as the
+    /// body, or none.
+    room: usize,
+    /// The body compressed, by coding and level, as first asked for; at most `room` bytes.
+    compressed: Mutex<Vec<Compressed>>,
 }
+
+/// The body compressed with a coding at a level.
+type Compressed = (Encoding, u32, Arc<[u8]>);
 
 /// What changes when a file is written, replaced, moved or has its mode changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,15 +115,50 @@ impl Identity {
 impl CachedFile {
     /// What holding this file counts against the capacity.
     fn cost(&self) -> usize {
-        self.body.len() + ENTRY_COST
+        self.body.len() + self.room + ENTRY_COST
     }
 
-    pub(crate) fn new(identity: Identity, entity: Entity, body: Box<[u8]>) -> Self {
+    /// A file to keep; `compressible` makes room for its compressed forms.
+    pub(crate) fn new(
+        identity: Identity,
+        entity: Entity,
+        body: Box<[u8]>,
+        compressible: bool,
+    ) -> Self {
+        let room = if compressible { body.len() } else { 0 };
         CachedFile {
             identity,
             entity,
             body,
+            room,
+            compressed: Mutex::default(),
         }
+    }
+
+    /// The body compressed with `encoding` at `level`: made once and kept while there is
+    /// room, so a file read from memory is not compressed again on every request.
+    pub(crate) fn compressed(&self, encoding: Encoding, level: u32) -> Arc<[u8]> {
+        let forms = || {
+            self.compressed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let found = forms()
+            .iter()
+            .find(|(e, l, _)| (*e, *l) == (encoding, level))
+            .map(|(_, _, bytes)| Arc::clone(bytes));
+        if let Some(bytes) = found {
+            return bytes;
+        }
+        // Compressed without the lock: two requests may both compress, and one keeps it.
+        let bytes: Arc<[u8]> = compress::compress(encoding, level, &self.body).into();
+        let mut forms = forms();
+        let held: usize = forms.iter().map(|(_, _, b)| b.len()).sum();
+        let present = forms.iter().any(|(e, l, _)| (*e, *l) == (encoding, level));
+        if !present && held + bytes.len() <= self.room {
+            forms.push((encoding, level, Arc::clone(&bytes)));
+        }
+        bytes
     }
 }
 
@@ -234,6 +278,7 @@ mod tests {
             },
             last_modified: String::new(),
             content_type: String::new(),
+            modified: UNIX_EPOCH,
         }
     }
 
@@ -242,6 +287,7 @@ mod tests {
             identity(0),
             entity(size),
             vec![0; size].into(),
+            false,
         ))
     }
 
@@ -278,6 +324,26 @@ mod tests {
     }
 
     #[test]
+    fn compressed_forms_are_made_once_while_there_is_room() {
+        let text = b"some text, some more text, and text again. ".repeat(50);
+        let kept = CachedFile::new(identity(0), entity(text.len()), text.clone().into(), true);
+        assert_eq!(kept.cost(), 2 * text.len() + ENTRY_COST);
+        let first = kept.compressed(Encoding::Gzip, 1);
+        assert!(
+            Arc::ptr_eq(&first, &kept.compressed(Encoding::Gzip, 1)),
+            "kept"
+        );
+        let brotli = kept.compressed(Encoding::Brotli, 4);
+        assert!(Arc::ptr_eq(&brotli, &kept.compressed(Encoding::Brotli, 4)));
+        // Without room, made anew each time, and the cost stays the body's.
+        let unkept = CachedFile::new(identity(0), entity(text.len()), text.into(), false);
+        assert_eq!(unkept.cost(), unkept.body.len() + ENTRY_COST);
+        let once = unkept.compressed(Encoding::Gzip, 1);
+        assert!(!Arc::ptr_eq(&once, &unkept.compressed(Encoding::Gzip, 1)));
+        assert_eq!(once, first, "the same bytes");
+    }
+
+    #[test]
     fn admits_settled_files_that_fit() {
         let cache = FileCache::new(ENTRY_COST + 60, 60);
         let fits = Identity {
@@ -303,7 +369,12 @@ mod tests {
         assert!(cache.get(&root, relative).is_none(), "never cached");
 
         let identity = Identity::of(&std::fs::metadata(&path).unwrap());
-        let cached = Arc::new(CachedFile::new(identity, entity(3), (*b"one").into()));
+        let cached = Arc::new(CachedFile::new(
+            identity,
+            entity(3),
+            (*b"one").into(),
+            false,
+        ));
         cache.insert(relative, cached);
         let hit = cache
             .get(&root, relative)

@@ -37,6 +37,7 @@
 mod byteranges;
 mod cache;
 pub(crate) mod conditional;
+mod encoded;
 mod form;
 mod listing;
 mod multipart;
@@ -49,6 +50,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::header::CONTENT_TYPE;
 use http::StatusCode;
@@ -57,6 +59,7 @@ pub use form::{EchoForm, FormHandler};
 pub use upload::Uploads;
 
 use crate::handler::{BoxError, HandlerResult};
+use crate::http::compress::Compression;
 use crate::http::{parse_qsl, HttpHandler, HttpRequest, Limits};
 use byteranges::Multipart;
 use cache::{CachedFile, FileCache, Identity};
@@ -109,6 +112,7 @@ struct Config {
     /// A path that names nothing gets the root's index page (a single-page app).
     spa: bool,
     not_found_page: Option<NotFoundPage>,
+    compression: Compression,
 }
 
 /// The page a 404 answers with.
@@ -125,11 +129,15 @@ struct Entity {
     validators: Validators,
     last_modified: String,
     content_type: String,
+    /// The modification time, to the nanosecond: a precompressed file older than this is
+    /// stale.
+    modified: SystemTime,
 }
 
 /// A directory's index page, found.
 enum IndexPage {
-    Cached(Arc<CachedFile>),
+    /// Kept in memory, with its path relative to the root.
+    Cached(Arc<CachedFile>, PathBuf),
     /// Opened from disk, with its metadata and its path relative to the root.
     File(File, Metadata, PathBuf),
 }
@@ -159,6 +167,7 @@ impl SimpleHttpHandler {
                 max_listing: listing::MAX_ENTRIES,
                 spa: false,
                 not_found_page: None,
+                compression: Compression::off(),
             }),
             form: EchoForm,
         })
@@ -278,6 +287,32 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         Ok(self)
     }
 
+    /// Compresses as `compression` says (default [`Compression::off`], as Python's server
+    /// does not; the `simple-http` binary turns it on). With [`Compression::new`]:
+    ///
+    /// - A file `x` with `x.br`, `x.zst` or `x.gz` beside it (found as `x` is, beneath
+    ///   the directory) answers a client that accepts that coding with that file,
+    ///   `Content-Encoding`, `x`'s `Content-Type` and an `ETag` of its own (`x`'s tag,
+    ///   the coding and the precompressed file's tag). A precompressed file modified
+    ///   before `x` is stale and ignored. Looking for them costs up to three `open`s per
+    ///   request of a file.
+    /// - Otherwise a file of a compressible type (text, JSON, JavaScript, XML, SVG:
+    ///   [`is_compressible`](crate::http::compress::is_compressible)) within the size
+    ///   bounds is compressed with brotli or gzip, its `ETag` being `x`'s with the coding
+    ///   and level: the output is a function of the bytes and the level, so the tag is
+    ///   strong. Small files kept in memory keep their compressed forms too.
+    /// - Codings are chosen by `Accept-Encoding` (see [`compress`](crate::http::compress));
+    ///   at equal weight a precompressed file wins over compressing, and brotli over zstd
+    ///   over gzip.
+    /// - A request with `Range` gets ranges of `x` itself: ranges of a coded body are
+    ///   rarely what a client can use (RFC 9110 allows either).
+    /// - Conditional requests are answered for the representation chosen: its `ETag`.
+    /// - Every answer that could have been coded otherwise carries `Vary: Accept-Encoding`.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.config_mut().compression = compression;
+        self
+    }
+
     /// Answers forms with `form` instead of [`EchoForm`].
     pub fn form_handler<G: FormHandler>(self, form: G) -> SimpleHttpHandler<G> {
         SimpleHttpHandler {
@@ -354,7 +389,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
             if target.raw_path.ends_with('/') {
                 return self.send_missing(request, StatusCode::NOT_FOUND);
             }
-            return send_entity(request, &cached.entity, Source::Memory(&cached.body));
+            return self.send_cached(request, &cached, &target.relative);
         }
         let (file, meta) = match root.open_file(&target.relative, follow).and_then(stat) {
             Ok(opened) => opened,
@@ -368,8 +403,8 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
                 return redirect_to_directory(request, &target.raw_path, target.query.as_deref());
             }
             return match self.index_page(&target.relative) {
-                Some(IndexPage::Cached(cached)) => {
-                    send_entity(request, &cached.entity, Source::Memory(&cached.body))
+                Some(IndexPage::Cached(cached, relative)) => {
+                    self.send_cached(request, &cached, &relative)
                 }
                 Some(IndexPage::File(page, page_meta, relative)) => {
                     self.serve_file(request, page, &page_meta, &relative)
@@ -391,8 +426,8 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         if status == StatusCode::NOT_FOUND {
             if self.config.spa {
                 match self.index_page(Path::new("")) {
-                    Some(IndexPage::Cached(cached)) => {
-                        return send_entity(request, &cached.entity, Source::Memory(&cached.body))
+                    Some(IndexPage::Cached(cached, relative)) => {
+                        return self.send_cached(request, &cached, &relative)
                     }
                     Some(IndexPage::File(page, meta, relative)) => {
                         return self.serve_file(request, page, &meta, &relative)
@@ -414,7 +449,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         for index in &self.config.index_pages {
             let relative = relative.join(index);
             if let Some(cached) = self.config.cache.get(root, &relative) {
-                return Some(IndexPage::Cached(cached));
+                return Some(IndexPage::Cached(cached, relative));
             }
             let opened = root.open_file(&relative, self.config.follow_symlinks);
             if let Ok((page, meta)) = opened.and_then(stat) {
@@ -481,17 +516,33 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
             last_modified: validators.last_modified_string(),
             validators,
             content_type: self.guess_type(relative),
+            modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
         };
         let identity = Identity::of(meta);
         if !self.config.cache.admits(&identity) {
-            return send_entity(request, &entity, Source::File(file));
+            return encoded::send(&self.config, request, relative, &entity, Source::File(file));
         }
         let mut body = vec![0; entity.len as usize].into_boxed_slice();
         // A file that shrank since the stat fails here, before anything is sent.
         file.read_exact(&mut body)?;
-        let cached = Arc::new(CachedFile::new(identity, entity, body));
+        // Room for its compressed forms, if it will have any.
+        let compressible = self
+            .config
+            .compression
+            .compresses(&entity.content_type, entity.len);
+        let cached = Arc::new(CachedFile::new(identity, entity, body, compressible));
         self.config.cache.insert(relative, Arc::clone(&cached));
-        send_entity(request, &cached.entity, Source::Memory(&cached.body))
+        self.send_cached(request, &cached, relative)
+    }
+
+    /// Sends a file kept in memory, found at `relative`.
+    fn send_cached(
+        &self,
+        request: &mut HttpRequest<'_>,
+        cached: &CachedFile,
+        relative: &Path,
+    ) -> HandlerResult {
+        encoded::send_cached(&self.config, request, relative, cached)
     }
 }
 

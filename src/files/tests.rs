@@ -356,12 +356,14 @@ fn several_ranges_of_a_cached_file_come_from_memory() {
         last_modified: validators.last_modified_string(),
         validators,
         content_type: "text/plain; charset=utf-8".into(),
+        modified: meta.modified().unwrap(),
     };
     // Other bytes than the disk's, under the file's identity: what is sent shows the source.
     let memory = Arc::new(CachedFile::new(
         Identity::of(&meta),
         entity,
         (*b"ABCDEFGHIJ").into(),
+        false,
     ));
     tree.files
         .config

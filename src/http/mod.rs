@@ -18,6 +18,7 @@ mod ahead;
 mod auth;
 mod body;
 mod chunked;
+pub mod compress;
 mod connection;
 mod date;
 mod exchange;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::{SimpleHttpHandler, Uploads};
+use socketserver::http::compress::Compression;
 use socketserver::http::{AddHeaders, BasicAuth, Configured, Cors, HttpHandler, Limits, Version};
 use socketserver::{Concurrency, EventLoop, Server, ServerHandle, TcpTransport, Threading};
 
@@ -61,6 +62,10 @@ struct Args {
     /// A single-page app: a path that names nothing gets the root's index.html.
     #[arg(long)]
     spa: bool,
+    /// Send every file as it is: no precompressed `.br`/`.zst`/`.gz` files, no gzip or
+    /// brotli on the fly (both on by default).
+    #[arg(long)]
+    no_compress: bool,
     /// The page a 404 answers with (an HTML file, say).
     #[arg(long = "404", value_name = "FILE")]
     not_found: Option<PathBuf>,
@@ -138,7 +143,11 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
     files = files
         .show_hidden(args.hidden)
         .listing(!args.no_listing)
-        .spa(args.spa);
+        .spa(args.spa)
+        .compression(match args.no_compress {
+            true => Compression::off(),
+            false => Compression::new(),
+        });
     if let Some(page) = &args.not_found {
         files = files.not_found_page(page)?;
     }
