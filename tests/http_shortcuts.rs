@@ -28,6 +28,10 @@ impl HttpHandler for Shortcuts {
             "/empty-204" => req.respond(204, "text/plain", "")?,
             "/body-on-204" => req.respond(204, "text/plain", "oops")?,
             "/interim" => req.send_text(100, "hi")?,
+            "/debug" => {
+                let debug = format!("{req:?}");
+                req.send_text(200, &debug)?
+            }
             "/path" => {
                 let path = req.url_path().to_string();
                 req.send_text(200, &path)?
@@ -216,4 +220,19 @@ fn a_fallback_that_calls_its_own_dispatch_fails_the_request_not_the_server() {
         let answer = client.request(b"GET / HTTP/1.0\r\n\r\n");
         assert_eq!(answer.status, 500);
     }
+}
+
+#[test]
+fn a_request_printed_with_debug_shows_no_credentials() {
+    let server = start(Shortcuts);
+    let mut client = Client::connect(server.addr());
+    let answer = client.request(
+        b"GET /debug HTTP/1.1\r\nHost: a\r\nAuthorization: Basic c2VjcmV0OnB3\r\n\
+          Cookie: session=hunter2\r\nX-Visible: shown\r\n\r\n",
+    );
+    let text = answer.text();
+    assert!(!text.contains("c2VjcmV0OnB3"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+    assert!(text.contains("shown"), "{text}");
 }

@@ -1036,9 +1036,32 @@ impl fmt::Debug for HttpRequest<'_> {
         f.debug_struct("HttpRequest")
             .field("requestline", &self.requestline)
             .field("client_address", &self.client_address)
-            .field("headers", &self.headers)
+            .field("headers", &RedactedHeaders(&self.headers))
             .field("close_connection", &self.close_connection)
             .finish_non_exhaustive()
+    }
+}
+
+/// Headers for a `{:?}` that may end up in a log: credentials show as `<redacted>`.
+struct RedactedHeaders<'h>(&'h HeaderMap);
+
+impl fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SECRET: [&str; 4] = [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "set-cookie",
+        ];
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if SECRET.contains(&name.as_str()) {
+                map.entry(&name.as_str(), &"<redacted>");
+            } else {
+                map.entry(&name.as_str(), value);
+            }
+        }
+        map.finish()
     }
 }
 
