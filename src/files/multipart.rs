@@ -36,6 +36,8 @@ use std::ops::Range;
 
 use percent_encoding::percent_decode;
 
+use crate::http::is_token_byte;
+
 /// The bounds a form is held to, beside its length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PartLimits {
@@ -345,7 +347,7 @@ fn parse_head(lines: &[u8]) -> Result<PartHead, FormError> {
             ));
         };
         let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(FormError::Malformed("A part's head has a bad field name"));
         }
         if name.eq_ignore_ascii_case(b"content-disposition") {
@@ -446,7 +448,7 @@ fn parse_parameters(value: &[u8]) -> Result<(&[u8], Vec<Parameter>), FormError> 
         }
         let eq = rest.iter().position(|&b| b == b'=').ok_or(bad)?;
         let name = rest[..eq].trim_ascii();
-        if name.is_empty() || !name.iter().all(|&b| is_token(b)) {
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(bad);
         }
         rest = rest[eq + 1..].trim_ascii_start();
@@ -536,11 +538,6 @@ fn extended_value(value: &[u8]) -> Result<String, FormError> {
 
 fn utf8(bytes: Vec<u8>) -> Result<String, FormError> {
     String::from_utf8(bytes).map_err(|_| FormError::Malformed("A name in the form is not UTF-8"))
-}
-
-/// RFC 9110 `tchar`.
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// RFC 2046 `bchars`: what a boundary is made of (a space, but not last).

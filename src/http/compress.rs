@@ -33,7 +33,7 @@ use std::io::Write;
 
 use http::header::{HeaderMap, ACCEPT_ENCODING};
 
-use super::{HttpRequest, IntoStatus};
+use super::{is_token_byte, HttpRequest, IntoStatus};
 use crate::handler::HandlerResult;
 
 /// A content coding, or none.
@@ -223,11 +223,6 @@ fn weight(param: &[u8]) -> Option<u16> {
         (1, 0) => Some(1000),
         _ => None, // `1.5` is no weight.
     }
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// The codings this crate can compress with.

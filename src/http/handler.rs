@@ -326,6 +326,29 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.into())
 }
 
+/// Whether a header named `name` may be added to the answers of a request
+/// ([`HttpRequest::add_response_header`]): a token, and not one of the framing headers,
+/// which are the response's own.
+pub(crate) fn check_added_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return Err(invalid(format!("invalid header name {name:?}")));
+    }
+    if ["content-length", "transfer-encoding", "connection"]
+        .iter()
+        .any(|framing| name.eq_ignore_ascii_case(framing))
+    {
+        return Err(invalid(format!("{name} is the response's own to send")));
+    }
+    Ok(())
+}
+
+/// Whether a header value holds no control character but tab (so no line break).
+pub(crate) fn is_clean_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 /// `status`, if it is a final one: an interim (1xx) response is sent with
 /// `send_response_only` and `end_headers`, never as a whole response.
 fn final_status(status: impl IntoStatus) -> io::Result<StatusCode> {
@@ -734,24 +757,13 @@ impl<'a> HttpRequest<'a> {
     /// headers (`Content-Length`, `Transfer-Encoding`, `Connection`) are the response's own
     /// and refused, as are names and values `send_header` refuses.
     pub fn add_response_header(&mut self, name: &str, value: impl fmt::Display) -> io::Result<()> {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(invalid(format!("invalid header name {name:?}")));
-        }
-        if ["content-length", "transfer-encoding", "connection"]
-            .iter()
-            .any(|framing| name.eq_ignore_ascii_case(framing))
-        {
-            return Err(invalid(format!("{name} is the response's own to send")));
-        }
+        check_added_name(name)?;
         let start = self.added_headers.len();
         self.added_headers.extend_from_slice(name.as_bytes());
         self.added_headers.extend_from_slice(b": ");
         let value_start = self.added_headers.len();
         let _ = write!(HeadWriter(&mut self.added_headers), "{value}");
-        let value_ok = self.added_headers[value_start..]
-            .iter()
-            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-        if !value_ok {
+        if !is_clean_value(&self.added_headers[value_start..]) {
             self.added_headers.truncate(start);
             return Err(invalid(format!(
                 "invalid value for header {name}: control characters or line breaks"
@@ -781,10 +793,7 @@ impl<'a> HttpRequest<'a> {
         head.extend_from_slice(b": ");
         let value_start = head.len();
         write_value(head);
-        let value_ok = head[value_start..]
-            .iter()
-            .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-        if !value_ok {
+        if !is_clean_value(&head[value_start..]) {
             self.wfile.truncate_head(start);
             return Err(invalid(format!(
                 "invalid value for header {keyword}: control characters or line breaks"
@@ -1087,7 +1096,8 @@ impl fmt::Write for HeadWriter<'_> {
 }
 
 /// Whether `b` may appear in a header name (RFC 9110 `tchar`).
-fn is_token_byte(b: u8) -> bool {
+/// RFC 9110 `tchar`: a byte of a token (header names, codings, parameters).
+pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN[usize::from(b)]
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
+use super::handler::is_token_byte;
 use super::limits::Limits;
 use super::socket::TimedSocket;
 use crate::handler::Rfile;
@@ -460,10 +461,6 @@ fn list_elements<'a>(values: http::header::GetAll<'a, HeaderValue>) -> Option<Ve
         }
     }
     Some(elements)
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A Content-Length value: decimal digits only (no sign, no hex, no spaces), no overflow.

@@ -41,6 +41,7 @@ pub use body::Body;
 pub use connection::Configured;
 pub(crate) use connection::ConnectionState as HttpConnection;
 pub use form::parse_qsl;
+pub(crate) use handler::is_token_byte;
 pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus, Message};
 pub use limits::Limits;
 pub use log::{

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
 use http::{Method, Version};
 
-use super::handler::{HttpHandler, HttpRequest};
+use super::handler::{check_added_name, is_clean_value, HttpHandler, HttpRequest};
 use super::limits::Limits;
 use crate::handler::{BoxError, HandlerResult};
 
@@ -102,17 +102,8 @@ impl<H: HttpHandler> HttpHandler for AddHeaders<H> {
 
 /// Whether `name: value` may be added to every answer.
 fn check_header(name: &str, value: &str) -> io::Result<()> {
-    let token = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    let framing = ["content-length", "transfer-encoding", "connection"]
-        .iter()
-        .any(|f| name.eq_ignore_ascii_case(f));
-    let clean = value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
-    if token && !framing && clean {
+    check_added_name(name)?;
+    if is_clean_value(value.as_bytes()) {
         Ok(())
     } else {
         Err(io::Error::new(
