@@ -23,11 +23,16 @@ struct Running {
 
 impl Running {
     fn start(dir: &TempDir, args: &[&str]) -> Running {
+        Self::start_with_stderr(dir, args, Stdio::null())
+    }
+
+    /// [`Running::start`], its stderr going to `stderr`.
+    fn start_with_stderr(dir: &TempDir, args: &[&str], stderr: impl Into<Stdio>) -> Running {
         let child = Command::new(BINARY)
             .args(args)
             .current_dir(dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start simple-http");
         // Owned by `Running` from here, so that a failed assertion still stops it.
@@ -50,17 +55,15 @@ impl Running {
 
     /// `GET path` from the first URL of the banner.
     fn get(&self, path: &str) -> String {
-        let url = &self.urls[0];
-        let host = url
+        get_with(self, path, "")
+    }
+
+    /// The `host:port` of the first URL of the banner.
+    fn host(&self) -> String {
+        self.urls[0]
             .trim_start_matches("http://")
             .trim_end_matches('/')
-            .to_string();
-        let address: SocketAddr = host.parse().expect("an address in the URL");
-        let mut client = connect(address);
-        write!(client, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-        let mut response = String::new();
-        client.read_to_string(&mut response).unwrap();
-        response
+            .to_string()
     }
 }
 
@@ -130,15 +133,11 @@ fn a_name_that_does_not_resolve_fails_with_its_name() {
 
 /// `GET path` from the first URL of the banner with `extra` header lines.
 fn get_with(running: &Running, path: &str, extra: &str) -> String {
-    let host = running.urls[0]
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut client = connect(host.parse().unwrap());
-    write!(client, "GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n").unwrap();
-    let mut response = String::new();
-    client.read_to_string(&mut response).unwrap();
-    response
+    let host = running.host();
+    send(
+        running,
+        &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n"),
+    )
 }
 
 #[test]
@@ -259,25 +258,8 @@ fn json_log_format_writes_one_object_per_request() {
     let dir = TempDir::new();
     dir.write("a.txt", "abc");
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(BINARY)
-        .args(["0", "-b", "127.0.0.1", "--log-format", "json"])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start simple-http");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut running = Running {
-        child,
-        urls: Vec::new(),
-    };
-    let mut line = String::new();
-    while !line.starts_with("Serving HTTP on ") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "no banner");
-    }
-    let inside = line.split_once('(').unwrap().1.split_once(')').unwrap().0;
-    running.urls = vec![inside.to_string()];
+    let args = ["0", "-b", "127.0.0.1", "--log-format", "json"];
+    let running = Running::start_with_stderr(&dir, &args, std::fs::File::create(&log).unwrap());
     let response = get_with(&running, "/a.txt", "User-Agent: tester\r\n");
     assert!(response.ends_with("abc"), "{response}");
     drop(running); // SIGTERM, then wait: the log is complete.
@@ -303,11 +285,8 @@ fn json_log_format_writes_one_object_per_request() {
 
 /// `request` (head and body) to the first URL of the banner; the whole answer.
 fn send(running: &Running, request: &str) -> String {
-    let host = running.urls[0]
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut client = connect(host.parse().unwrap());
+    let address: SocketAddr = running.host().parse().expect("an address in the URL");
+    let mut client = connect(address);
     client.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     client.read_to_string(&mut response).unwrap();
