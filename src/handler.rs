@@ -396,6 +396,7 @@ impl RequestContext for StreamRequest {
         if H::DISABLE_NAGLE_ALGORITHM {
             request.set_nodelay(true)?;
         }
+        let output = Output::new(&request);
         Ok(StreamRequest {
             rfile: Rfile::new(request.clone(), H::RBUFSIZE),
             wfile: Wfile::new(request.clone(), H::WBUFSIZE),
@@ -403,7 +404,7 @@ impl RequestContext for StreamRequest {
             client_address,
             server,
             parking: Parking::default(),
-            output: Output::default(),
+            output,
         })
     }
 

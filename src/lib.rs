@@ -58,6 +58,7 @@ mod output;
 pub mod server;
 mod socket;
 mod sys;
+pub mod tls;
 
 // The root holds what a program writes: servers, handlers and their requests, hooks and
 // strategies. The plumbing for new transports and strategies stays in `server` and

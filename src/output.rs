@@ -54,6 +54,9 @@ pub(crate) struct Output {
     failure: Option<io::ErrorKind>,
     /// What to do once the stream has been sent up to a position, in order.
     receipts: VecDeque<Receipt>,
+    /// The connection, if it is TLS: its session may hold records the socket has not
+    /// taken, which are output still waiting like the bytes here.
+    tls: Option<StreamSocket>,
 }
 
 /// `length` bytes of `file` from `offset`.
@@ -86,8 +89,17 @@ struct Receipt {
 }
 
 impl Output {
+    /// The output of `connection`.
+    pub(crate) fn new(connection: &StreamSocket) -> Self {
+        let mut output = Output::default();
+        output.tls = connection.is_tls().then(|| connection.clone());
+        output
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.bytes.is_empty() && self.file.is_none()
+        self.bytes.is_empty()
+            && self.file.is_none()
+            && !self.tls.as_ref().is_some_and(StreamSocket::has_unsent)
     }
 
     /// Whether sending failed: the client cannot get the rest of what was written.
@@ -190,7 +202,7 @@ impl Output {
             }
         }
         let Some(range) = &mut self.file else {
-            return Ok(true);
+            return connection.flush_unsent(MsgFlags::MSG_DONTWAIT);
         };
         // `sendfile` has no flag for "do not wait": the socket waits for nothing meanwhile.
         connection.set_nonblocking(true)?;
@@ -202,7 +214,7 @@ impl Output {
         match result {
             Ok(()) => {
                 self.file = None;
-                Ok(true)
+                connection.flush_unsent(MsgFlags::MSG_DONTWAIT)
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(err) => Err(err),
@@ -247,7 +259,10 @@ impl Output {
             self.advance(before - range.length);
             result.map_err(|err| self.fail(err))?;
         }
-        Ok(())
+        match connection.flush_unsent(MsgFlags::empty()) {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.fail(err)),
+        }
     }
 
     /// Writes `data` after what waits. With [`Wait::Yes`] all of it is sent (and `data` is
@@ -399,6 +414,7 @@ impl fmt::Debug for Output {
             .field("file", &self.file)
             .field("sent", &self.sent)
             .field("failure", &self.failure)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -408,6 +424,9 @@ impl fmt::Debug for Output {
 /// ends before the range does fails with `UnexpectedEof`: the promised length cannot be
 /// kept, and the connection must close.
 fn send_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()> {
+    if connection.is_tls() {
+        return copy_file(connection, range);
+    }
     while range.length > 0 {
         let mut offset = i64::try_from(range.offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
@@ -428,4 +447,48 @@ fn send_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()>
         }
     }
     Ok(())
+}
+
+/// Largest piece of a file read for one write to a TLS session (four records).
+const TLS_CHUNK: usize = 64 * 1024;
+
+/// Sends the range through a TLS session, which `sendfile` cannot feed: read at the
+/// range's offset, then written, until all is sent or the session refuses more
+/// (`WouldBlock`). What the session did not take is read again next time.
+fn copy_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = usize::try_from(range.length)
+        .unwrap_or(usize::MAX)
+        .min(TLS_CHUNK);
+    let mut chunk = buffer::take(len);
+    let result = (|| {
+        while range.length > 0 {
+            let want = usize::try_from(range.length)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            let n = match range.file.read_at(&mut chunk[..want], range.offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file ended before its promised length",
+                    ))
+                }
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            match connection.send_with(&[IoSlice::new(&chunk[..n])], MsgFlags::empty()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(sent) => {
+                    range.offset += sent as u64;
+                    range.length -= sent as u64;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    })();
+    buffer::give(chunk);
+    result
 }

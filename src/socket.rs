@@ -1,18 +1,19 @@
-//! What a transport hands to a handler: a connected stream, or one datagram and the socket
-//! to answer on.
+//! What a transport hands to a handler: a connected stream (plain or TLS), or one datagram
+//! and the socket to answer on.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::io::{IoSlice, IoSliceMut};
 
 use nix::sys::socket::{recv, recvmsg, sendmsg, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 
 use crate::address::ClientAddress;
+use crate::tls::{TlsInfo, TlsStream};
 
 /// One datagram into `buf`, and its sender, if one is queued.
 fn recv_now<S: SockaddrLike>(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Option<S>)> {
@@ -21,10 +22,12 @@ fn recv_now<S: SockaddrLike>(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(
     Ok((message.bytes, message.address))
 }
 
-/// A connected stream socket, TCP or Unix: Python's `self.request` in a stream handler.
+/// A connected stream socket, TCP, Unix or TLS: Python's `self.request` in a stream
+/// handler.
 ///
 /// Cloning is cheap and shares the socket (the handler's `rfile` and `wfile` are clones);
-/// the socket closes when the last clone is dropped.
+/// the socket closes when the last clone is dropped. On a TLS connection reads and writes
+/// carry plaintext; the clones share one TLS session, used by one of them at a time.
 #[derive(Clone, Debug)]
 pub struct StreamSocket(Arc<Stream>);
 
@@ -32,6 +35,14 @@ pub struct StreamSocket(Arc<Stream>);
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    // Boxed: a plain connection does not carry the size of a TLS session.
+    Tls(Box<TlsStream>),
+}
+
+/// The socket under a stream, TLS or not.
+enum Plain<'a> {
+    Tcp(&'a TcpStream),
+    Unix(&'a UnixStream),
 }
 
 impl StreamSocket {
@@ -43,6 +54,25 @@ impl StreamSocket {
         StreamSocket(Arc::new(Stream::Unix(stream)))
     }
 
+    pub(crate) fn from_tls(stream: TlsStream) -> Self {
+        StreamSocket(Arc::new(Stream::Tls(Box::new(stream))))
+    }
+
+    fn plain(&self) -> Plain<'_> {
+        match &*self.0 {
+            Stream::Tcp(s) => Plain::Tcp(s),
+            Stream::Unix(s) => Plain::Unix(s),
+            Stream::Tls(s) => Plain::Tcp(s.tcp()),
+        }
+    }
+
+    fn tls(&self) -> Option<&TlsStream> {
+        match &*self.0 {
+            Stream::Tls(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Reads at most `max` bytes; an empty result means the peer closed its side.
     /// Python's `request.recv(max)`.
     pub fn recv(&self, max: usize) -> io::Result<Vec<u8>> {
@@ -52,9 +82,13 @@ impl StreamSocket {
         Ok(buf)
     }
 
-    /// Reads what has arrived, without waiting: `WouldBlock` if nothing has.
+    /// Reads what has arrived, without waiting: `WouldBlock` if nothing has. A read that
+    /// returns less than `buf` holds has emptied the socket (and the TLS session).
     pub(crate) fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        Ok(recv(self.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?)
+        match self.tls() {
+            Some(tls) => tls.read(buf, MsgFlags::MSG_DONTWAIT),
+            None => Ok(recv(self.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?),
+        }
     }
 
     /// Writes what the socket takes now, without waiting: `WouldBlock` if it takes nothing.
@@ -63,8 +97,11 @@ impl StreamSocket {
     }
 
     /// One `sendmsg` with `flags` (and `MSG_NOSIGNAL`: a closed peer is an error, not a
-    /// signal); waits for room unless `MSG_DONTWAIT`.
+    /// signal); waits for room unless `MSG_DONTWAIT`. On TLS, what the session took.
     pub(crate) fn send_with(&self, data: &[IoSlice<'_>], flags: MsgFlags) -> io::Result<usize> {
+        if let Some(tls) = self.tls() {
+            return tls.write(data, flags);
+        }
         let flags = flags | MsgFlags::MSG_NOSIGNAL;
         Ok(sendmsg::<()>(
             self.as_fd().as_raw_fd(),
@@ -75,72 +112,103 @@ impl StreamSocket {
         )?)
     }
 
+    /// Whether this is a TLS connection: files cannot leave by `sendfile`.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls().is_some()
+    }
+
+    /// Whether a TLS session holds records the socket has not taken yet.
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.tls().is_some_and(TlsStream::has_unsent)
+    }
+
+    /// Sends the TLS records that wait (waiting for room unless `MSG_DONTWAIT`); `true`
+    /// once none is left. Always `true` for a plain socket.
+    pub(crate) fn flush_unsent(&self, flags: MsgFlags) -> io::Result<bool> {
+        self.tls().map_or(Ok(true), |tls| tls.flush_unsent(flags))
+    }
+
+    /// Until when a TLS handshake still under way may go on.
+    pub(crate) fn handshake_deadline(&self) -> Option<Instant> {
+        self.tls().and_then(TlsStream::handshake_deadline)
+    }
+
+    /// What the TLS session negotiated, and the client's certificates; `None` for a plain
+    /// connection. Python's `SSLSocket.version()`, `cipher()` and `getpeercert()`.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.tls().map(TlsStream::info)
+    }
+
     /// Makes every operation on the socket fail with `WouldBlock` instead of waiting.
     pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
-            Stream::Unix(s) => s.set_nonblocking(nonblocking),
+        match self.plain() {
+            Plain::Tcp(s) => s.set_nonblocking(nonblocking),
+            Plain::Unix(s) => s.set_nonblocking(nonblocking),
         }
     }
 
     /// Writes all of `data`. Python's `request.sendall(data)`.
     pub fn sendall(&self, data: &[u8]) -> io::Result<()> {
-        (&*self).write_all(data)
+        (&*self).write_all(data)?;
+        self.flush_unsent(MsgFlags::empty()).map(drop)
     }
 
     /// The peer's address (Python's `getpeername()`).
     pub fn peer_addr(&self) -> io::Result<ClientAddress> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.peer_addr().map(ClientAddress::Inet),
-            Stream::Unix(s) => s.peer_addr().map(|a| ClientAddress::from_unix(&a)),
+        match self.plain() {
+            Plain::Tcp(s) => s.peer_addr().map(ClientAddress::Inet),
+            Plain::Unix(s) => s.peer_addr().map(|a| ClientAddress::from_unix(&a)),
         }
     }
 
-    /// Shuts down the read half, the write half, or both.
+    /// Shuts down the read half, the write half, or both. On TLS, ending the write half
+    /// sends `close_notify` first.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match &*self.0 {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
+            Stream::Tls(s) => s.shutdown(how),
         }
     }
 
     /// Sets the timeout of blocking reads; `None` blocks forever.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.set_read_timeout(timeout),
-            Stream::Unix(s) => s.set_read_timeout(timeout),
+        match self.plain() {
+            Plain::Tcp(s) => s.set_read_timeout(timeout),
+            Plain::Unix(s) => s.set_read_timeout(timeout),
         }
     }
 
     /// Sets the timeout of blocking writes; `None` blocks forever.
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.set_write_timeout(timeout),
-            Stream::Unix(s) => s.set_write_timeout(timeout),
+        match self.plain() {
+            Plain::Tcp(s) => s.set_write_timeout(timeout),
+            Plain::Unix(s) => s.set_write_timeout(timeout),
         }
     }
 
     /// Sets `TCP_NODELAY` (Python's `disable_nagle_algorithm`); a no-op on Unix sockets.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.set_nodelay(nodelay),
-            Stream::Unix(_) => Ok(()),
+        match self.plain() {
+            Plain::Tcp(s) => s.set_nodelay(nodelay),
+            Plain::Unix(_) => Ok(()),
         }
     }
 
-    /// The TCP stream, if this is a TCP connection.
+    /// The TCP stream, if this is a TCP connection. On TLS it is the stream under the
+    /// encryption: bytes written to it directly break the session.
     pub fn as_tcp(&self) -> Option<&TcpStream> {
-        match &*self.0 {
-            Stream::Tcp(s) => Some(s),
-            Stream::Unix(_) => None,
+        match self.plain() {
+            Plain::Tcp(s) => Some(s),
+            Plain::Unix(_) => None,
         }
     }
 
     /// The Unix stream, if this is a Unix-socket connection.
     pub fn as_unix(&self) -> Option<&UnixStream> {
-        match &*self.0 {
-            Stream::Tcp(_) => None,
-            Stream::Unix(s) => Some(s),
+        match self.plain() {
+            Plain::Tcp(_) => None,
+            Plain::Unix(s) => Some(s),
         }
     }
 }
@@ -150,6 +218,7 @@ impl Read for &StreamSocket {
         match &*self.0 {
             Stream::Tcp(s) => (&*s).read(buf),
             Stream::Unix(s) => (&*s).read(buf),
+            Stream::Tls(s) => s.read(buf, MsgFlags::empty()),
         }
     }
 
@@ -157,6 +226,10 @@ impl Read for &StreamSocket {
         match &*self.0 {
             Stream::Tcp(s) => (&*s).read_vectored(bufs),
             Stream::Unix(s) => (&*s).read_vectored(bufs),
+            Stream::Tls(s) => match bufs.iter_mut().find(|b| !b.is_empty()) {
+                Some(buf) => s.read(buf, MsgFlags::empty()),
+                None => Ok(0),
+            },
         }
     }
 }
@@ -172,8 +245,9 @@ impl Write for &StreamSocket {
         self.send_with(bufs, MsgFlags::empty())
     }
 
+    /// Sends what a TLS session still holds; nothing to do on a plain socket.
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.flush_unsent(MsgFlags::empty()).map(drop)
     }
 }
 
@@ -197,15 +271,15 @@ impl Write for StreamSocket {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        (&*self).flush()
     }
 }
 
 impl AsFd for StreamSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match &*self.0 {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
+        match self.plain() {
+            Plain::Tcp(s) => s.as_fd(),
+            Plain::Unix(s) => s.as_fd(),
         }
     }
 }

@@ -457,7 +457,14 @@ fn next_head(
         if timed_out {
             return Ok(HeadStep::Closed);
         }
-        return Ok(HeadStep::Wait(Some(now + state.idle_timeout(limits))));
+        let idle = now + state.idle_timeout(limits);
+        // A TLS handshake has a limit of its own: a client that sends its hello a byte at
+        // a time restarts the idle wait at every byte, never this.
+        let until = match stream.request.handshake_deadline() {
+            Some(handshake) => idle.min(handshake),
+            None => idle,
+        };
+        return Ok(HeadStep::Wait(Some(until)));
     }
     let deadline = *state.head_deadline.get_or_insert(now + limits.head_timeout);
     if timed_out || now >= deadline {

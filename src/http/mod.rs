@@ -57,6 +57,7 @@ pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
 use crate::concurrency::{EventLoop, Threading};
 use crate::server::{Server, TcpTransport};
+use crate::tls::TlsTransport;
 
 /// Python's `HTTPServer`, on an [`EventLoop`]: idle keep-alive connections cost no thread,
 /// requests run on the loop's thread, and those that
@@ -68,6 +69,13 @@ pub type HttpServer<H> = Server<TcpTransport, H, EventLoop>;
 
 /// Python's `ThreadingHTTPServer`: a thread per connection.
 pub type ThreadingHttpServer<H> = Server<TcpTransport, H, Threading>;
+
+/// Python's `HTTPSServer`: [`HttpServer`] over TLS, on the event loop. Build it with
+/// [`bind_tls`](Server::bind_tls) or `builder(...).tls(...)`; see [`crate::tls`].
+pub type HttpsServer<H> = Server<TlsTransport, H, EventLoop>;
+
+/// Python's `ThreadingHTTPSServer`: a thread per TLS connection.
+pub type ThreadingHttpsServer<H> = Server<TlsTransport, H, Threading>;
 
 /// The current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`): Python's
 /// `date_time_string()`.

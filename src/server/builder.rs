@@ -10,6 +10,7 @@ use super::{Server, Settings};
 use crate::concurrency::{Concurrency, Synchronous};
 use crate::handler::{RequestContext, RequestHandler};
 use crate::server::hooks::{NoHooks, ServerHooks};
+use crate::tls::TlsConfig;
 
 /// Anything a transport's address can be made from: `"127.0.0.1:8000"`, `("::1", 0)` or a
 /// `SocketAddr` for TCP and UDP; a path for Unix sockets.
@@ -147,6 +148,15 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
     /// depend on it: it wakes the loop at once.
     pub fn poll_interval(mut self, interval: Option<Duration>) -> Self {
         self.settings.poll_interval = interval;
+        self
+    }
+
+    /// The certificate and TLS settings of a TLS server
+    /// ([`TlsTransport`](crate::tls::TlsTransport), as in
+    /// [`HttpsServer`](crate::http::HttpsServer)); a plain transport refuses them at
+    /// [`build`](Self::build).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.options.tls = Some(tls);
         self
     }
 

@@ -1,7 +1,7 @@
 //! TCP and UDP transports.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Domain, SockRef, Socket, Type};
@@ -44,6 +44,14 @@ impl TcpTransport {
     pub fn listener(&self) -> &TcpListener {
         &self.listener
     }
+
+    /// Accepts one pending connection, blocking as sockets do by default.
+    pub(crate) fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self.listener.accept()?;
+        // Accepted sockets do not inherit O_NONBLOCK on Linux, but do elsewhere.
+        stream.set_nonblocking(false)?;
+        Ok((stream, peer))
+    }
 }
 
 impl AsFd for TcpTransport {
@@ -57,6 +65,12 @@ impl Transport for TcpTransport {
     type Address = SocketAddr;
 
     fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
+        if options.tls.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS settings for a plain TCP server: use TlsTransport (HttpsServer) for TLS",
+            ));
+        }
         let socket = new_socket(address, Type::STREAM, options)?;
         Ok(TcpTransport {
             listener: socket.into(),
@@ -72,9 +86,7 @@ impl Transport for TcpTransport {
     }
 
     fn get_request(&self) -> io::Result<(StreamSocket, ClientAddress)> {
-        let (stream, peer) = self.listener.accept()?;
-        // Accepted sockets do not inherit O_NONBLOCK on Linux, but do elsewhere.
-        stream.set_nonblocking(false)?;
+        let (stream, peer) = self.accept()?;
         Ok((StreamSocket::tcp(stream), ClientAddress::Inet(peer)))
     }
 

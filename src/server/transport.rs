@@ -14,6 +14,7 @@ use std::time::Duration;
 use socket2::{Socket, Type};
 
 use crate::address::{ClientAddress, ServerAddress};
+use crate::tls::TlsConfig;
 
 /// How long a reply on a datagram socket may wait for room at the receiver before `sendto`
 /// fails. A Unix datagram client that never reads fills its queue; Python would block the
@@ -46,6 +47,9 @@ pub struct SocketOptions {
     /// Largest datagram a datagram server reads (Python's `max_packet_size`; default 8192).
     /// Longer datagrams are truncated by the kernel.
     pub max_packet_size: usize,
+    /// The certificate and TLS settings of a [`TlsTransport`](crate::tls::TlsTransport),
+    /// which needs them; other transports refuse them.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for SocketOptions {
@@ -55,6 +59,7 @@ impl Default for SocketOptions {
             allow_reuse_port: false,
             ipv6_only: None,
             max_packet_size: 8192,
+            tls: None,
         }
     }
 }

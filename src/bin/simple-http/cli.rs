@@ -1,5 +1,6 @@
 //! The command line of `simple-http` (and of `cargo run --example simple_http`, which
-//! includes this file): `python3 -m http.server`'s flags, on the crate's event loop.
+//! includes this file): `python3 -m http.server`'s flags (CPython 3.14's `--tls-*`
+//! included), on the crate's event loop.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -13,7 +14,11 @@ use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::{SimpleHttpHandler, Uploads};
 use socketserver::http::compress::Compression;
 use socketserver::http::{AddHeaders, BasicAuth, Configured, Cors, HttpHandler, Limits, Version};
-use socketserver::{Concurrency, EventLoop, Server, ServerHandle, TcpTransport, Threading};
+use socketserver::server::Transport;
+use socketserver::tls::{TlsConfig, TlsTransport};
+use socketserver::{
+    Concurrency, EventLoop, Server, ServerHandle, StreamSocket, TcpTransport, Threading,
+};
 
 #[derive(Parser)]
 #[command(
@@ -96,6 +101,20 @@ struct Args {
     /// line per request) or `json` (one object per line).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
+    /// SIGHUP reads the certificate and key again.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [default: in the --tls-cert file].
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A file whose content is the password of an encrypted --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_password_file: Option<PathBuf>,
+    /// Serve HTTPS with a certificate made at start for the bind names, localhost and the
+    /// loopback addresses; prints its SHA-256 fingerprint and where its PEM is.
+    #[arg(long, conflicts_with = "tls_cert")]
+    tls_self_signed: bool,
 }
 
 /// Where a program that includes this file serves from when `-d` is not given, and why.
@@ -163,6 +182,7 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         bind: bind_addresses(args.bind.as_deref(), args.port)?,
         limits,
         protocol,
+        tls: tls_config(&args)?,
     };
     if args.cgi {
         with_auth(CgiHttpHandler::from_files(files), &args, &settings)
@@ -176,6 +196,60 @@ struct Settings {
     bind: Vec<SocketAddr>,
     limits: Limits,
     protocol: Version,
+    tls: Option<TlsConfig>,
+}
+
+/// `--tls-cert`, `--tls-key`, `--tls-password-file` (CPython's flags) or
+/// `--tls-self-signed`.
+fn tls_config(args: &Args) -> io::Result<Option<TlsConfig>> {
+    if args.tls_self_signed {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        if let Some(bind) = &args.bind {
+            names.push(bind.trim_matches(|c| c == '[' || c == ']').to_string());
+        }
+        if let Ok(host) = nix::unistd::gethostname() {
+            names.push(host.to_string_lossy().into_owned());
+        }
+        names.sort();
+        names.dedup();
+        let tls = TlsConfig::self_signed(&names)?;
+        let pem = std::env::temp_dir().join(format!("simple-http-{}.pem", std::process::id()));
+        std::fs::write(&pem, tls.certificate_pem())?;
+        println!("Self-signed certificate for {}", names.join(", "));
+        println!("  SHA-256 fingerprint {}", tls.fingerprint());
+        println!("  PEM in {} (curl --cacert it)", pem.display());
+        return Ok(Some(tls));
+    }
+    let Some(cert) = &args.tls_cert else {
+        return Ok(None);
+    };
+    let key = args.tls_key.as_ref().unwrap_or(cert);
+    let tls = match &args.tls_password_file {
+        None => TlsConfig::from_pem_files(cert, key)?,
+        Some(file) => {
+            let password = std::fs::read_to_string(file)
+                .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", file.display())))?;
+            TlsConfig::with_password(cert, key, password.trim().as_bytes())?
+        }
+    };
+    reload_on_sighup(tls.clone())?;
+    Ok(Some(tls))
+}
+
+/// SIGHUP reads the certificate and key files again; connections already open keep theirs.
+fn reload_on_sighup(tls: TlsConfig) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match tls.reload() {
+                    Ok(()) => log::info!("SIGHUP: certificate reloaded ({})", tls.fingerprint()),
+                    Err(err) => log::error!("SIGHUP: certificate not reloaded: {err}"),
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// `--auth`: a login in front of the files.
@@ -229,7 +303,10 @@ fn configured<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> i
     let handler = Configured::new(handler)
         .limits(settings.limits)
         .protocol_version(settings.protocol);
-    serve_on(&settings.bind, handler, args)
+    match &settings.tls {
+        None => serve_on::<TcpTransport, _>(settings, handler, args),
+        Some(_) => serve_on::<TlsTransport, _>(settings, handler, args),
+    }
 }
 
 fn usage(message: String) -> io::Error {
@@ -237,16 +314,16 @@ fn usage(message: String) -> io::Error {
 }
 
 /// Serves on the event loop, or a thread per connection with `--threading`.
-fn serve_on<H: HttpHandler>(
-    bind: &[SocketAddr],
+fn serve_on<T: Transport<Request = StreamSocket, Address = SocketAddr>, H: HttpHandler>(
+    settings: &Settings,
     handler: Configured<H>,
     args: &Args,
 ) -> io::Result<()> {
     if args.threading {
-        serve(bind, handler, Threading::new)
+        serve::<T, _, _>(settings, handler, Threading::new)
     } else {
         let workers = args.workers;
-        serve(bind, handler, || {
+        serve::<T, _, _>(settings, handler, || {
             EventLoop::new(workers).expect("an epoll instance")
         })
     }
@@ -280,21 +357,29 @@ fn bind_addresses(bind: Option<&str>, port: u16) -> io::Result<Vec<SocketAddr>> 
     Ok(found)
 }
 
-fn serve<H: HttpHandler, C: Concurrency>(
-    bind: &[SocketAddr],
+fn serve<T, H, C>(
+    settings: &Settings,
     handler: Configured<H>,
     concurrency: impl Fn() -> C,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    T: Transport<Request = StreamSocket, Address = SocketAddr>,
+    H: HttpHandler,
+    C: Concurrency,
+{
     let build = |address: SocketAddr| {
-        Server::<TcpTransport, _>::builder(address, handler.clone())
+        let mut builder = Server::<T, _>::builder(address, handler.clone())
             .concurrency(concurrency())
             .ipv6_only(false)
-            .request_queue_size(1024)
-            .build()
+            .request_queue_size(1024);
+        if let Some(tls) = &settings.tls {
+            builder = builder.tls(tls.clone());
+        }
+        builder.build()
     };
     let mut failure = None;
     let mut server = None;
-    for &address in bind {
+    for &address in &settings.bind {
         match build(address) {
             Ok(built) => {
                 server = Some(built);
@@ -307,11 +392,17 @@ fn serve<H: HttpHandler, C: Concurrency>(
         return Err(failure.unwrap_or_else(|| io::Error::other("no address to bind")));
     };
     let address = server.server_address().inet().expect("a TCP server");
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "Serving HTTP on {} port {} ({}) ...",
+        "Serving {} on {} port {} ({}) ...",
+        scheme.to_ascii_uppercase(),
         address.ip(),
         address.port(),
-        urls(address).join(" ")
+        urls(address, scheme).join(" ")
     );
     stop_on_signal(server.handle());
     server.serve_forever()?;
@@ -322,10 +413,10 @@ fn serve<H: HttpHandler, C: Concurrency>(
 
 /// The URLs a person can open: the bound address, or for every interface (`::`,
 /// `0.0.0.0`) the address of each interface that is up, loopback first.
-fn urls(address: SocketAddr) -> Vec<String> {
+fn urls(address: SocketAddr, scheme: &str) -> Vec<String> {
     let url = |ip: IpAddr| match ip {
-        IpAddr::V6(ip) => format!("http://[{ip}]:{}/", address.port()),
-        IpAddr::V4(ip) => format!("http://{ip}:{}/", address.port()),
+        IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}/", address.port()),
+        IpAddr::V4(ip) => format!("{scheme}://{ip}:{}/", address.port()),
     };
     if !address.ip().is_unspecified() {
         return vec![url(address.ip())];
