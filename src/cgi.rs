@@ -285,6 +285,14 @@ impl<F: FormHandler> CgiHttpHandler<F> {
         set("QUERY_STRING", query.into());
         set("REMOTE_ADDR", request.address_string().into());
         set("REMOTE_HOST", request.address_string().into());
+        // What Apache and nginx tell scripts of a TLS connection, so that a script builds
+        // https:// links.
+        if request.is_secure() {
+            set("HTTPS", "on".into());
+            set("REQUEST_SCHEME", "https".into());
+        } else {
+            set("REQUEST_SCHEME", "http".into());
+        }
         set("PATH", "/usr/local/bin:/usr/bin:/bin".into());
         if let Some(kind) = request
             .header("authorization")

@@ -172,6 +172,8 @@ fn the_script_sees_the_cgi_environment() {
     assert!(env
         .get("SERVER_SOFTWARE")
         .is_some_and(|s| s.starts_with("CGIHTTP/")));
+    assert_eq!(env.get("REQUEST_SCHEME").map(String::as_str), Some("http"));
+    assert!(!env.contains_key("HTTPS"), "{env:#?}");
     let translated = site.root().canonicalize().unwrap().join("extra/path");
     assert_eq!(
         env.get("PATH_TRANSLATED").map(String::as_str),
@@ -254,6 +256,8 @@ fn nothing_of_the_server_environment_leaks() {
                     "QUERY_STRING",
                     "REMOTE_ADDR",
                     "REMOTE_HOST",
+                    "REQUEST_SCHEME",
+                    "HTTPS",
                     "AUTH_TYPE",
                     "CONTENT_TYPE",
                     "CONTENT_LENGTH",
@@ -623,4 +627,34 @@ fn a_user_proved_by_basic_auth_is_remote_user() {
         server.raw(b"GET /cgi-bin/env.sh HTTP/1.0\r\n\r\n").status,
         401
     );
+}
+
+#[test]
+fn a_script_behind_tls_sees_https_on() {
+    use socketserver::tls::{TlsConfig, TlsTransport};
+    use socketserver::Server;
+
+    let site = Site::new();
+    let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
+    let pem = site.base.join("cert.pem");
+    std::fs::write(&pem, tls.certificate_pem()).unwrap();
+    let handler = CgiHttpHandler::new(site.root()).unwrap();
+    let server =
+        Server::<TlsTransport, _, socketserver::Threading>::builder("127.0.0.1:0", handler)
+            .tls(tls)
+            .build()
+            .unwrap();
+    let port = server.server_address().inet().unwrap().port();
+    let server = std::sync::Arc::new(server);
+    let serving = std::sync::Arc::clone(&server);
+    let thread = std::thread::spawn(move || serving.serve_forever());
+    let url = format!("https://localhost:{port}/cgi-bin/env.sh");
+    let response = curl(&["--cacert", pem.to_str().unwrap(), &url]);
+    server.shutdown();
+    thread.join().unwrap().unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let env = env_map(&response.text());
+    assert_eq!(env.get("HTTPS").map(String::as_str), Some("on"), "{env:#?}");
+    assert_eq!(env.get("REQUEST_SCHEME").map(String::as_str), Some("https"));
+    assert_eq!(env.get("SERVER_PORT"), Some(&port.to_string()));
 }

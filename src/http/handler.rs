@@ -480,6 +480,18 @@ impl<'a> HttpRequest<'a> {
         request
     }
 
+    /// What the TLS session of the connection negotiated, and the client's certificates
+    /// (mutual TLS); `None` on a plain connection. Python's `self.connection.version()`,
+    /// `cipher()` and `getpeercert()` in a handler of `HTTPSServer`.
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.wfile.connection().tls_info()
+    }
+
+    /// Whether the request came over TLS (`https`).
+    pub fn is_secure(&self) -> bool {
+        self.wfile.connection().is_tls()
+    }
+
     /// Python's rule: persistent when both sides speak HTTP/1.1, unless `Connection: close`;
     /// an HTTP/1.0 client may ask with `Connection: keep-alive` if we speak HTTP/1.1.
     fn wants_keep_alive(&self) -> bool {

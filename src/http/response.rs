@@ -57,6 +57,11 @@ pub struct ResponseWriter<'a> {
 }
 
 impl<'a> ResponseWriter<'a> {
+    /// The connection the response goes to.
+    pub(crate) fn connection(&self) -> &StreamSocket {
+        self.connection
+    }
+
     pub(crate) fn new(
         connection: &'a StreamSocket,
         out: &'a mut Output,
