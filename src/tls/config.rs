@@ -151,7 +151,8 @@ impl TlsConfig {
 
     /// Asks clients for a certificate signed by the CA certificates in a PEM file (mutual
     /// TLS). A handler reads what the client presented from
-    /// [`StreamSocket::tls`](crate::StreamSocket::tls).
+    /// [`HttpRequest::tls_info`](crate::http::HttpRequest::tls_info) (or
+    /// [`StreamSocket::tls_info`](crate::StreamSocket::tls_info)).
     pub fn client_auth(mut self, auth: ClientAuth) -> io::Result<Self> {
         // Read now, so that a bad file is an error here and not at the first handshake.
         let (ClientAuth::Required(path) | ClientAuth::Optional(path)) = &auth;
