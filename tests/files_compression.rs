@@ -161,6 +161,22 @@ fn curl_decodes_a_real_zstd_file_served_beside_the_original() {
 }
 
 #[test]
+fn zstd_made_on_the_fly_decodes_with_the_zstd_tool() {
+    let tree = tree();
+    let served = compressing(&tree.dir);
+    let response = get_accepting(&served, "/page.txt", "zstd, gzip;q=0.5");
+    assert_eq!(response.header("content-encoding"), Some("zstd"));
+    assert_eq!(response.header("vary"), Some("Accept-Encoding"));
+    assert!(response.body.len() < tree.page.len() / 2);
+    let encoded = tree.dir.join("fly.zst");
+    fs::write(&encoded, &response.body).unwrap();
+    let (ok, stdout, stderr) =
+        run_tool("zstd", &["-q", "-d", "-c", encoded.to_str().unwrap()], None);
+    assert!(ok, "zstd -d failed: {stderr}");
+    assert_eq!(String::from_utf8(stdout).unwrap(), tree.page);
+}
+
+#[test]
 fn python_decompresses_gzip_to_the_file() {
     let tree = tree();
     let served = compressing(&tree.dir);
@@ -533,9 +549,16 @@ fn custom_handlers_negotiate_and_respond_compressed() {
     }
     let mut headers = socketserver::http::HeaderMap::new();
     headers.insert("accept-encoding", "zstd, gzip;q=0.5".parse().unwrap());
-    assert_eq!(
-        compress::negotiate(&headers),
-        Encoding::Gzip,
-        "zstd is not made here"
+    assert_eq!(compress::negotiate(&headers), Encoding::Zstd);
+    let response = TestRequest::get("/long")
+        .header("Accept-Encoding", "zstd, gzip;q=0.5")
+        .run(&Report);
+    assert_eq!(response.header("content-encoding"), Some("zstd"));
+    assert!(
+        response.body.len() < long.len() / 2,
+        "{}",
+        response.body.len()
     );
+    let decoded = zstd::bulk::decompress(&response.body, long.len()).unwrap();
+    assert_eq!(decoded, long.as_bytes());
 }

@@ -1,5 +1,5 @@
-//! Content codings: `Accept-Encoding` negotiation (RFC 9110 section 12.5.3), gzip and
-//! brotli compression, and a one-call compressed response for custom handlers.
+//! Content codings: `Accept-Encoding` negotiation (RFC 9110 section 12.5.3), gzip, brotli
+//! and zstd compression, and a one-call compressed response for custom handlers.
 //!
 //! ```no_run
 //! use socketserver::http::compress::{self, Encoding};
@@ -43,7 +43,7 @@ pub enum Encoding {
     Identity,
     /// `br`: brotli (RFC 7932).
     Brotli,
-    /// `zstd`: Zstandard (RFC 8878); served from `.zst` files only, never compressed here.
+    /// `zstd`: Zstandard (RFC 8878).
     Zstd,
     /// `gzip` (RFC 1952).
     Gzip,
@@ -226,10 +226,10 @@ fn weight(param: &[u8]) -> Option<u16> {
 }
 
 /// The codings this crate can compress with.
-pub const COMPRESSIBLE_WITH: [Encoding; 2] = [Encoding::Brotli, Encoding::Gzip];
+pub const COMPRESSIBLE_WITH: [Encoding; 3] = [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip];
 
-/// The coding to compress a response with for this request: the best of brotli and gzip
-/// the client accepts, or identity.
+/// The coding to compress a response with for this request: the best of brotli, zstd and
+/// gzip the client accepts, or identity.
 pub fn negotiate(headers: &HeaderMap) -> Encoding {
     AcceptEncoding::from_headers(headers).best(&COMPRESSIBLE_WITH)
 }
@@ -243,8 +243,11 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 2;
 /// 2.4 ms; quality 5 saves 1% more in 3.5 ms).
 pub const DEFAULT_BROTLI_LEVEL: u32 = 4;
 
-/// `body` compressed with `encoding` at `level` (gzip 0-9, brotli 0-11; higher levels are
-/// taken as the highest). Identity and zstd return the bytes as they are.
+/// The zstd level used when none is given: 3, zstd's own default.
+pub const DEFAULT_ZSTD_LEVEL: u32 = 3;
+
+/// `body` compressed with `encoding` at `level` (gzip 0-9, brotli 0-11, zstd 1-19; higher
+/// levels are taken as the highest). Identity returns the bytes as they are.
 ///
 /// The output is a function of the input, the level and the crate versions: the same
 /// file compresses to the same bytes on every request, which is what lets a strong
@@ -253,8 +256,14 @@ pub fn compress(encoding: Encoding, level: u32, body: &[u8]) -> Vec<u8> {
     match encoding {
         Encoding::Gzip => gzip(body, level.min(9)),
         Encoding::Brotli => brotli(body, level.min(11)),
-        Encoding::Identity | Encoding::Zstd => body.to_vec(),
+        Encoding::Zstd => zstd(body, level.clamp(1, 19)),
+        Encoding::Identity => body.to_vec(),
     }
+}
+
+fn zstd(body: &[u8], level: u32) -> Vec<u8> {
+    // One frame with the content size in its header; a buffer in memory cannot fail.
+    zstd::bulk::compress(body, level as i32).expect("zstd into memory")
 }
 
 fn gzip(body: &[u8], level: u32) -> Vec<u8> {
@@ -285,6 +294,7 @@ pub struct Compression {
     max_size: u64,
     gzip_level: u32,
     brotli_level: u32,
+    zstd_level: u32,
 }
 
 impl Default for Compression {
@@ -295,8 +305,8 @@ impl Default for Compression {
 }
 
 impl Compression {
-    /// Everything on: precompressed files, and on the fly gzip (level 2) and brotli
-    /// (quality 4) for compressible types from 1 KiB to 256 KiB.
+    /// Everything on: precompressed files, and on the fly gzip (level 2), brotli (quality
+    /// 4) and zstd (level 3) for compressible types from 1 KiB to 256 KiB.
     pub fn new() -> Self {
         Compression {
             precompressed: true,
@@ -305,6 +315,7 @@ impl Compression {
             max_size: 256 * 1024,
             gzip_level: DEFAULT_GZIP_LEVEL,
             brotli_level: DEFAULT_BROTLI_LEVEL,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
         }
     }
 
@@ -357,6 +368,12 @@ impl Compression {
         self
     }
 
+    /// The zstd level, 1 to 19 (default 3).
+    pub fn zstd_level(mut self, level: u32) -> Self {
+        self.zstd_level = level.clamp(1, 19);
+        self
+    }
+
     /// Whether precompressed files are served.
     pub fn serves_precompressed(&self) -> bool {
         self.precompressed
@@ -373,6 +390,7 @@ impl Compression {
     pub fn level(&self, encoding: Encoding) -> u32 {
         match encoding {
             Encoding::Brotli => self.brotli_level,
+            Encoding::Zstd => self.zstd_level,
             _ => self.gzip_level,
         }
     }

@@ -67,8 +67,8 @@ struct Args {
     /// A single-page app: a path that names nothing gets the root's index.html.
     #[arg(long)]
     spa: bool,
-    /// Send every file as it is: no precompressed `.br`/`.zst`/`.gz` files, no gzip or
-    /// brotli on the fly (both on by default).
+    /// Send every file as it is: no precompressed `.br`/`.zst`/`.gz` files, no brotli,
+    /// zstd or gzip on the fly (both on by default).
     #[arg(long)]
     no_compress: bool,
     /// The page a 404 answers with (an HTML file, say).
