@@ -298,7 +298,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
     ///   request of a file.
     /// - Otherwise a file of a compressible type (text, JSON, JavaScript, XML, SVG:
     ///   [`is_compressible`](crate::http::compress::is_compressible)) within the size
-    ///   bounds is compressed with brotli or gzip, its `ETag` being `x`'s with the coding
+    ///   bounds is compressed with brotli, zstd or gzip, its `ETag` being `x`'s with the coding
     ///   and level: the output is a function of the bytes and the level, so the tag is
     ///   strong. Small files kept in memory keep their compressed forms too.
     /// - Codings are chosen by `Accept-Encoding` (see [`compress`](crate::http::compress));
