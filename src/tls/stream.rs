@@ -105,46 +105,57 @@ impl TlsStream {
                 Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 Err(err) => return Err(err),
             }
-            if state.eof {
+            if !self.receive(&mut state, flags)? {
                 return Ok(0);
             }
-            if state.conn.is_handshaking() && Instant::now() >= self.handshake_deadline {
-                state.closing = true;
-                return Err(self.failed("the handshake took too long"));
-            }
-            let State {
-                conn, first_byte, ..
-            } = &mut *state;
-            let mut raw = Raw {
-                tcp: &self.tcp,
-                flags,
-                first_byte: Some(first_byte),
-            };
+        }
+    }
+
+    /// One read from the socket: its records processed, and what they call for (the
+    /// handshake's next flight, an alert) sent if the socket takes it. `false` once the
+    /// client has closed.
+    fn receive(&self, state: &mut State, flags: MsgFlags) -> io::Result<bool> {
+        if state.eof {
+            return Ok(false);
+        }
+        if state.conn.is_handshaking() && Instant::now() >= self.handshake_deadline {
+            state.closing = true;
+            return Err(self.failed("the handshake took too long"));
+        }
+        let State {
+            conn, first_byte, ..
+        } = &mut *state;
+        let mut raw = Raw {
+            tcp: &self.tcp,
+            flags,
+            first_byte: Some(first_byte),
+        };
+        loop {
             match conn.read_tls(&mut raw) {
                 Ok(0) => {
                     state.eof = true;
-                    return Ok(0);
+                    return Ok(false);
                 }
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
-            if let Err(err) = state.conn.process_new_packets() {
-                state.closing = true;
-                if state.first_byte.is_some_and(|b| b.is_ascii_uppercase()) {
-                    let _ = send_raw(&self.tcp, PLAIN_HTTP_ANSWER, MsgFlags::MSG_DONTWAIT);
-                    return Err(self.failed("a plain HTTP request on a TLS port"));
-                }
-                // The alert that says why, if the socket takes it.
-                let _ = state.flush(&self.tcp, MsgFlags::MSG_DONTWAIT);
-                return Err(self.failed(&err.to_string()));
+        }
+        if let Err(err) = state.conn.process_new_packets() {
+            state.closing = true;
+            if state.first_byte.is_some_and(|b| b.is_ascii_uppercase()) {
+                let _ = send_raw(&self.tcp, PLAIN_HTTP_ANSWER, MsgFlags::MSG_DONTWAIT);
+                return Err(self.failed("a plain HTTP request on a TLS port"));
             }
-            match state.flush(&self.tcp, flags) {
-                Ok(()) => {}
-                // The handshake's answer waits, counted as unsent output.
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Err(err),
-            }
+            // The alert that says why, if the socket takes it.
+            let _ = state.flush(&self.tcp, MsgFlags::MSG_DONTWAIT);
+            return Err(self.failed(&err.to_string()));
+        }
+        match state.flush(&self.tcp, flags) {
+            Ok(()) => Ok(true),
+            // The handshake's answer waits, counted as unsent output.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(true),
+            Err(err) => Err(err),
         }
     }
 
@@ -159,8 +170,28 @@ impl TlsStream {
                 "the TLS connection is closing",
             ));
         }
+        if !flags.contains(MsgFlags::MSG_DONTWAIT) {
+            // A server that speaks first (a greeting) must wait for the client's hello:
+            // what it writes before the handshake would only wait in the session.
+            while state.conn.is_handshaking() {
+                if !self.receive(&mut state, flags)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the client closed during the TLS handshake",
+                    ));
+                }
+            }
+        }
         state.flush(&self.tcp, flags)?;
+        // Without waiting, before the handshake is done, rustls keeps the plaintext (up to
+        // its buffer limit) and sends it once the handshake that reads drive is over.
         let taken = state.conn.writer().write_vectored(data)?;
+        if taken == 0 && data.iter().any(|d| !d.is_empty()) {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "more than the TLS session buffers was written before its handshake",
+            ));
+        }
         match state.flush(&self.tcp, flags) {
             Ok(()) => Ok(taken),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock && taken > 0 => Ok(taken),
