@@ -47,20 +47,46 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as ra
         print(greeting.decode().strip(), f.readline().decode().strip(), f.readline().decode().strip(), s.version())
 "#;
 
-fn greets_over_tls<C: Concurrency>(concurrency: C) {
+/// `handler` over TLS on `concurrency`, with a self-signed certificate for localhost; the
+/// certificate's PEM file, for the client to trust, is in the returned directory.
+struct TlsServed<H: RequestHandler<Request = StreamRequest>, C: Concurrency> {
+    serving: Serving<TlsTransport, H, C, socketserver::NoHooks>,
+    port: u16,
+    pem: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+fn serve_tls<H: RequestHandler<Request = StreamRequest>, C: Concurrency>(
+    handler: H,
+    concurrency: C,
+) -> TlsServed<H, C> {
     let dir = TempDir::new();
     let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
     let pem = dir.write("cert.pem", tls.certificate_pem());
-    let server = Server::<TlsTransport, _>::builder("127.0.0.1:0", Greeter)
+    let server = Server::<TlsTransport, _>::builder("127.0.0.1:0", handler)
         .concurrency(concurrency)
         .tls(tls)
         .build()
         .unwrap();
     let port = inet(&server.server_address()).port();
-    let (server, thread) = serve(server);
-    for _ in 0..3 {
+    TlsServed {
+        serving: serve(server),
+        port,
+        pem,
+        _dir: dir,
+    }
+}
+
+impl<H: RequestHandler<Request = StreamRequest>, C: Concurrency> TlsServed<H, C> {
+    /// Runs a Python client with the port and the PEM path as arguments; its output.
+    fn python(&self, code: &str) -> String {
         let output = Command::new("python3")
-            .args(["-c", CLIENT, &port.to_string(), pem.to_str().unwrap()])
+            .args([
+                "-c",
+                code,
+                &self.port.to_string(),
+                self.pem.to_str().unwrap(),
+            ])
             .output()
             .expect("python3");
         assert!(
@@ -68,12 +94,21 @@ fn greets_over_tls<C: Concurrency>(concurrency: C) {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert_eq!(
-            String::from_utf8_lossy(&output.stdout).trim(),
-            "hello, this is TLS ONE TWO TLSv1.3"
-        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
-    stop(&server, thread);
+
+    fn stop(self) {
+        let (server, thread) = self.serving;
+        stop(&server, thread);
+    }
+}
+
+fn greets_over_tls<C: Concurrency>(concurrency: C) {
+    let served = serve_tls(Greeter, concurrency);
+    for _ in 0..3 {
+        assert_eq!(served.python(CLIENT), "hello, this is TLS ONE TWO TLSv1.3");
+    }
+    served.stop();
 }
 
 #[test]
@@ -129,27 +164,9 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as ra
 /// A handler that writes and returns without reading: its answer must not wait in the
 /// session for a handshake nobody drives.
 fn tells_over_tls<C: Concurrency>(concurrency: C) {
-    let dir = TempDir::new();
-    let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
-    let pem = dir.write("cert.pem", tls.certificate_pem());
-    let server = Server::<TlsTransport, _>::builder("127.0.0.1:0", Teller)
-        .concurrency(concurrency)
-        .tls(tls)
-        .build()
-        .unwrap();
-    let port = inet(&server.server_address()).port();
-    let (server, thread) = serve(server);
-    let output = Command::new("python3")
-        .args(["-c", READER, &port.to_string(), pem.to_str().unwrap()])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "it is time");
-    stop(&server, thread);
+    let served = serve_tls(Teller, concurrency);
+    assert_eq!(served.python(READER), "it is time");
+    served.stop();
 }
 
 #[test]
