@@ -1,10 +1,14 @@
 //! End to end in a real browser: headless Chromium, driven through chromedriver's WebDriver
 //! API, loads the shipped site from `SimpleHttpHandler`, checks that the page rendered (text,
-//! stylesheet, image), submits the form and reads the decoded answer.
+//! stylesheet, image), submits the form and reads the decoded answer. Over HTTPS, on every
+//! server mode, Chromium trusts a self-signed certificate by its public key
+//! (`--ignore-certificate-errors-spki-list`, computed with `openssl`), and the page is a
+//! secure context; without that flag it refuses the certificate.
 //!
 //! `.ci/run` installs Debian's `chromium` and `chromium-driver`. Where they are missing the
 //! test says so and passes, except under CI (`CI` set), where it fails.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::ThreadingHttpServer;
+use socketserver::server::Server;
+use socketserver::tls::{TlsConfig, TlsTransport};
+use socketserver::{Concurrency, EventLoop, ThreadPool, Threading};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -106,19 +113,29 @@ impl Driver {
             .take()
     }
 
-    fn open_session(&mut self, profile: &Path) {
+    /// A browser with a profile of its own in `profile`, and `extra` flags.
+    fn open_session(&mut self, profile: &Path, extra: &[String]) {
+        let mut args = vec![
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1024,768",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend_from_slice(extra);
         let capabilities = json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {
-                    "binary": CHROMIUM,
-                    "args": [
-                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        "--disable-quic", "--no-first-run", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--window-size=1024,768",
-                        format!("--user-data-dir={}", profile.display()),
-                    ]
-                }
+                "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
             }}
         });
         let session = self
@@ -134,6 +151,16 @@ impl Driver {
 
     fn navigate(&self, url: &str) {
         self.session_call("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// Navigates, and returns WebDriver's error instead of panicking on it.
+    fn try_navigate(&self, url: &str) -> Result<Value, String> {
+        let session = self.session.as_ref().expect("a session");
+        self.call(
+            "POST",
+            &format!("/session/{session}/url"),
+            Some(json!({"url": url})),
+        )
     }
 
     fn script(&self, script: &str) -> Value {
@@ -176,7 +203,6 @@ impl Driver {
     }
 
     fn screenshot(&self, path: &Path) {
-        use std::io::Write;
         let data = self.session_call("GET", "/screenshot", None);
         let png = decode_base64(data.as_str().expect("base64 PNG"));
         assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
@@ -236,7 +262,7 @@ fn the_shipped_site_renders_and_its_form_is_answered() {
     let profile =
         std::env::temp_dir().join(format!("socketserver-chromium-{}", std::process::id()));
     let mut driver = Driver::start();
-    driver.open_session(&profile);
+    driver.open_session(&profile, &[]);
     let site = format!("http://127.0.0.1:{port}");
 
     driver.navigate(&format!("{site}/"));
@@ -305,7 +331,7 @@ fn a_file_uploaded_through_the_listing_page_comes_back_whole() {
     let profile =
         std::env::temp_dir().join(format!("socketserver-chromium-up-{}", std::process::id()));
     let mut driver = Driver::start();
-    driver.open_session(&profile);
+    driver.open_session(&profile, &[]);
     let site = format!("http://127.0.0.1:{port}");
     driver.navigate(&format!("{site}/"));
     driver.wait_for("return document.title.startsWith('Directory listing for /');");
@@ -350,4 +376,203 @@ fn a_file_uploaded_through_the_listing_page_comes_back_whole() {
     let _ = std::fs::remove_dir_all(&outside);
     server.shutdown();
     loop_thread.join().unwrap().unwrap();
+}
+
+/// The base64 SHA-256 of the SubjectPublicKeyInfo of the certificate in `pem`: what
+/// `--ignore-certificate-errors-spki-list` takes. Computed by openssl, as a user would.
+fn spki_sha256(pem: &str) -> String {
+    let mut openssl = Command::new("bash")
+        .args([
+            "-c",
+            "set -o pipefail; openssl x509 -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl");
+    openssl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let output = openssl.wait_with_output().unwrap();
+    assert!(output.status.success(), "openssl: {:?}", output.status);
+    let spki = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(
+        decode_base64(&spki).len(),
+        32,
+        "a SHA-256 in base64: {spki}"
+    );
+    spki
+}
+
+/// An HTTPS file server on 127.0.0.1 with one concurrency strategy, stopped on drop.
+struct TlsSite {
+    strategy: &'static str,
+    port: u16,
+    stop: Option<Box<dyn FnOnce()>>,
+}
+
+impl TlsSite {
+    fn start<C>(strategy: &'static str, concurrency: C, dir: &Path, tls: TlsConfig) -> TlsSite
+    where
+        C: Concurrency + Send + Sync + 'static,
+    {
+        let files = SimpleHttpHandler::new(dir).unwrap();
+        let server =
+            Server::<TlsTransport, SimpleHttpHandler, Threading>::builder("127.0.0.1:0", files)
+                .concurrency(concurrency)
+                .tls(tls)
+                .build()
+                .unwrap();
+        let port = server.server_address().port().unwrap();
+        let server = Arc::new(server);
+        let serving = Arc::clone(&server);
+        let loop_thread = thread::spawn(move || serving.serve_forever());
+        TlsSite {
+            strategy,
+            port,
+            stop: Some(Box::new(move || {
+                server.shutdown();
+                loop_thread.join().unwrap().unwrap();
+            })),
+        }
+    }
+}
+
+impl Drop for TlsSite {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+}
+
+/// The name the pages are loaded at: not `localhost` nor a loopback address, which Chromium
+/// counts as secure even over plain HTTP, but a LAN-like name (`.test` is reserved, RFC
+/// 6761) that the browser is told resolves to 127.0.0.1.
+const LAN_NAME: &str = "lan.test";
+
+fn resolve_lan_name() -> String {
+    format!("--host-resolver-rules=MAP {LAN_NAME} 127.0.0.1")
+}
+
+#[test]
+fn over_https_chromium_trusts_the_certificate_by_its_key_and_the_page_is_a_secure_context() {
+    if !browser_available() {
+        return;
+    }
+    let served = std::env::temp_dir().join(format!("socketserver-https-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&served);
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(
+        served.join("index.html"),
+        "<!doctype html><title>Over TLS</title><h1>Served over TLS</h1>\n",
+    )
+    .unwrap();
+    let tls = TlsConfig::self_signed(&[LAN_NAME, "127.0.0.1", "localhost"]).unwrap();
+    let spki = spki_sha256(&tls.certificate_pem());
+    let sites = [
+        TlsSite::start(
+            "EventLoop::new(0)",
+            EventLoop::new(0).unwrap(),
+            &served,
+            tls.clone(),
+        ),
+        TlsSite::start(
+            "EventLoop::new(4)",
+            EventLoop::new(4).unwrap(),
+            &served,
+            tls.clone(),
+        ),
+        TlsSite::start(
+            "ThreadPool::new(4, 16)",
+            ThreadPool::new(4, 16),
+            &served,
+            tls.clone(),
+        ),
+        TlsSite::start(
+            "Threading",
+            Threading::new().daemon_threads(true),
+            &served,
+            tls.clone(),
+        ),
+    ];
+
+    // Trusted by the SHA-256 of its public key: the page loads and is a secure context.
+    let profile =
+        std::env::temp_dir().join(format!("socketserver-chromium-tls-{}", std::process::id()));
+    let mut driver = Driver::start();
+    driver.open_session(
+        &profile,
+        &[
+            format!("--ignore-certificate-errors-spki-list={spki}"),
+            resolve_lan_name(),
+        ],
+    );
+    for site in &sites {
+        let strategy = site.strategy;
+        driver.navigate(&format!("https://{LAN_NAME}:{}/", site.port));
+        assert_eq!(driver.text("h1"), "Served over TLS", "{strategy}");
+        assert_eq!(
+            driver.script("return location.protocol;"),
+            json!("https:"),
+            "{strategy}"
+        );
+        assert_eq!(
+            driver.script("return window.isSecureContext;"),
+            json!(true),
+            "{strategy}"
+        );
+    }
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-https.png");
+    driver.screenshot(&shot);
+    // The same name over plain HTTP is no secure context: what TLS brings. (The TLS port
+    // answers a plaintext request with a 400 in the clear.)
+    driver.navigate(&format!("http://{LAN_NAME}:{}/", sites[0].port));
+    assert_eq!(driver.script("return location.protocol;"), json!("http:"));
+    assert_eq!(
+        driver.script("return window.isSecureContext;"),
+        json!(false)
+    );
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+
+    // Without the flag the certificate is nobody's: Chromium refuses the page.
+    let profile = std::env::temp_dir().join(format!(
+        "socketserver-chromium-notls-{}",
+        std::process::id()
+    ));
+    let mut driver = Driver::start();
+    driver.open_session(&profile, &[resolve_lan_name()]);
+    for site in &sites {
+        let strategy = site.strategy;
+        // chromedriver either answers "insecure certificate" or, as Chromium 156's does,
+        // navigates to the interstitial: the error page, not the server's.
+        match driver.try_navigate(&format!("https://{LAN_NAME}:{}/", site.port)) {
+            Err(err) => assert!(err.contains("insecure certificate"), "{strategy}: {err}"),
+            Ok(_) => {
+                let url = driver.script("return document.URL;");
+                assert!(
+                    url.as_str()
+                        .unwrap_or_default()
+                        .starts_with("chrome-error://"),
+                    "{strategy}: {url}"
+                );
+            }
+        }
+        let shown = driver.script("return document.body ? document.body.innerText : '';");
+        let shown = shown.as_str().unwrap_or_default();
+        assert!(!shown.contains("Served over TLS"), "{strategy}: {shown}");
+        assert!(
+            shown.contains("ERR_CERT_AUTHORITY_INVALID"),
+            "{strategy}: {shown}"
+        );
+    }
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    drop(sites);
+    let _ = std::fs::remove_dir_all(&served);
 }

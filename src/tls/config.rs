@@ -117,14 +117,26 @@ impl TlsConfig {
     }
 
     /// A new ECDSA P-256 certificate, signed by its own key, for `names` (host names and IP
-    /// addresses), valid from now: for a LAN or a test, where clients are told to trust it
-    /// by its [`fingerprint`](Self::fingerprint) or its [PEM](Self::certificate_pem).
+    /// addresses), for a LAN or a test, where clients are told to trust it by its
+    /// [`fingerprint`](Self::fingerprint) or its [PEM](Self::certificate_pem). It is valid
+    /// from a day before now (for clients whose clocks are behind) to 365 days from now,
+    /// and says it is for TLS servers (extended key usage `serverAuth`): Apple's systems
+    /// refuse a server certificate issued since July 2019 without that or valid for more
+    /// than 825 days, trusted or not.
     pub fn self_signed<S: AsRef<str>>(names: &[S]) -> io::Result<Self> {
         let names: Vec<String> = names.iter().map(|n| n.as_ref().to_string()).collect();
-        let generated = rcgen::generate_simple_self_signed(names).map_err(invalid)?;
-        let chain = vec![generated.cert.der().clone()];
-        let key =
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
+        let mut params = rcgen::CertificateParams::new(names).map_err(invalid)?;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(invalid)?;
+        let day = Duration::from_secs(24 * 60 * 60);
+        params.not_before = rcgen::date_time_ymd(1970, 1, 1) + since_epoch.saturating_sub(day);
+        params.not_after = params.not_before + 366 * day;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key_pair = rcgen::KeyPair::generate().map_err(invalid)?;
+        let cert = params.self_signed(&key_pair).map_err(invalid)?;
+        let chain = vec![cert.der().clone()];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
         let certified = certified_key(chain, key)?;
         Ok(Self::new(Certificate {
             current: RwLock::new(Arc::new(certified)),
@@ -246,6 +258,10 @@ impl TlsConfig {
         };
         let mut config = builder.with_cert_resolver(Arc::clone(&self.certificate) as _);
         config.alpn_protocols = self.alpn_protocols.clone();
+        // The server picks the cipher suite, in rustls's order (AES-256-GCM, AES-128-GCM,
+        // ChaCha20-Poly1305; all forward secret AEADs), not the client's: testssl.sh rates
+        // a server without an order of its own HIGH.
+        config.ignore_client_order = true;
         config.ticketer = Ticketer::new().map_err(invalid)?;
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
         Ok(Arc::new(config))
@@ -386,4 +402,110 @@ fn bad_file(path: &Path, err: impl fmt::Display) -> io::Error {
 
 fn invalid(err: impl fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// Runs openssl with `args` on the PEM file `pem`: its exit status and what it printed.
+    fn openssl(args: &[&str], pem: &Path) -> (bool, String) {
+        let output = Command::new("openssl")
+            .args(args)
+            .arg(pem)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        let printed = [output.stdout, output.stderr].concat();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&printed).into_owned(),
+        )
+    }
+
+    #[test]
+    fn a_self_signed_certificate_is_for_servers_and_valid_from_yesterday_for_a_year() {
+        let tls = TlsConfig::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+        let pem = std::env::temp_dir().join(format!(
+            "socketserver-self-signed-test-{}.pem",
+            std::process::id()
+        ));
+        std::fs::File::create(&pem)
+            .and_then(|mut f| f.write_all(tls.certificate_pem().as_bytes()))
+            .unwrap();
+        let (ok, eku) = openssl(&["x509", "-noout", "-ext", "extendedKeyUsage", "-in"], &pem);
+        assert!(ok && eku.contains("TLS Web Server Authentication"), "{eku}");
+        // openssl verify at a given time: the certificate is its own CA.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let hour = 3600;
+        let valid_at = |time: u64| {
+            let time = time.to_string();
+            let ca = pem.to_str().unwrap();
+            openssl(&["verify", "-attime", &time, "-CAfile", ca], &pem).0
+        };
+        assert!(valid_at(now));
+        assert!(valid_at(now - 23 * hour), "not valid a day back");
+        assert!(!valid_at(now - 25 * hour), "valid before yesterday");
+        assert!(valid_at(now + 364 * 24 * hour), "not valid for a year");
+        assert!(
+            !valid_at(now + 366 * 24 * hour),
+            "valid for more than a year"
+        );
+        std::fs::remove_file(&pem).unwrap();
+    }
+
+    /// The cipher suite `openssl s_client` negotiates with `args` (its protocol and suites,
+    /// in the client's order) against `port`.
+    fn negotiated(port: u16, args: &[&str]) -> String {
+        let output = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl s_client");
+        let printed = String::from_utf8_lossy(&output.stdout);
+        printed
+            .lines()
+            .find_map(|line| line.split_once(", Cipher is ").map(|(_, c)| c.to_string()))
+            .unwrap_or_else(|| panic!("no cipher negotiated: {printed}"))
+    }
+
+    #[test]
+    fn the_server_picks_the_cipher_suite_in_its_own_order() {
+        let served = std::env::temp_dir();
+        let files = crate::files::SimpleHttpHandler::new(&served).unwrap();
+        let tls = TlsConfig::self_signed(&["127.0.0.1"]).unwrap();
+        let server =
+            Arc::new(crate::http::HttpsServer::bind_tls("127.0.0.1:0", files, tls).unwrap());
+        let port = server.server_address().port().unwrap();
+        let serving = Arc::clone(&server);
+        let serve = std::thread::spawn(move || serving.serve_forever());
+        // Each client puts ChaCha20 first; the server's order has AES-GCM first.
+        let tls13 = negotiated(
+            port,
+            &[
+                "-tls1_3",
+                "-ciphersuites",
+                "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384",
+            ],
+        );
+        let tls12 = negotiated(
+            port,
+            &[
+                "-tls1_2",
+                "-cipher",
+                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256",
+            ],
+        );
+        server.shutdown();
+        serve.join().unwrap().unwrap();
+        assert_eq!(tls13, "TLS_AES_256_GCM_SHA384");
+        assert_eq!(tls12, "ECDHE-ECDSA-AES128-GCM-SHA256");
+    }
 }
