@@ -4,12 +4,16 @@
 //!
 //! ```text
 //! socketserver-bench --port 8080 --dir /tmp/files [--workers N] [--threading]
+//!                    [--tls-cert cert.pem --tls-key key.pem]
 //! ```
 //!
 //! It serves on an `EventLoop`, as `examples/simple_http.rs` does: neither handler says a
 //! request may block, so requests run on the loop's thread and the `--workers` (default 1)
 //! are never used. `--threading` runs a thread per connection instead (Python's
-//! `ThreadingHTTPServer`), for comparison. It stops on SIGTERM (the default action: no
+//! `ThreadingHTTPServer`), for comparison. With `--tls-cert` and `--tls-key` it speaks
+//! HTTPS instead (the `tls_*` workloads): the same handler and strategy on a
+//! `Server<TlsTransport, ..>`, with `TlsConfig::from_pem_files` and its defaults (TLS 1.3
+//! and 1.2, session tickets and a session cache). It stops on SIGTERM (the default action: no
 //! handler is installed, so nothing runs at exit that the benchmark would count).
 
 use std::io::{self, Write};
@@ -21,6 +25,7 @@ use std::time::Duration;
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::compress::Compression;
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
+use socketserver::tls::{TlsConfig, TlsTransport};
 use socketserver::{Concurrency, EventLoop, HandlerResult, Server, TcpTransport, Threading};
 
 const HELLO: &[u8] = b"Hello, world!";
@@ -30,6 +35,9 @@ struct Args {
     dir: PathBuf,
     workers: usize,
     threading: bool,
+    /// The certificate and key files (PEM) of the TLS mode.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -83,10 +91,15 @@ fn serve(args: &Args) -> io::Result<()> {
         SimpleHttpHandler::new(&args.dir)?.compression(Compression::new().precompressed(false));
     let handler = BenchHandler { files };
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
-    if args.threading {
-        run(address, handler, Threading::new())
-    } else {
-        run(address, handler, EventLoop::new(args.workers)?)
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsConfig::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    match (tls, args.threading) {
+        (None, true) => run(address, handler, Threading::new()),
+        (None, false) => run(address, handler, EventLoop::new(args.workers)?),
+        (Some(tls), true) => run_tls(address, handler, Threading::new(), tls),
+        (Some(tls), false) => run_tls(address, handler, EventLoop::new(args.workers)?, tls),
     }
 }
 
@@ -107,12 +120,34 @@ fn run<C: Concurrency>(
     server.serve_forever()
 }
 
+/// `run`, over TLS: the same handler, strategy and socket options.
+fn run_tls<C: Concurrency>(
+    address: SocketAddr,
+    handler: BenchHandler,
+    concurrency: C,
+    tls: TlsConfig,
+) -> io::Result<()> {
+    let server = Server::<TlsTransport, _>::builder(address, handler)
+        .concurrency(concurrency)
+        .allow_reuse_address(true)
+        .request_queue_size(1024)
+        .tls(tls)
+        .build()?;
+    println!(
+        "socketserver-bench listening on {} (TLS)",
+        server.server_address()
+    );
+    server.serve_forever()
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         port: 8000,
         dir: PathBuf::from("."),
         workers: 1,
         threading: false,
+        tls_cert: None,
+        tls_key: None,
     };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
@@ -124,8 +159,13 @@ fn parse_args() -> Result<Args, String> {
                 args.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?
             }
             "--threading" => args.threading = true,
+            "--tls-cert" => args.tls_cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => args.tls_key = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown argument {flag}")),
         }
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".to_string());
     }
     Ok(args)
 }
@@ -136,7 +176,8 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("socketserver-bench: {message}");
             eprintln!(
-                "usage: socketserver-bench [--port N] [--dir DIR] [--workers N] [--threading]"
+                "usage: socketserver-bench [--port N] [--dir DIR] [--workers N] [--threading] \
+                 [--tls-cert FILE --tls-key FILE]"
             );
             return ExitCode::from(2);
         }
