@@ -112,6 +112,12 @@ impl Output {
         self.sent
     }
 
+    /// A count that grows whenever the socket takes something of this output: its bytes,
+    /// or the encrypted records of a TLS session that has taken them already.
+    pub(crate) fn progress(&self) -> u64 {
+        self.sent + self.tls.as_ref().map_or(0, StreamSocket::tls_sent)
+    }
+
     /// Where the next byte written will be in the connection's output stream: what was
     /// sent plus what waits.
     pub(crate) fn position(&self) -> u64 {
@@ -146,6 +152,9 @@ impl Output {
     fn fail(&mut self, err: io::Error) -> io::Error {
         self.failure.get_or_insert(err.kind());
         self.drop_waiting();
+        if let Some(tls) = &self.tls {
+            tls.cut_tls();
+        }
         err
     }
 
@@ -260,7 +269,8 @@ impl Output {
             result.map_err(|err| self.fail(err))?;
         }
         match connection.flush_unsent(MsgFlags::empty()) {
-            Ok(_) => Ok(()),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.fail(crate::socket::unsent())),
             Err(err) => Err(self.fail(err)),
         }
     }

@@ -128,6 +128,20 @@ impl StreamSocket {
         self.tls().map_or(Ok(true), |tls| tls.flush_unsent(flags))
     }
 
+    /// Encrypted bytes a TLS session has handed to the socket (0 for a plain socket):
+    /// progress of a response whose plaintext the session has taken already.
+    pub(crate) fn tls_sent(&self) -> u64 {
+        self.tls().map_or(0, TlsStream::sent)
+    }
+
+    /// Ends a TLS session without `close_notify` and drops what it still holds: the
+    /// response was cut short, and the client must see a truncation, not a clean end.
+    pub(crate) fn cut_tls(&self) {
+        if let Some(tls) = self.tls() {
+            tls.cut();
+        }
+    }
+
     /// Until when a TLS handshake still under way may go on.
     pub(crate) fn handshake_deadline(&self) -> Option<Instant> {
         self.tls().and_then(TlsStream::handshake_deadline)
@@ -150,7 +164,7 @@ impl StreamSocket {
     /// Writes all of `data`. Python's `request.sendall(data)`.
     pub fn sendall(&self, data: &[u8]) -> io::Result<()> {
         (&*self).write_all(data)?;
-        self.flush_unsent(MsgFlags::empty()).map(drop)
+        (&*self).flush()
     }
 
     /// The peer's address (Python's `getpeername()`).
@@ -245,9 +259,13 @@ impl Write for &StreamSocket {
         self.send_with(bufs, MsgFlags::empty())
     }
 
-    /// Sends what a TLS session still holds; nothing to do on a plain socket.
+    /// Sends what a TLS session still holds (`WouldBlock` if the socket's write timeout
+    /// passes first); nothing to do on a plain socket.
     fn flush(&mut self) -> io::Result<()> {
-        self.flush_unsent(MsgFlags::empty()).map(drop)
+        match self.flush_unsent(MsgFlags::empty())? {
+            true => Ok(()),
+            false => Err(unsent()),
+        }
     }
 }
 
@@ -288,6 +306,14 @@ impl AsRawFd for StreamSocket {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
     }
+}
+
+/// The error of a blocking send whose records the socket would not take in time.
+pub(crate) fn unsent() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        "the client did not take the TLS records within the write timeout",
+    )
 }
 
 /// A datagram socket, UDP or Unix, shared by a datagram server and its handlers.

@@ -151,9 +151,9 @@ where
         let Some(stream) = self.request.as_stream() else {
             return Ok(true);
         };
-        let before = stream.output.sent();
+        let before = stream.output.progress();
         let done = stream.send_output_now();
-        let progressed = stream.output.sent() > before;
+        let progressed = stream.output.progress() > before;
         if let Some(park) = &mut self.park {
             if let (true, Some(timeout)) = (progressed, park.send_timeout) {
                 park.deadline = Some(Instant::now() + timeout);

@@ -11,25 +11,31 @@
 //!   still waiting, so a connection parks for writability while any are left.
 //! - A short non-blocking read means rustls holds no plaintext either: what is left waits
 //!   in the kernel, where epoll sees it.
+//! - A connection whose TLS failed, or whose response was cut short, sends nothing more:
+//!   not even `close_notify`, which would tell the client that what it got is whole.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, sendmsg, MsgFlags};
 use rustls::ServerConnection;
 
 /// The answer to a plain HTTP request on a TLS port, sent in the clear: browsers and curl
 /// show it, where a TLS alert would only be a cryptic failure.
-const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 61\r\n\
-Connection: close\r\n\
-\r\n\
-400 Bad Request: this port speaks HTTPS; use an https:// URL.\n";
+const PLAIN_HTTP_BODY: &str = "400 Bad Request: this port speaks HTTPS; use an https:// URL.\n";
+
+fn plain_http_answer() -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+        PLAIN_HTTP_BODY.len()
+    )
+}
 
 pub(crate) struct TlsStream {
     tcp: TcpStream,
@@ -47,6 +53,11 @@ struct State {
     first_byte: Option<u8>,
     /// `close_notify` is queued (or the connection failed): nothing more is written.
     closing: bool,
+    /// The TLS failed or the response was cut short: what rustls still holds (an alert
+    /// already tried, the rest of a response) is dropped, and no `close_notify` is sent.
+    cut: bool,
+    /// Encrypted bytes the socket has taken: progress even when no plaintext moves.
+    sent: u64,
 }
 
 /// What a TLS connection negotiated, and the client's certificates (mutual TLS): Python's
@@ -75,6 +86,8 @@ impl TlsStream {
                 eof: false,
                 first_byte: None,
                 closing: false,
+                cut: false,
+                sent: 0,
             }),
             handshake_deadline,
         }
@@ -118,9 +131,17 @@ impl TlsStream {
         if state.eof {
             return Ok(false);
         }
-        if state.conn.is_handshaking() && Instant::now() >= self.handshake_deadline {
-            state.closing = true;
-            return Err(self.failed("the handshake took too long"));
+        if state.conn.is_handshaking() {
+            // A blocking read waits as long as the socket's read timeout (the HTTP layer's
+            // head timeout, or none); the handshake keeps its own, shorter limit.
+            let left = self
+                .handshake_deadline
+                .saturating_duration_since(Instant::now());
+            let waits = !flags.contains(MsgFlags::MSG_DONTWAIT);
+            if left.is_zero() || (waits && !readable_within(&self.tcp, left)?) {
+                state.cut();
+                return Err(self.failed("the handshake took too long"));
+            }
         }
         let State {
             conn, first_byte, ..
@@ -138,17 +159,30 @@ impl TlsStream {
                 }
                 Ok(_) => break,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                // rustls's own refusals (a handshake message larger than its buffer):
+                // the client's failure, not the server's.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::Other
+                    ) =>
+                {
+                    state.cut();
+                    return Err(self.failed(&err.to_string()));
+                }
                 Err(err) => return Err(err),
             }
         }
         if let Err(err) = state.conn.process_new_packets() {
-            state.closing = true;
             if state.first_byte.is_some_and(|b| b.is_ascii_uppercase()) {
-                let _ = send_raw(&self.tcp, PLAIN_HTTP_ANSWER, MsgFlags::MSG_DONTWAIT);
+                let answer = plain_http_answer();
+                let _ = send_raw(&self.tcp, answer.as_bytes(), MsgFlags::MSG_DONTWAIT);
+                state.cut();
                 return Err(self.failed("a plain HTTP request on a TLS port"));
             }
-            // The alert that says why, if the socket takes it.
+            // The alert that says why, if the socket takes it now; then nothing more.
             let _ = state.flush(&self.tcp, MsgFlags::MSG_DONTWAIT);
+            state.cut();
             return Err(self.failed(&err.to_string()));
         }
         match state.flush(&self.tcp, flags) {
@@ -201,7 +235,19 @@ impl TlsStream {
 
     /// Whether encrypted records wait for the socket.
     pub(crate) fn has_unsent(&self) -> bool {
-        self.lock().conn.wants_write()
+        let state = self.lock();
+        !state.cut && state.conn.wants_write()
+    }
+
+    /// Encrypted bytes the socket has taken so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.lock().sent
+    }
+
+    /// The response was cut short (the client is gone, a file shrank): nothing more is
+    /// sent, and the end is a bare TCP close that the client sees as a truncation.
+    pub(crate) fn cut(&self) {
+        self.lock().cut();
     }
 
     /// Sends the records that wait; `true` once none is left.
@@ -222,14 +268,22 @@ impl TlsStream {
     }
 
     /// Ends the writing side with `close_notify` (sent if the socket takes it now), then
-    /// shuts the TCP stream down.
+    /// shuts the TCP stream down. While another thread waits in a read of this session the
+    /// TCP stream is shut down at once, without `close_notify`: the shutdown is what ends
+    /// that wait.
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         if how != Shutdown::Read {
-            let mut state = self.lock();
-            if !state.closing {
-                state.closing = true;
-                state.conn.send_close_notify();
-                let _ = state.flush(&self.tcp, MsgFlags::MSG_DONTWAIT);
+            let state = match self.state.try_lock() {
+                Ok(state) => Some(state),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut state) = state {
+                if !state.closing && !state.cut {
+                    state.closing = true;
+                    state.conn.send_close_notify();
+                    let _ = state.flush(&self.tcp, MsgFlags::MSG_DONTWAIT);
+                }
             }
         }
         self.tcp.shutdown(how)
@@ -273,8 +327,17 @@ impl TlsStream {
 }
 
 impl State {
-    /// Sends queued records until none is left or the socket refuses (`WouldBlock`).
+    fn cut(&mut self) {
+        self.cut = true;
+        self.closing = true;
+    }
+
+    /// Sends queued records until none is left or the socket refuses (`WouldBlock`). After
+    /// a cut, nothing leaves.
     fn flush(&mut self, tcp: &TcpStream, flags: MsgFlags) -> io::Result<()> {
+        if self.cut {
+            return Ok(());
+        }
         let mut raw = Raw {
             tcp,
             flags,
@@ -283,7 +346,7 @@ impl State {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut raw) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+                Ok(n) => self.sent += n as u64,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
@@ -332,6 +395,20 @@ impl Write for Raw<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Waits at most `limit` for input (or the end) on `tcp`; `false` if none came.
+fn readable_within(tcp: &TcpStream, limit: Duration) -> io::Result<bool> {
+    let millis = limit.as_millis().saturating_add(1);
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(tcp.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(err.into()),
+        }
     }
 }
 
