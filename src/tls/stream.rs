@@ -26,7 +26,7 @@ use rustls::ServerConnection;
 /// show it, where a TLS alert would only be a cryptic failure.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 61\r\n\
+Content-Length: 62\r\n\
 Connection: close\r\n\
 \r\n\
 400 Bad Request: this port speaks HTTPS; use an https:// URL.\n";
