@@ -15,10 +15,11 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, sendmsg, MsgFlags};
 use rustls::ServerConnection;
 
@@ -111,6 +112,19 @@ impl TlsStream {
             if state.conn.is_handshaking() && Instant::now() >= self.handshake_deadline {
                 state.closing = true;
                 return Err(self.failed("the handshake took too long"));
+            }
+            // A blocking read waits as long as the socket's read timeout (the HTTP layer's
+            // head timeout); a client that sends part of its hello and then nothing must
+            // still be cut off at the handshake's own limit, as on the event loop.
+            if state.conn.is_handshaking() && !flags.contains(MsgFlags::MSG_DONTWAIT) {
+                let left = self
+                    .handshake_deadline
+                    .saturating_duration_since(Instant::now());
+                let shorter = self.tcp.read_timeout()?.is_none_or(|t| left < t);
+                if shorter && !readable_within(&self.tcp, left)? {
+                    state.closing = true;
+                    return Err(self.failed("the handshake took too long"));
+                }
             }
             let State {
                 conn, first_byte, ..
@@ -301,6 +315,20 @@ impl Write for Raw<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Waits at most `limit` for input (or the end) on `tcp`; `false` if none came.
+fn readable_within(tcp: &TcpStream, limit: Duration) -> io::Result<bool> {
+    let millis = limit.as_millis().saturating_add(1);
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(tcp.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, timeout) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return Err(err.into()),
+        }
     }
 }
 
