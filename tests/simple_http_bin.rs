@@ -454,3 +454,359 @@ fn compresses_by_default_and_not_with_no_compress() {
     assert!(!head.contains("Vary"), "{head}");
     assert_eq!(body, text.as_bytes());
 }
+
+// ---------------------------------------------------------------------------------------
+// HTTPS: --tls-cert, --tls-key, --tls-password-file, --tls-self-signed, and SIGHUP.
+// Certificates are made by `openssl` in temporary directories.
+
+/// Runs `openssl args` in `dir`; panics with its stderr if it fails.
+fn openssl(dir: &TempDir, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A self-signed ECDSA certificate for localhost and 127.0.0.1: `name.crt` and `name.key`.
+fn tls_pair(dir: &TempDir, name: &str) -> (String, String) {
+    let cert = dir.join(&format!("{name}.crt")).display().to_string();
+    let key = dir.join(&format!("{name}.key")).display().to_string();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "2",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+    );
+    (cert, key)
+}
+
+/// The binary serving HTTPS: its banner's URLs, and the lines it printed before the banner.
+fn start_https(dir: &TempDir, args: &[&str]) -> (Running, Vec<String>) {
+    let child = Command::new(BINARY)
+        .args(args)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start simple-http");
+    let mut running = Running {
+        child,
+        urls: Vec::new(),
+    };
+    let mut stdout = BufReader::new(running.child.stdout.take().unwrap());
+    let mut before = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no HTTPS banner after {before:?}"
+        );
+        if let Some(rest) = line.strip_prefix("Serving HTTPS on ") {
+            let inside = rest.split_once('(').unwrap().1.split_once(')').unwrap().0;
+            running.urls = inside.split(' ').map(str::to_string).collect();
+            before.push(line.trim_end().to_string());
+            return (running, before);
+        }
+        before.push(line.trim_end().to_string());
+    }
+}
+
+/// `curl --cacert CA URL`: the body, or curl's complaint.
+fn curl_https(cacert: &str, url: &str) -> Result<String, String> {
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(["--cacert", cacert, url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// The SHA-256 of a certificate (the first in `pem`), as `AB:CD:...`.
+fn pem_fingerprint(pem: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap_or_else(|e| panic!("no certificate in {pem:?}: {e}"));
+    let hex: Vec<String> = sha2::Sha256::digest(der.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    hex.join(":")
+}
+
+/// The fingerprint of the certificate a new connection to `host` (`ip:port`) is shown.
+fn served_fingerprint(host: &str) -> String {
+    try_served_fingerprint(host).unwrap_or_else(|text| panic!("no certificate from {host}: {text}"))
+}
+
+/// As [`served_fingerprint`]; what `openssl s_client` said if it got no certificate.
+fn try_served_fingerprint(host: &str) -> Result<String, String> {
+    let output = Command::new("openssl")
+        .args(["s_client", "-connect", host, "-servername", "localhost"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&output.stdout);
+    match text.find("-----BEGIN CERTIFICATE-----") {
+        Some(begin) => Ok(pem_fingerprint(&text[begin..])),
+        None => Err(format!("{text}{}", String::from_utf8_lossy(&output.stderr))),
+    }
+}
+
+fn file_fingerprint(path: &str) -> String {
+    pem_fingerprint(&std::fs::read_to_string(path).unwrap())
+}
+
+/// The `ip:port` of an https:// URL.
+fn https_host(url: &str) -> String {
+    url.trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[test]
+fn tls_cert_and_key_serve_https() {
+    let dir = TempDir::new();
+    dir.write("hello.txt", "over TLS\n");
+    let certs = TempDir::new();
+    let (cert, key) = tls_pair(&certs, "server");
+    let (running, lines) = start_https(
+        &dir,
+        &[
+            "0",
+            "-b",
+            "127.0.0.1",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    let url = &running.urls[0];
+    let port = url
+        .trim_start_matches("https://127.0.0.1:")
+        .trim_end_matches('/');
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("Serving HTTPS on 127.0.0.1 port {port} (https://127.0.0.1:{port}/) ..."),
+        "{lines:?}"
+    );
+    assert_eq!(
+        curl_https(&cert, &format!("{url}hello.txt")).as_deref(),
+        Ok("over TLS\n")
+    );
+    assert_eq!(
+        served_fingerprint(&https_host(url)),
+        file_fingerprint(&cert)
+    );
+    drop(running);
+
+    // One file holding both: --tls-key may be left out.
+    let both = certs.write(
+        "both.pem",
+        std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap(),
+    );
+    let both = both.display().to_string();
+    let (running, _) = start_https(&dir, &["0", "-b", "127.0.0.1", "--tls-cert", &both]);
+    let url = &running.urls[0];
+    assert_eq!(
+        curl_https(&cert, &format!("{url}hello.txt")).as_deref(),
+        Ok("over TLS\n")
+    );
+}
+
+#[test]
+fn tls_password_file_unlocks_an_encrypted_key() {
+    let dir = TempDir::new();
+    dir.write("hello.txt", "locked\n");
+    let certs = TempDir::new();
+    let key = certs.join("locked.key").display().to_string();
+    let cert = certs.join("locked.crt").display().to_string();
+    openssl(
+        &certs,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-aes256",
+            "-pass",
+            "pass:correct horse",
+            "-out",
+            &key,
+        ],
+    );
+    openssl(
+        &certs,
+        &[
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-key",
+            &key,
+            "-passin",
+            "pass:correct horse",
+            "-out",
+            &cert,
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+    );
+    // The file's line end is not part of the password.
+    let password = certs.write("password.txt", "correct horse\n");
+    let password = password.display().to_string();
+    let tls = ["--tls-cert", &cert, "--tls-key", &key];
+    let mut args = vec!["0", "-b", "127.0.0.1"];
+    args.extend_from_slice(&tls);
+    args.extend_from_slice(&["--tls-password-file", &password]);
+    let (running, _) = start_https(&dir, &args);
+    let url = &running.urls[0];
+    assert_eq!(
+        curl_https(&cert, &format!("{url}hello.txt")).as_deref(),
+        Ok("locked\n")
+    );
+    drop(running);
+
+    let wrong = certs.write("wrong.txt", "battery staple\n");
+    let wrong = wrong.display().to_string();
+    for (extra, expected) in [
+        (
+            vec!["--tls-password-file", wrong.as_str()],
+            "wrong password",
+        ),
+        (vec![], "--tls-password-file"),
+    ] {
+        let mut args = vec!["0", "-b", "127.0.0.1"];
+        args.extend_from_slice(&tls);
+        args.extend_from_slice(&extra);
+        let output = Command::new(BINARY)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run simple-http");
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn tls_self_signed_prints_the_fingerprint_it_serves() {
+    let dir = TempDir::new();
+    dir.write("hello.txt", "self-signed\n");
+    let (running, lines) = start_https(&dir, &["0", "-b", "127.0.0.1", "--tls-self-signed"]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Self-signed certificate for ") && l.contains("127.0.0.1")),
+        "{lines:?}"
+    );
+    let printed = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("  SHA-256 fingerprint "))
+        .unwrap_or_else(|| panic!("no fingerprint in {lines:?}"))
+        .to_string();
+    let pem = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("  PEM in ")?
+                .strip_suffix(" (curl --cacert it)")
+        })
+        .unwrap_or_else(|| panic!("no PEM path in {lines:?}"))
+        .to_string();
+    let url = running.urls[0].clone();
+    let served = served_fingerprint(&https_host(&url));
+    let in_file = file_fingerprint(&pem);
+    let fetched = curl_https(&pem, &format!("{url}hello.txt"));
+    drop(running);
+    let _ = std::fs::remove_file(&pem);
+    assert_eq!(served, printed, "the certificate served is the one printed");
+    assert_eq!(
+        in_file, printed,
+        "the PEM file holds the certificate printed"
+    );
+    assert_eq!(
+        fetched.as_deref(),
+        Ok("self-signed\n"),
+        "curl --cacert {pem}"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_certificate_files() {
+    let dir = TempDir::new();
+    dir.write("hello.txt", "reloaded\n");
+    let certs = TempDir::new();
+    let (a_cert, a_key) = tls_pair(&certs, "a");
+    let (b_cert, b_key) = tls_pair(&certs, "b");
+    let served_cert = certs.write("served.crt", std::fs::read(&a_cert).unwrap());
+    let served_key = certs.write("served.key", std::fs::read(&a_key).unwrap());
+    let (mut running, _) = start_https(
+        &dir,
+        &[
+            "0",
+            "-b",
+            "127.0.0.1",
+            "--tls-cert",
+            served_cert.to_str().unwrap(),
+            "--tls-key",
+            served_key.to_str().unwrap(),
+        ],
+    );
+    let host = https_host(&running.urls[0]);
+    let (a, b) = (file_fingerprint(&a_cert), file_fingerprint(&b_cert));
+    assert_eq!(served_fingerprint(&host), a);
+    std::fs::write(&served_cert, std::fs::read(&b_cert).unwrap()).unwrap();
+    std::fs::write(&served_key, std::fs::read(&b_key).unwrap()).unwrap();
+    kill(Pid::from_raw(running.child.id() as i32), Signal::SIGHUP).unwrap();
+    // Until a new connection sees B, or the process is gone, or 10 s have passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        let seen = try_served_fingerprint(&host);
+        let exited = running.child.try_wait().unwrap();
+        if let Some(status) = exited {
+            panic!("simple-http exited on SIGHUP ({status}) instead of reloading");
+        }
+        if seen.as_ref() == Ok(&b) || std::time::Instant::now() >= deadline {
+            break seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(seen, Ok(b), "a new connection after SIGHUP (A was {a})");
+    let url = format!("{}hello.txt", running.urls[0]);
+    assert_eq!(curl_https(&b_cert, &url).as_deref(), Ok("reloaded\n"));
+}
