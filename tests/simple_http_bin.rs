@@ -752,8 +752,18 @@ fn tls_self_signed_prints_the_fingerprint_it_serves() {
     let served = served_fingerprint(&https_host(&url));
     let in_file = file_fingerprint(&pem);
     let fetched = curl_https(&pem, &format!("{url}hello.txt"));
+    assert!(std::path::Path::new(&pem).exists());
     drop(running);
+    let left_behind = std::path::Path::new(&pem).exists();
     let _ = std::fs::remove_file(&pem);
+    assert!(!left_behind, "{pem} outlived the server");
+    assert!(
+        std::path::Path::new(&pem)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("simple-http-") && n.ends_with(".pem")),
+        "{pem}"
+    );
     assert_eq!(served, printed, "the certificate served is the one printed");
     assert_eq!(
         in_file, printed,

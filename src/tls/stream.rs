@@ -137,10 +137,23 @@ impl TlsStream {
             let left = self
                 .handshake_deadline
                 .saturating_duration_since(Instant::now());
-            let waits = !flags.contains(MsgFlags::MSG_DONTWAIT);
-            if left.is_zero() || (waits && !readable_within(&self.tcp, left)?) {
+            if left.is_zero() {
                 state.cut();
                 return Err(self.failed("the handshake took too long"));
+            }
+            if !flags.contains(MsgFlags::MSG_DONTWAIT) {
+                let wait = self.tcp.read_timeout()?.map_or(left, |t| t.min(left));
+                if !readable_within(&self.tcp, wait)? {
+                    if wait < left {
+                        // The socket's own read timeout, as the read would have said.
+                        return Err(io::Error::new(
+                            io::ErrorKind::WouldBlock,
+                            "no data within the read timeout",
+                        ));
+                    }
+                    state.cut();
+                    return Err(self.failed("the handshake took too long"));
+                }
             }
         }
         let State {

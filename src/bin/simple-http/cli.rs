@@ -6,7 +6,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
@@ -182,7 +181,7 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         bind: bind_addresses(args.bind.as_deref(), args.port)?,
         limits,
         protocol,
-        tls: tls_config(&args)?,
+        tls: https(&args)?,
     };
     if args.cgi {
         with_auth(CgiHttpHandler::from_files(files), &args, &settings)
@@ -196,12 +195,21 @@ struct Settings {
     bind: Vec<SocketAddr>,
     limits: Limits,
     protocol: Version,
-    tls: Option<TlsConfig>,
+    tls: Option<Https>,
+}
+
+/// The server's TLS, when it serves HTTPS.
+struct Https {
+    config: TlsConfig,
+    /// The self-signed certificate's PEM file, removed when the server stops.
+    _pem: Option<tempfile::TempPath>,
+    /// SIGHUP reads the certificate files again (there are files to read).
+    reload_on_sighup: bool,
 }
 
 /// `--tls-cert`, `--tls-key`, `--tls-password-file` (CPython's flags) or
 /// `--tls-self-signed`.
-fn tls_config(args: &Args) -> io::Result<Option<TlsConfig>> {
+fn https(args: &Args) -> io::Result<Option<Https>> {
     if args.tls_self_signed {
         let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
         if let Some(bind) = &args.bind {
@@ -213,12 +221,22 @@ fn tls_config(args: &Args) -> io::Result<Option<TlsConfig>> {
         names.sort();
         names.dedup();
         let tls = TlsConfig::self_signed(&names)?;
-        let pem = std::env::temp_dir().join(format!("simple-http-{}.pem", std::process::id()));
-        std::fs::write(&pem, tls.certificate_pem())?;
+        // A fresh file of a random name (created with O_EXCL: nothing planted in /tmp is
+        // followed), removed when the server stops.
+        let mut file = tempfile::Builder::new()
+            .prefix("simple-http-")
+            .suffix(".pem")
+            .tempfile()?;
+        io::Write::write_all(&mut file, tls.certificate_pem().as_bytes())?;
+        let pem = file.into_temp_path();
         println!("Self-signed certificate for {}", names.join(", "));
         println!("  SHA-256 fingerprint {}", tls.fingerprint());
         println!("  PEM in {} (curl --cacert it)", pem.display());
-        return Ok(Some(tls));
+        return Ok(Some(Https {
+            config: tls,
+            _pem: Some(pem),
+            reload_on_sighup: false,
+        }));
     }
     let Some(cert) = &args.tls_cert else {
         return Ok(None);
@@ -232,24 +250,11 @@ fn tls_config(args: &Args) -> io::Result<Option<TlsConfig>> {
             TlsConfig::with_password(cert, key, password.trim().as_bytes())?
         }
     };
-    reload_on_sighup(tls.clone())?;
-    Ok(Some(tls))
-}
-
-/// SIGHUP reads the certificate and key files again; connections already open keep theirs.
-fn reload_on_sighup(tls: TlsConfig) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
-    std::thread::Builder::new()
-        .name("sighup".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                match tls.reload() {
-                    Ok(()) => log::info!("SIGHUP: certificate reloaded ({})", tls.fingerprint()),
-                    Err(err) => log::error!("SIGHUP: certificate not reloaded: {err}"),
-                }
-            }
-        })?;
-    Ok(())
+    Ok(Some(Https {
+        config: tls,
+        _pem: None,
+        reload_on_sighup: true,
+    }))
 }
 
 /// `--auth`: a login in front of the files.
@@ -372,8 +377,8 @@ where
             .concurrency(concurrency())
             .ipv6_only(false)
             .request_queue_size(1024);
-        if let Some(tls) = &settings.tls {
-            builder = builder.tls(tls.clone());
+        if let Some(https) = &settings.tls {
+            builder = builder.tls(https.config.clone());
         }
         builder.build()
     };
@@ -404,7 +409,12 @@ where
         address.port(),
         urls(address, scheme).join(" ")
     );
-    stop_on_signal(server.handle());
+    let reload = settings
+        .tls
+        .as_ref()
+        .filter(|https| https.reload_on_sighup)
+        .map(|https| https.config.clone());
+    handle_signals(server.handle(), reload)?;
     server.serve_forever()?;
     println!("Shutting down, finishing requests in flight ...");
     server.server_close();
@@ -456,17 +466,39 @@ fn interface_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Makes Ctrl-C and SIGTERM shut the server down after the requests in flight; a second
-/// signal exits at once, for when one of those requests takes too long.
-fn stop_on_signal(server: ServerHandle) {
-    let signals = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-            server.shutdown();
-        } else {
-            eprintln!("Second signal: exiting without waiting for requests in flight");
-            std::process::exit(130);
-        }
-    })
-    .expect("cannot install the signal handler");
+/// Ctrl-C and SIGTERM shut the server down after the requests in flight; a second signal
+/// exits at once, for when one of those requests takes too long. With certificate files,
+/// SIGHUP reads them again (connections already open keep theirs); without, SIGHUP keeps
+/// its default and ends the server, as it ends Python's.
+fn handle_signals(server: ServerHandle, reload: Option<TlsConfig>) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut wanted = vec![SIGINT, SIGTERM];
+    if reload.is_some() {
+        wanted.push(SIGHUP);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(&wanted)?;
+    let mut stops = 0;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                match (signal, &reload) {
+                    (SIGHUP, Some(tls)) => match tls.reload() {
+                        Ok(()) => {
+                            log::info!("SIGHUP: certificate reloaded ({})", tls.fingerprint())
+                        }
+                        Err(err) => log::error!("SIGHUP: certificate not reloaded: {err}"),
+                    },
+                    _ if stops == 0 => {
+                        stops += 1;
+                        server.shutdown();
+                    }
+                    _ => {
+                        eprintln!("Second signal: exiting without waiting for requests in flight");
+                        std::process::exit(130);
+                    }
+                }
+            }
+        })?;
+    Ok(())
 }
