@@ -511,7 +511,9 @@ impl Rfile {
             self.nonblocking,
         )?;
         self.filled += n;
-        self.drained = n < room;
+        // A short read emptied the socket, unless a TLS session holds the end of the
+        // stream: the next read returns it without waiting for epoll.
+        self.drained = n < room && !self.connection.holds_input();
         Ok(n)
     }
 

@@ -128,6 +128,12 @@ impl StreamSocket {
         self.tls().map_or(Ok(true), |tls| tls.flush_unsent(flags))
     }
 
+    /// Whether input waits outside the socket, where epoll cannot see it: a TLS session's
+    /// end of stream (`close_notify`) behind the plaintext already read.
+    pub(crate) fn holds_input(&self) -> bool {
+        self.tls().is_some_and(TlsStream::holds_input)
+    }
+
     /// Encrypted bytes a TLS session has handed to the socket (0 for a plain socket):
     /// progress of a response whose plaintext the session has taken already.
     pub(crate) fn tls_sent(&self) -> u64 {

@@ -13,6 +13,7 @@ use crate::address::ClientAddress;
 use crate::concurrency::{Resumable, RunMode, Step};
 use crate::handler::{Park, RequestContext, RequestError, RequestHandler};
 use crate::socket::StreamSocket;
+use crate::tls::TlsFailure;
 
 pub(super) struct Session<T: Transport, H: RequestHandler, K> {
     request: H::Request,
@@ -197,6 +198,10 @@ fn report<T: Transport, K: ServerHooks<T>>(
     client_address: &ClientAddress,
     error: RequestError,
 ) -> Step {
+    if TlsFailure::is_cause_of(&error) {
+        // Logged where it happened, at debug: the client's doing, not the server's.
+        return Step::Done(false);
+    }
     let _ = catch_unwind(AssertUnwindSafe(|| {
         hooks.handle_error(client_address, &error)
     }));

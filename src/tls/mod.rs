@@ -31,5 +31,5 @@ mod transport;
 
 pub use config::{ClientAuth, TlsConfig, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use stream::TlsInfo;
-pub(crate) use stream::TlsStream;
+pub(crate) use stream::{TlsFailure, TlsStream};
 pub use transport::TlsTransport;

@@ -58,6 +58,42 @@ struct State {
     cut: bool,
     /// Encrypted bytes the socket has taken: progress even when no plaintext moves.
     sent: u64,
+    /// The client's `close_notify` has been decrypted: after the plaintext rustls holds,
+    /// the stream ends, and epoll will not say so (the socket may stay open and empty).
+    peer_closed: bool,
+}
+
+/// The client broke the TLS (a failed handshake, a bad record, a plain HTTP request): a
+/// disconnect, logged at debug, and not a failure of the server's to report to
+/// `handle_error` (Python drops the `ssl.SSLError` of a handshake in `get_request`).
+#[derive(Debug)]
+pub(crate) struct TlsFailure(String);
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TLS: {}", self.0)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+impl TlsFailure {
+    /// Whether `err`, or an error it wraps, is a TLS failure of the client's.
+    pub(crate) fn is_cause_of(err: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cause = Some(err);
+        while let Some(err) = cause {
+            if err.is::<TlsFailure>() {
+                return true;
+            }
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                if io.get_ref().is_some_and(|inner| inner.is::<TlsFailure>()) {
+                    return true;
+                }
+            }
+            cause = err.source();
+        }
+        false
+    }
 }
 
 /// What a TLS connection negotiated, and the client's certificates (mutual TLS): Python's
@@ -88,6 +124,7 @@ impl TlsStream {
                 closing: false,
                 cut: false,
                 sent: 0,
+                peer_closed: false,
             }),
             handshake_deadline,
         }
@@ -186,7 +223,11 @@ impl TlsStream {
                 Err(err) => return Err(err),
             }
         }
-        if let Err(err) = state.conn.process_new_packets() {
+        let processed = state.conn.process_new_packets();
+        if let Ok(io_state) = &processed {
+            state.peer_closed |= io_state.peer_has_closed();
+        }
+        if let Err(err) = processed {
             if state.first_byte.is_some_and(|b| b.is_ascii_uppercase()) {
                 let answer = plain_http_answer();
                 let _ = send_raw(&self.tcp, answer.as_bytes(), MsgFlags::MSG_DONTWAIT);
@@ -250,6 +291,12 @@ impl TlsStream {
     pub(crate) fn has_unsent(&self) -> bool {
         let state = self.lock();
         !state.cut && state.conn.wants_write()
+    }
+
+    /// Whether a read would return without the socket: the end of the stream, announced by
+    /// the client's `close_notify`, waits in the session.
+    pub(crate) fn holds_input(&self) -> bool {
+        self.lock().peer_closed
     }
 
     /// Encrypted bytes the socket has taken so far.
@@ -335,7 +382,10 @@ impl TlsStream {
             .peer_addr()
             .map_or_else(|_| "a client".to_string(), |a| a.to_string());
         log::debug!(target: "socketserver::tls", "{peer}: TLS failed: {why}");
-        io::Error::new(io::ErrorKind::ConnectionAborted, format!("TLS: {why}"))
+        io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            TlsFailure(why.to_string()),
+        )
     }
 }
 
