@@ -2,8 +2,11 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use socket2::Socket;
 
 use super::transport::{SocketOptions, Transport};
 use super::{Server, Settings};
@@ -33,10 +36,18 @@ impl<T: AsRef<Path>> ToAddress<PathBuf> for T {
     }
 }
 
+/// Where a server's socket comes from: made for an address, or handed in already bound.
+#[derive(Debug)]
+pub(super) enum Source<A> {
+    Address(io::Result<A>),
+    Socket(Socket),
+}
+
 /// Options for a [`Server`], ending in [`build`](ServerBuilder::build).
 ///
 /// Start one with [`Server::builder`] (through an alias such as
-/// `TcpServer::builder(addr, handler)`).
+/// `TcpServer::builder(addr, handler)`), or with [`Server::builder_from_socket`] for a
+/// socket bound elsewhere (systemd's socket activation, `--fd N`).
 ///
 /// ```no_run
 /// use socketserver::{NoHooks, TcpServer, Threading};
@@ -53,7 +64,7 @@ impl<T: AsRef<Path>> ToAddress<PathBuf> for T {
 /// ```
 #[derive(Debug)]
 pub struct ServerBuilder<T: Transport, H, C = Synchronous, K = NoHooks> {
-    address: io::Result<T::Address>,
+    source: Source<T::Address>,
     handler: H,
     concurrency: C,
     hooks: K,
@@ -64,13 +75,13 @@ pub struct ServerBuilder<T: Transport, H, C = Synchronous, K = NoHooks> {
 
 impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
     pub(super) fn new(
-        address: io::Result<T::Address>,
+        source: Source<T::Address>,
         handler: H,
         concurrency: C,
         hooks: K,
     ) -> Self {
         ServerBuilder {
-            address,
+            source,
             handler,
             concurrency,
             hooks,
@@ -88,7 +99,7 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
     /// [`ThreadPool`](crate::ThreadPool), [`Forking`](crate::Forking) or your own.
     pub fn concurrency<C2: Concurrency>(self, concurrency: C2) -> ServerBuilder<T, H, C2, K> {
         ServerBuilder {
-            address: self.address,
+            source: self.source,
             handler: self.handler,
             concurrency,
             hooks: self.hooks,
@@ -101,7 +112,7 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
     /// Uses your overrides of the server's hooks (Python's subclass of the server).
     pub fn hooks<K2: ServerHooks<T>>(self, hooks: K2) -> ServerBuilder<T, H, C, K2> {
         ServerBuilder {
-            address: self.address,
+            source: self.source,
             handler: self.handler,
             concurrency: self.concurrency,
             hooks,
@@ -168,6 +179,8 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
 
     /// `false` creates the socket unbound: call [`Server::server_bind`] and
     /// [`Server::server_activate`] yourself (Python's `bind_and_activate`, default `true`).
+    /// A socket handed in ([`Server::builder_from_socket`]) is bound already and is
+    /// activated at `build` whatever this says.
     pub fn bind_and_activate(mut self, bind_and_activate: bool) -> Self {
         self.bind_and_activate = bind_and_activate;
         self
@@ -183,8 +196,27 @@ where
     K: ServerHooks<T>,
 {
     /// Creates the server: the socket, bound and listening unless `bind_and_activate(false)`.
+    /// A socket handed in is adopted ([`Transport::adopt`]) instead: checked to be of the
+    /// transport's kind, listening, its own address the server's address.
     pub fn build(self) -> io::Result<Server<T, H, C, K>> {
-        let address = self.address?;
+        let address = match self.source {
+            Source::Address(address) => address?,
+            Source::Socket(socket) => {
+                let (transport, address) =
+                    T::adopt(socket, &self.options, self.settings.request_queue_size)?;
+                let server = Server::new(
+                    transport,
+                    address,
+                    self.handler,
+                    self.concurrency,
+                    self.hooks,
+                    self.settings,
+                )?;
+                // Bound and listening: what server_bind and server_activate would leave.
+                server.activated.store(true, Ordering::Release);
+                return Ok(server);
+            }
+        };
         let transport = T::create(&address, &self.options)?;
         let server = Server::new(
             transport,

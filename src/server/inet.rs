@@ -4,9 +4,9 @@ use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::transport::{configure_blocking, SocketOptions, Transport};
+use super::transport::{adopt_socket, configure_blocking, SocketOptions, Transport};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
@@ -31,6 +31,23 @@ fn bind(fd: BorrowedFd<'_>, address: &SocketAddr) -> io::Result<ServerAddress> {
         )
     })?;
     Ok(ServerAddress::Inet(local))
+}
+
+/// The inet address a socket handed in is bound to.
+fn local_inet(socket: &Socket) -> io::Result<SocketAddr> {
+    socket.local_addr()?.as_socket().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the socket has no inet address")
+    })
+}
+
+fn refuse_tls(options: &SocketOptions) -> io::Result<()> {
+    if options.tls.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TLS settings for a plain TCP server: use TlsTransport (HttpsServer) for TLS",
+        ));
+    }
+    Ok(())
 }
 
 /// The TCP transport of [`TcpServer`](crate::TcpServer): IPv4 or IPv6 by the address.
@@ -65,12 +82,7 @@ impl Transport for TcpTransport {
     type Address = SocketAddr;
 
     fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
-        if options.tls.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "TLS settings for a plain TCP server: use TlsTransport (HttpsServer) for TLS",
-            ));
-        }
+        refuse_tls(options)?;
         let socket = new_socket(address, Type::STREAM, options)?;
         Ok(TcpTransport {
             listener: socket.into(),
@@ -79,6 +91,30 @@ impl Transport for TcpTransport {
 
     fn bind(&self, address: &SocketAddr) -> io::Result<ServerAddress> {
         bind(self.listener.as_fd(), address)
+    }
+
+    fn adopt(
+        socket: Socket,
+        options: &SocketOptions,
+        request_queue_size: i32,
+    ) -> io::Result<(Self, SocketAddr)> {
+        refuse_tls(options)?;
+        adopt_socket(
+            &socket,
+            &[Domain::IPV4, Domain::IPV6],
+            Type::STREAM,
+            Some(Protocol::TCP),
+            "a TCP listener",
+            request_queue_size,
+        )?;
+        // Read after listen: listening on an unbound socket picks a port.
+        let address = local_inet(&socket)?;
+        Ok((
+            TcpTransport {
+                listener: socket.into(),
+            },
+            address,
+        ))
     }
 
     fn activate(&self, request_queue_size: i32) -> io::Result<()> {
@@ -130,6 +166,30 @@ impl Transport for UdpTransport {
 
     fn bind(&self, address: &SocketAddr) -> io::Result<ServerAddress> {
         bind(self.socket.as_fd(), address)
+    }
+
+    fn adopt(
+        socket: Socket,
+        options: &SocketOptions,
+        request_queue_size: i32,
+    ) -> io::Result<(Self, SocketAddr)> {
+        adopt_socket(
+            &socket,
+            &[Domain::IPV4, Domain::IPV6],
+            Type::DGRAM,
+            Some(Protocol::UDP),
+            "a UDP socket",
+            request_queue_size,
+        )?;
+        let address = local_inet(&socket)?;
+        let socket: UdpSocket = socket.into();
+        Ok((
+            UdpTransport {
+                socket: DatagramSocket::udp(socket),
+                max_packet_size: options.max_packet_size,
+            },
+            address,
+        ))
     }
 
     fn activate(&self, _request_queue_size: i32) -> io::Result<()> {

@@ -4,6 +4,7 @@
 //! the [`Transport`] (TCP, UDP, Unix stream, Unix datagram), the handler, the
 //! [`Concurrency`] strategy and the [`ServerHooks`]. Python's class names are aliases.
 
+mod activation;
 mod builder;
 mod control;
 mod hooks;
@@ -14,7 +15,7 @@ mod unix;
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -25,6 +26,7 @@ use nix::poll::{poll, PollFd, PollFlags};
 
 pub use crate::handler::{run_handler, RequestContext};
 pub use crate::socket::Datagram;
+pub use activation::{claim_fd, listen_fds};
 pub use builder::{ServerBuilder, ToAddress};
 pub use control::ServerHandle;
 pub use hooks::{NoHooks, ServerHooks};
@@ -92,6 +94,12 @@ pub(crate) struct Settings {
 ///
 /// Methods for the caller:
 /// - [`bind`](Server::bind), [`builder`](Server::builder): create it (`__init__`).
+/// - [`from_socket`](Server::from_socket),
+///   [`builder_from_socket`](Server::builder_from_socket): create it on a socket bound
+///   elsewhere: systemd's socket activation ([`listen_fds`](crate::server::listen_fds)), a
+///   descriptor a parent handed down ([`claim_fd`](crate::server::claim_fd)), a listener
+///   the caller made. Python's equivalent is `bind_and_activate=False` and replacing
+///   `server.socket`.
 /// - [`serve_forever`](Server::serve_forever): handle requests until
 ///   [`shutdown`](Server::shutdown).
 /// - [`handle_request`](Server::handle_request): handle one request, or time out.
@@ -154,8 +162,43 @@ where
 
     /// Starts a [`ServerBuilder`] for the options Python sets as class attributes.
     pub fn builder(address: impl ToAddress<T::Address>, handler: H) -> ServerBuilder<T, H, C, K> {
-        ServerBuilder::new(address.to_address(), handler, C::default(), K::default())
-            .allow_reuse_address(H::ALLOW_REUSE_ADDRESS)
+        ServerBuilder::new(
+            builder::Source::Address(address.to_address()),
+            handler,
+            C::default(),
+            K::default(),
+        )
+        .allow_reuse_address(H::ALLOW_REUSE_ADDRESS)
+    }
+
+    /// Creates the server on `socket`, already bound (and listening, or it is made to):
+    /// the socket of systemd's socket activation, of `--fd N`, or one the caller set up
+    /// with options the builder lacks. The server's address is the socket's own; the
+    /// server is activated, so [`serve_forever`](Server::serve_forever) works at once.
+    ///
+    /// Fails with `InvalidInput` if the socket is not of the transport's kind (a UDP
+    /// socket for a TCP server, say).
+    pub fn from_socket(socket: impl Into<OwnedFd>, handler: H) -> io::Result<Self> {
+        Self::builder_from_socket(socket, handler).build()
+    }
+
+    /// Starts a [`ServerBuilder`] on `socket`, already bound, for the options that still
+    /// matter (concurrency, hooks, `tls`, `request_queue_size` if it is not listening
+    /// yet, ...); those fixed before binding (`allow_reuse_address`, `ipv6_only`) are
+    /// the socket's creator's and not applied. See [`from_socket`](Server::from_socket).
+    ///
+    /// `socket` is anything that owns a descriptor: a `socket2::Socket`, a
+    /// `std::net::TcpListener`, an `OwnedFd` from [`listen_fds`](crate::server::listen_fds).
+    pub fn builder_from_socket(
+        socket: impl Into<OwnedFd>,
+        handler: H,
+    ) -> ServerBuilder<T, H, C, K> {
+        ServerBuilder::new(
+            builder::Source::Socket(socket2::Socket::from(socket.into())),
+            handler,
+            C::default(),
+            K::default(),
+        )
     }
 }
 

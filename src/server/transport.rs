@@ -8,10 +8,10 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use socket2::{Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::address::{ClientAddress, ServerAddress};
 use crate::tls::TlsConfig;
@@ -32,6 +32,60 @@ pub(crate) fn configure_blocking(socket: &Socket, ty: Type) -> io::Result<()> {
     } else {
         socket.set_nonblocking(true)
     }
+}
+
+/// What a socket handed in is, for the error when it is not what the transport takes:
+/// "a UDP socket", "a Unix stream listener", ...
+fn describe(socket: &Socket) -> String {
+    let domain = socket.domain().ok();
+    let ty = socket.r#type().ok();
+    let listening = socket.is_listener().unwrap_or(false);
+    let kind = match (domain, ty) {
+        (Some(Domain::IPV4 | Domain::IPV6), Some(Type::STREAM)) => "TCP",
+        (Some(Domain::IPV4 | Domain::IPV6), Some(Type::DGRAM)) => "UDP",
+        (Some(Domain::UNIX), Some(Type::STREAM)) => "Unix stream",
+        (Some(Domain::UNIX), Some(Type::DGRAM)) => "Unix datagram",
+        (Some(Domain::UNIX), Some(Type::SEQPACKET)) => "Unix seqpacket",
+        _ => return format!("a socket of family {domain:?} and type {ty:?}"),
+    };
+    let what = if listening { "listener" } else { "socket" };
+    format!("a {kind} {what}")
+}
+
+/// Checks that a socket handed in (by systemd, `--fd N`, the caller) is of the family and
+/// type the transport serves, and gives it the blocking mode the transport's `create`
+/// gives; a stream socket not yet listening gets `listen(request_queue_size)`.
+///
+/// `wanted` names what the transport takes, for the error: "a TCP listener".
+pub(crate) fn adopt_socket(
+    socket: &Socket,
+    domains: &[Domain],
+    ty: Type,
+    protocol: Option<Protocol>,
+    wanted: &str,
+    request_queue_size: i32,
+) -> io::Result<()> {
+    let domain_ok = socket.domain().is_ok_and(|d| domains.contains(&d));
+    let type_ok = socket.r#type().is_ok_and(|t| t == ty);
+    // SO_PROTOCOL tells TCP from SCTP, both SOCK_STREAM on inet.
+    let protocol_ok = match protocol {
+        None => true,
+        Some(p) => socket.protocol()?.is_none_or(|got| got == p),
+    };
+    if !(domain_ok && type_ok && protocol_ok) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "fd {} is {}, not {wanted}",
+                socket.as_raw_fd(),
+                describe(socket)
+            ),
+        ));
+    }
+    if ty == Type::STREAM && !socket.is_listener()? {
+        socket.listen(request_queue_size)?;
+    }
+    configure_blocking(socket, ty)
 }
 
 /// Socket options fixed when the server's socket is created, before it is bound.
@@ -74,6 +128,8 @@ impl Default for SocketOptions {
 /// - [`get_request`](Transport::get_request): Python's `get_request`, non-blocking.
 /// - [`shutdown_request`](Transport::shutdown_request): the transport's part of Python's
 ///   `shutdown_request`.
+/// - [`adopt`](Transport::adopt): take over a socket bound by someone else (systemd's
+///   socket activation, a descriptor handed in), instead of `create`, `bind`, `activate`.
 /// - [`close`](Transport::close): cleanup at `server_close` beyond closing the socket.
 pub trait Transport: AsFd + Send + Sync + Sized + 'static {
     /// What one request is: a [`StreamSocket`](crate::StreamSocket) for stream transports, a
@@ -90,6 +146,31 @@ pub trait Transport: AsFd + Send + Sync + Sized + 'static {
 
     /// Starts listening with a backlog of `request_queue_size`; nothing for datagrams.
     fn activate(&self, request_queue_size: i32) -> io::Result<()>;
+
+    /// Takes over `socket`, already bound (by systemd, a parent process, the caller), and
+    /// returns the transport with the socket's own local address. It stands for `create`,
+    /// `bind` and `activate`: a stream socket not yet listening gets
+    /// `listen(request_queue_size)`, and the socket gets the blocking mode `create` gives.
+    /// The options fixed before binding (`SO_REUSEADDR`, `IPV6_V6ONLY`) are the creator's
+    /// business and are not applied; the others (`tls`, `max_packet_size`) are.
+    ///
+    /// Fails with `InvalidInput` if the socket is not of the transport's family and type
+    /// ("fd 3 is a UDP socket, not a TCP listener"). The default refuses every socket,
+    /// for transports that cannot adopt one.
+    fn adopt(
+        socket: Socket,
+        options: &SocketOptions,
+        request_queue_size: i32,
+    ) -> io::Result<(Self, Self::Address)> {
+        let _ = (options, request_queue_size);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "fd {}: this transport cannot take over a socket",
+                socket.as_raw_fd()
+            ),
+        ))
+    }
 
     /// Takes one pending request, or fails with `WouldBlock` when there is none.
     fn get_request(&self) -> io::Result<(Self::Request, ClientAddress)>;

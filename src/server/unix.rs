@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-use super::transport::{configure_blocking, SocketOptions, Transport};
+use super::transport::{adopt_socket, configure_blocking, SocketOptions, Transport};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
@@ -44,6 +44,16 @@ impl SocketFile {
             }
         }
     }
+}
+
+/// The path a Unix socket handed in is bound to; empty for an abstract or unnamed one.
+/// The server does not remove it at close: whoever bound it owns the file.
+fn local_path(socket: &Socket) -> io::Result<PathBuf> {
+    Ok(socket
+        .local_addr()?
+        .as_pathname()
+        .map(Path::to_path_buf)
+        .unwrap_or_default())
 }
 
 fn new_socket(ty: Type) -> io::Result<Socket> {
@@ -86,6 +96,29 @@ impl Transport for UnixStreamTransport {
 
     fn bind(&self, path: &PathBuf) -> io::Result<ServerAddress> {
         self.file.bind(self.listener.as_fd(), path)
+    }
+
+    fn adopt(
+        socket: Socket,
+        _options: &SocketOptions,
+        request_queue_size: i32,
+    ) -> io::Result<(Self, PathBuf)> {
+        adopt_socket(
+            &socket,
+            &[Domain::UNIX],
+            Type::STREAM,
+            None,
+            "a Unix stream listener",
+            request_queue_size,
+        )?;
+        let path = local_path(&socket)?;
+        Ok((
+            UnixStreamTransport {
+                listener: UnixListener::from(std::os::fd::OwnedFd::from(socket)),
+                file: SocketFile::default(),
+            },
+            path,
+        ))
     }
 
     fn activate(&self, request_queue_size: i32) -> io::Result<()> {
@@ -143,6 +176,32 @@ impl Transport for UnixDatagramTransport {
 
     fn bind(&self, path: &PathBuf) -> io::Result<ServerAddress> {
         self.file.bind(self.socket.as_fd(), path)
+    }
+
+    fn adopt(
+        socket: Socket,
+        options: &SocketOptions,
+        request_queue_size: i32,
+    ) -> io::Result<(Self, PathBuf)> {
+        adopt_socket(
+            &socket,
+            &[Domain::UNIX],
+            Type::DGRAM,
+            None,
+            "a Unix datagram socket",
+            request_queue_size,
+        )?;
+        let path = local_path(&socket)?;
+        Ok((
+            UnixDatagramTransport {
+                socket: DatagramSocket::unix(UnixDatagram::from(std::os::fd::OwnedFd::from(
+                    socket,
+                ))),
+                max_packet_size: options.max_packet_size,
+                file: SocketFile::default(),
+            },
+            path,
+        ))
     }
 
     fn activate(&self, _request_queue_size: i32) -> io::Result<()> {

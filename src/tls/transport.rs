@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::ServerConfig;
+use socket2::Socket;
 
 use super::stream::TlsStream;
 use super::TlsConfig;
@@ -48,27 +49,44 @@ impl AsFd for TlsTransport {
     }
 }
 
+/// The TLS settings a TLS transport needs, their rustls configuration, and the options
+/// left for its TCP socket.
+fn split_options(options: &SocketOptions) -> io::Result<(TlsConfig, Arc<ServerConfig>, SocketOptions)> {
+    let tls = options.tls.clone().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a TLS server needs a certificate: build it with `.tls(TlsConfig)` or `bind_tls`",
+        )
+    })?;
+    let config = tls.server_config()?;
+    let plain = SocketOptions {
+        tls: None,
+        ..options.clone()
+    };
+    Ok((tls, config, plain))
+}
+
 impl Transport for TlsTransport {
     type Request = StreamSocket;
     type Address = SocketAddr;
 
     fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
-        let tls = options.tls.clone().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a TLS server needs a certificate: build it with `.tls(TlsConfig)` or `bind_tls`",
-            )
-        })?;
-        let config = tls.server_config()?;
-        let plain = SocketOptions {
-            tls: None,
-            ..options.clone()
-        };
+        let (tls, config, plain) = split_options(options)?;
         Ok(TlsTransport {
             tcp: TcpTransport::create(address, &plain)?,
             tls,
             config,
         })
+    }
+
+    fn adopt(
+        socket: Socket,
+        options: &SocketOptions,
+        request_queue_size: i32,
+    ) -> io::Result<(Self, SocketAddr)> {
+        let (tls, config, plain) = split_options(options)?;
+        let (tcp, address) = TcpTransport::adopt(socket, &plain, request_queue_size)?;
+        Ok((TlsTransport { tcp, tls, config }, address))
     }
 
     fn bind(&self, address: &SocketAddr) -> io::Result<ServerAddress> {
