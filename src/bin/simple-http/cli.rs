@@ -2,8 +2,10 @@
 //! includes this file): `python3 -m http.server`'s flags (CPython 3.14's `--tls-*`
 //! included), on the crate's event loop.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +34,11 @@ struct Args {
     /// Address or host name to bind to [default: all interfaces, IPv6 and IPv4].
     #[arg(short, long, value_name = "ADDRESS")]
     bind: Option<String>,
+    /// Serve on the TCP socket of descriptor N, bound by the parent process (PORT is then
+    /// ignored). Without it, sockets of systemd's socket activation (LISTEN_FDS) are
+    /// served on, the first of them.
+    #[arg(long, value_name = "N", conflicts_with = "bind")]
+    fd: Option<i32>,
     /// Directory to serve [default: the current directory].
     #[arg(short, long)]
     directory: Option<PathBuf>,
@@ -176,9 +183,11 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         files = files.uploads(uploads);
     }
     println!("Directory: {} ({which})", files.directory().display());
+    let inherited = inherited_socket(args.fd)?;
 
     let settings = Settings {
         bind: bind_addresses(args.bind.as_deref(), args.port)?,
+        inherited: Cell::new(inherited),
         limits,
         protocol,
         tls: https(&args)?,
@@ -190,9 +199,38 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
     }
 }
 
+/// `--fd N`, or else the first socket of systemd's socket activation, if it passed any;
+/// says which on stdout.
+fn inherited_socket(fd: Option<i32>) -> io::Result<Option<OwnedFd>> {
+    // Taken either way, so that LISTEN_* leave the environment before CGI scripts see it.
+    let mut activated = socketserver::server::listen_fds()
+        .map_err(|err| io::Error::new(err.kind(), format!("socket activation: {err}")))?;
+    if let Some(n) = fd {
+        let socket = socketserver::server::claim_fd(n)
+            .map_err(|err| io::Error::new(err.kind(), format!("--fd {n}: {err}")))?;
+        println!("Socket: descriptor {n} (--fd)");
+        return Ok(Some(socket));
+    }
+    if activated.is_empty() {
+        return Ok(None);
+    }
+    let count = activated.len();
+    println!(
+        "Socket: descriptor 3 from systemd's socket activation{}",
+        match count {
+            1 => String::new(),
+            n => format!(" (the first of {n}; the others are not served)"),
+        }
+    );
+    Ok(Some(activated.remove(0)))
+}
+
 /// What the server is held to, whatever handler it runs.
 struct Settings {
     bind: Vec<SocketAddr>,
+    /// A socket handed in (`--fd`, systemd), served on instead of binding `bind`; taken
+    /// by the one server built.
+    inherited: Cell<Option<OwnedFd>>,
     limits: Limits,
     protocol: Version,
     tls: Option<Https>,
@@ -384,13 +422,24 @@ where
     };
     let mut failure = None;
     let mut server = None;
-    for &address in &settings.bind {
-        match build(address) {
-            Ok(built) => {
-                server = Some(built);
-                break;
+    if let Some(socket) = settings.inherited.take() {
+        // Bound already (by systemd or the parent): adopted, not bound.
+        let mut builder = Server::<T, _>::builder_from_socket(socket, handler.clone())
+            .concurrency(concurrency())
+            .request_queue_size(1024);
+        if let Some(https) = &settings.tls {
+            builder = builder.tls(https.config.clone());
+        }
+        server = Some(builder.build()?);
+    } else {
+        for &address in &settings.bind {
+            match build(address) {
+                Ok(built) => {
+                    server = Some(built);
+                    break;
+                }
+                Err(err) => failure = Some(err),
             }
-            Err(err) => failure = Some(err),
         }
     }
     let Some(server) = server else {
