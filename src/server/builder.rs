@@ -2,8 +2,8 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use socket2::Socket;
@@ -74,12 +74,7 @@ pub struct ServerBuilder<T: Transport, H, C = Synchronous, K = NoHooks> {
 }
 
 impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
-    pub(super) fn new(
-        source: Source<T::Address>,
-        handler: H,
-        concurrency: C,
-        hooks: K,
-    ) -> Self {
+    pub(super) fn new(source: Source<T::Address>, handler: H, concurrency: C, hooks: K) -> Self {
         ServerBuilder {
             source,
             handler,

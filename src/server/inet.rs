@@ -36,7 +36,10 @@ fn bind(fd: BorrowedFd<'_>, address: &SocketAddr) -> io::Result<ServerAddress> {
 /// The inet address a socket handed in is bound to.
 fn local_inet(socket: &Socket) -> io::Result<SocketAddr> {
     socket.local_addr()?.as_socket().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "the socket has no inet address")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the socket has no inet address",
+        )
     })
 }
 

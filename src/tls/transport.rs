@@ -51,7 +51,9 @@ impl AsFd for TlsTransport {
 
 /// The TLS settings a TLS transport needs, their rustls configuration, and the options
 /// left for its TCP socket.
-fn split_options(options: &SocketOptions) -> io::Result<(TlsConfig, Arc<ServerConfig>, SocketOptions)> {
+fn split_options(
+    options: &SocketOptions,
+) -> io::Result<(TlsConfig, Arc<ServerConfig>, SocketOptions)> {
     let tls = options.tls.clone().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
