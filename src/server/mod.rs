@@ -96,8 +96,8 @@ pub(crate) struct Settings {
 /// - [`bind`](Server::bind), [`builder`](Server::builder): create it (`__init__`).
 /// - [`from_socket`](Server::from_socket),
 ///   [`builder_from_socket`](Server::builder_from_socket): create it on a socket bound
-///   elsewhere: systemd's socket activation ([`listen_fds`](crate::server::listen_fds)), a
-///   descriptor a parent handed down ([`claim_fd`](crate::server::claim_fd)), a listener
+///   elsewhere: systemd's socket activation ([`listen_fds`]), a
+///   descriptor a parent handed down ([`claim_fd`]), a listener
 ///   the caller made. Python's equivalent is `bind_and_activate=False` and replacing
 ///   `server.socket`.
 /// - [`serve_forever`](Server::serve_forever): handle requests until
@@ -188,7 +188,7 @@ where
     /// the socket's creator's and not applied. See [`from_socket`](Server::from_socket).
     ///
     /// `socket` is anything that owns a descriptor: a `socket2::Socket`, a
-    /// `std::net::TcpListener`, an `OwnedFd` from [`listen_fds`](crate::server::listen_fds).
+    /// `std::net::TcpListener`, an `OwnedFd` from [`listen_fds`].
     pub fn builder_from_socket(
         socket: impl Into<OwnedFd>,
         handler: H,
