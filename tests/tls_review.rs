@@ -32,6 +32,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use socket2::{Domain, SockRef, Socket, Type};
 use socketserver::http::{HttpHandler, HttpRequest, Limits, Version};
+use socketserver::server::Transport;
 use socketserver::tls::{TlsConfig, TlsTransport};
 use socketserver::{
     ClientAddress, HandlerResult, RequestError, RequestHandler, Server, ServerHooks, StreamRequest,
@@ -78,7 +79,7 @@ struct Hooks {
     send_buffer: Option<usize>,
 }
 
-impl ServerHooks<TlsTransport> for Hooks {
+impl<T: Transport<Request = StreamSocket>> ServerHooks<T> for Hooks {
     fn verify_request(&self, request: &StreamSocket, _client: &ClientAddress) -> bool {
         if let (Some(size), Some(tcp)) = (self.send_buffer, request.as_tcp()) {
             SockRef::from(tcp)
@@ -1071,4 +1072,250 @@ on_every_strategy!(
     bug_plain_http_gets_a_tls_alert_after_its_400,
     garbage_and_alerts_are_quiet_disconnects,
     bug_a_64_kib_handshake_message_is_a_handler_error,
+);
+
+// ---------------------------------------------------------------------------------------
+// The handshake's time limit
+
+/// Python's time server of the seeds: writes the answer and returns, reading nothing.
+#[derive(Clone)]
+struct Teller;
+
+impl RequestHandler for Teller {
+    type Request = StreamRequest;
+
+    fn handle(&mut self, req: &mut StreamRequest) -> HandlerResult {
+        req.wfile.write_all(b"it is time\n")?;
+        Ok(())
+    }
+}
+
+fn teller_probe(rig: &TlsRig<Teller>) -> Result<(), String> {
+    let mut client = TlsClient::try_connect(rig.addr, &rig.client).map_err(|e| e.to_string())?;
+    let (got, end) = client.until_end();
+    if got != b"it is time\n" {
+        return Err(format!("got {:?} ({end:?})", String::from_utf8_lossy(&got)));
+    }
+    Ok(())
+}
+
+/// BUG (fails on every strategy; on `EventLoop::new(0)` it also stops the whole server): a
+/// handler that writes before it reads waits for the client's hello without the
+/// handshake's time limit. A client that connects and sends nothing holds a thread (a
+/// worker, a pool's thread, the event loop's own thread) and a descriptor for as long as
+/// it likes.
+///
+/// `TlsStream::write` drives the handshake with blocking reads (stream.rs:211-218) that
+/// `receive` bounds only by the socket's read timeout (none unless the handler sets
+/// `TIMEOUT`); the deadline is checked before each read (stream.rs:156), never during one.
+/// Over TCP the same write never waits.
+fn bug_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
+    let tls = TlsConfig::self_signed(&["localhost"])
+        .unwrap()
+        .handshake_timeout(Duration::from_secs(1));
+    let rig = TlsRig::start(strategy, tls, Hooks::default(), teller_probe, || Teller);
+    let mut silent = TcpStream::connect(rig.addr).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(4)))
+        .unwrap();
+    // Meanwhile another client is served, on a thread: on EventLoop::new(0) it waits
+    // for the silent one.
+    let addr = rig.addr;
+    let config = Arc::clone(&rig.client);
+    let (done, answered) = std::sync::mpsc::channel();
+    let other = thread::spawn(move || {
+        let started = Instant::now();
+        let result = TlsClient::try_connect(addr, &config).map(|mut c| c.until_end().0);
+        let _ = done.send((result.map_err(|e| e.to_string()), started.elapsed()));
+    });
+    let other_result = answered.recv_timeout(Duration::from_secs(4));
+    let (_, silent_for) = raw_until_end(&mut silent);
+    // Releases a server that waited for it.
+    drop(silent);
+    let other_result = other_result.or_else(|_| answered.recv_timeout(WAIT));
+    other.join().unwrap();
+    rig.assert_healthy("a silent client of a server that speaks first");
+    rig.finish();
+    let (got, took) = other_result.expect("the other client's answer");
+    assert_eq!(got.as_deref(), Ok(&b"it is time\n"[..]));
+    assert!(
+        took < Duration::from_secs(3),
+        "on {strategy}, another client waited {took:?} for a silent one"
+    );
+    assert!(
+        silent_for < Duration::from_secs(3),
+        "on {strategy}, a client that sent nothing was still connected after {silent_for:?} \
+         (handshake_timeout 1 s)"
+    );
+}
+
+/// BUG (fails on `Threading` and `ThreadPool`; the event loop passes): on a thread, an
+/// HTTP handshake is bounded by the head timeout, not by its own `handshake_timeout`. A
+/// client that sends nothing, or half a hello, is cut off after `head_timeout` (here 6 s),
+/// not after the 1 s of its handshake limit.
+///
+/// The handshake runs inside `read_head`'s first read, whose socket timeout is the idle
+/// time (head.rs:99); `TlsStream::receive` checks the deadline only before each read
+/// (stream.rs:156) and never shortens a read to it. The event loop parks until the
+/// earlier of the two (connection.rs:463).
+fn bug_handshake_timeout_is_not_kept_on_threads(strategy: Strategy) {
+    let site = Site::new();
+    let tls = TlsConfig::self_signed(&["localhost"])
+        .unwrap()
+        .handshake_timeout(Duration::from_secs(1));
+    let hello = client_hello(&tls);
+    let limits = Limits {
+        head_timeout: Duration::from_secs(6),
+        ..short_limits()
+    };
+    let rig = files_rig_with(strategy, &site, limits, Hooks::default(), tls);
+    let mut results = Vec::new();
+    for (what, bytes) in [
+        ("nothing", &[][..]),
+        ("half a hello", &hello[..hello.len() / 2]),
+    ] {
+        let mut raw = TcpStream::connect(rig.addr).unwrap();
+        raw.set_read_timeout(Some(WAIT)).unwrap();
+        raw.write_all(bytes).unwrap();
+        let (_, took) = raw_until_end(&mut raw);
+        results.push((what, took));
+    }
+    rig.assert_healthy("stalled handshakes");
+    rig.assert_no_errors("stalled handshakes");
+    rig.finish();
+    for (what, took) in results {
+        assert!(
+            took < Duration::from_millis(2500),
+            "on {strategy}, a client that sent {what} was cut off after {took:?} \
+             (handshake_timeout 1 s, head_timeout 6 s)"
+        );
+    }
+}
+
+on_every_strategy!(
+    bug_a_silent_client_holds_a_server_that_speaks_first,
+    bug_handshake_timeout_is_not_kept_on_threads,
+);
+
+// ---------------------------------------------------------------------------------------
+// Slow readers
+
+/// Reads a response of `len` body bytes at `rate` bytes a second (pauses of at most
+/// 50 ms); returns how many came and how it ended if it was cut.
+fn read_slowly(stream: &mut impl Read, len: usize, rate: f64) -> (usize, Option<String>, Duration) {
+    let started = Instant::now();
+    let mut got = 0;
+    let mut chunk = vec![0u8; 2 * KIB];
+    while got < len {
+        let due = started + Duration::from_secs_f64(got as f64 / rate);
+        let now = Instant::now();
+        if due > now {
+            thread::sleep((due - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return (got, Some("closed".into()), started.elapsed()),
+            Ok(n) => got += n,
+            Err(err) => return (got, Some(err.to_string()), started.elapsed()),
+        }
+    }
+    (got, None, started.elapsed())
+}
+
+const SLOW_FILE: usize = 256 * KIB;
+/// 40 KiB/s: a TLS session's 64 KiB of records take 1.6 s to leave, more than the 1 s
+/// send timeout of `short_limits`.
+const SLOW_RATE: f64 = 40.0 * KIB as f64;
+
+/// BUG (fails on both event loops; threads pass): a client that reads steadily, but more
+/// slowly than 64 KiB per `send_timeout`, is cut off mid-download over TLS, where over TCP
+/// (the control below) it gets the whole file.
+///
+/// A parked connection's deadline moves only when `Output::sent` grows
+/// (session.rs:154-160), which counts plaintext the session takes. The session takes more
+/// only once all its records have left (`TlsStream::write` flushes first and says
+/// `WouldBlock` otherwise, stream.rs:220), so records leaving as the client reads are no
+/// progress (`flush_unsent`'s bytes are not counted, output.rs:205/217): the deadline
+/// passes while the connection is busy sending.
+fn bug_slow_steady_reader_is_cut_off_on_the_loop(strategy: Strategy) {
+    let site = Site::new();
+    let big = site.big("big.bin", SLOW_FILE, 5);
+    let hooks = Hooks {
+        send_buffer: Some(16 * KIB),
+        ..Hooks::default()
+    };
+    let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
+    let rig = files_rig_with(strategy, &site, short_limits(), hooks, tls);
+    let tcp = small_socket(rig.addr, 16 * KIB);
+    let mut client = TlsClient::over(tcp, &rig.client).unwrap();
+    client
+        .send(&get("/big.bin", &["Connection: close"]))
+        .unwrap();
+    // The head (and what came with it), then the rest slowly.
+    while find(&client.pending, b"\r\n\r\n").is_none() {
+        assert!(client.fill().unwrap() > 0);
+    }
+    let at = find(&client.pending, b"\r\n\r\n").unwrap() + 4;
+    let already = client.pending.len() - at;
+    let (got, cut, took) = read_slowly(&mut client.stream, big.len() - already, SLOW_RATE);
+    drop(client);
+    rig.assert_healthy("a slow, steady TLS download");
+    rig.finish();
+    assert!(
+        cut.is_none(),
+        "on {strategy}, a TLS client reading steadily at 40 KiB/s was cut off ({cut:?}) \
+         after {} of {} bytes, {took:?} in (send_timeout 1 s)",
+        got + already,
+        big.len()
+    );
+}
+
+/// The control: the same download over TCP is not cut off.
+fn slow_steady_reader_over_tcp_gets_the_file(strategy: Strategy) {
+    let site = Site::new();
+    let big = site.big("big.bin", SLOW_FILE, 5);
+    let hooks = Hooks {
+        send_buffer: Some(16 * KIB),
+        ..Hooks::default()
+    };
+    let server = socketserver::TcpServer::builder(
+        "127.0.0.1:0",
+        site.files(short_limits(), Version::HTTP_11),
+    )
+    .concurrency(strategy.concurrency().unwrap())
+    .hooks(hooks)
+    .build()
+    .unwrap();
+    let addr = server.server_address().inet().unwrap();
+    let server = Arc::new(server);
+    let serving = Arc::clone(&server);
+    let thread = thread::spawn(move || serving.serve_forever());
+    assert!(poll_until(WAIT, || server.handle().is_serving()));
+    let mut client = small_socket(addr, 16 * KIB);
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    client
+        .write_all(&get("/big.bin", &["Connection: close"]))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(client.read(&mut byte).unwrap(), 1);
+        head.push(byte[0]);
+    }
+    let (got, cut, took) = read_slowly(&mut client, big.len(), SLOW_RATE);
+    drop(client);
+    let handle = server.handle();
+    within(WAIT, "shutdown()", move || handle.shutdown());
+    thread.join().unwrap().unwrap();
+    server.server_close();
+    assert!(
+        cut.is_none(),
+        "on {strategy}, a TCP client reading at 40 KiB/s was cut off ({cut:?}) after {got} \
+         bytes, {took:?} in"
+    );
+}
+
+on_every_strategy!(
+    bug_slow_steady_reader_is_cut_off_on_the_loop,
+    slow_steady_reader_over_tcp_gets_the_file,
 );
