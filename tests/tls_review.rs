@@ -1319,3 +1319,214 @@ on_every_strategy!(
     bug_slow_steady_reader_is_cut_off_on_the_loop,
     slow_steady_reader_over_tcp_gets_the_file,
 );
+
+// ---------------------------------------------------------------------------------------
+// How a cut response ends
+
+/// Files, and `/short`: 1000 bytes of a file sent as a body promised 100000 long (a file
+/// that shrank under the download).
+#[derive(Clone)]
+struct Shrinking {
+    files: socketserver::files::SimpleHttpHandler,
+    short: std::path::PathBuf,
+}
+
+impl HttpHandler for Shrinking {
+    const PROTOCOL_VERSION: Version = Version::HTTP_11;
+
+    fn limits(&self) -> Limits {
+        short_limits()
+    }
+
+    fn do_get(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        if request.path != "/short" {
+            return self.files.do_get(request);
+        }
+        request.send_response(200)?;
+        request.send_header("Content-Length", 100_000)?;
+        request.end_headers()?;
+        let file = std::fs::File::open(&self.short)?;
+        request.wfile.send_file(file, 0, 100_000)?;
+        Ok(())
+    }
+}
+
+/// BUG (fails on every strategy; low severity): a response the server knows it cut short
+/// (the file ended before its promised length) ends with a `close_notify`, the TLS way
+/// of saying "this is all, and it is whole". With a `Content-Length` the client still
+/// sees the body is short; a response delimited by the close (HTTP/1.0 without length, a
+/// CGI script's) would pass for complete, the truncation `close_notify` exists to rule
+/// out. nginx closes such connections without it (`SSL_set_quiet_shutdown` when
+/// `c->error`).
+///
+/// After the failure `Session::end` calls `shutdown_request`, and `TlsStream::shutdown`
+/// (stream.rs:261-268) sends `close_notify` whatever the output's state.
+fn bug_a_cut_response_ends_with_close_notify(strategy: Strategy) {
+    let site = Site::new();
+    site.big("short.bin", 1000, 6);
+    let files = socketserver::files::SimpleHttpHandler::new(site.root()).unwrap();
+    let short = site.path("short.bin");
+    let rig = TlsRig::start(
+        strategy,
+        TlsConfig::self_signed(&["localhost"]).unwrap(),
+        Hooks::default(),
+        http_probe,
+        move || Shrinking { files, short },
+    );
+    let mut client = rig.connect();
+    client.send(&get("/short", &[])).unwrap();
+    while find(&client.pending, b"\r\n\r\n").is_none() {
+        assert!(client.fill().unwrap() > 0);
+    }
+    let at = find(&client.pending, b"\r\n\r\n").unwrap() + 4;
+    client.pending.drain(..at);
+    let (body, end) = client.until_end();
+    drop(client);
+    rig.assert_healthy("a response cut short");
+    rig.assert_no_errors("a response cut short");
+    rig.finish();
+    assert_eq!(body.len(), 1000, "on {strategy}");
+    let end = end.map_err(|e| e.kind());
+    assert_eq!(
+        end,
+        Err(io::ErrorKind::UnexpectedEof),
+        "on {strategy}, a response cut short ended with close_notify, as if it were whole"
+    );
+}
+
+on_every_strategy!(bug_a_cut_response_ends_with_close_notify);
+
+// ---------------------------------------------------------------------------------------
+// Two threads, one TLS socket
+
+/// Answers "ping"; on anything else, hands a clone of its socket to the test and waits in
+/// a blocking read, reporting what it returned.
+#[derive(Clone, Default)]
+struct Blocked {
+    socket: Arc<Mutex<Option<(StreamSocket, u32)>>>,
+    read: Arc<Mutex<Vec<Result<usize, io::ErrorKind>>>>,
+}
+
+impl RequestHandler for Blocked {
+    type Request = StreamRequest;
+
+    fn handle(&mut self, req: &mut StreamRequest) -> HandlerResult {
+        let line = req.request.recv(100)?;
+        if line == b"ping\n" {
+            req.request.sendall(b"pong\n")?;
+            return Ok(());
+        }
+        let me = std::fs::read_link("/proc/thread-self")?;
+        let tid: u32 = me
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .expect("a thread id");
+        *lock(&self.socket) = Some((req.request.clone(), tid));
+        let result = req.request.recv(10);
+        lock(&self.read).push(result.map(|r| r.len()).map_err(|e| e.kind()));
+        Ok(())
+    }
+}
+
+/// BUG (fails on every strategy; a limitation of the API more than of the crate, which
+/// never uses one TLS socket from two threads): `shutdown` of a TLS `StreamSocket` from
+/// another thread, the usual way to wake a thread blocked in `recv` on it (Python's
+/// `SSLSocket.shutdown` does a plain TCP shutdown), blocks instead until that `recv`
+/// returns: the thread that reads holds the session's lock while it waits in the kernel
+/// (stream.rs:133), and `shutdown` takes it first (stream.rs:263) to queue `close_notify`.
+/// Over TCP the shutdown returns at once and the `recv` returns 0.
+fn bug_shutdown_from_another_thread_waits_for_a_blocked_read(strategy: Strategy) {
+    let handler = Blocked::default();
+    let (socket, read) = (Arc::clone(&handler.socket), Arc::clone(&handler.read));
+    let rig = TlsRig::start(
+        strategy,
+        TlsConfig::self_signed(&["localhost"]).unwrap(),
+        Hooks::default(),
+        ping_probe,
+        move || handler,
+    );
+    let mut client = rig.connect();
+    client.send(b"block\n").unwrap();
+    assert!(poll_until(WAIT, || lock(&socket).is_some()));
+    let (blocked, tid) = lock(&socket).clone().unwrap();
+    // In the kernel's recvfrom (45 on x86_64), waiting.
+    let syscall = format!("/proc/self/task/{tid}/syscall");
+    assert!(
+        poll_until(WAIT, || std::fs::read_to_string(&syscall)
+            .is_ok_and(|s| s.starts_with("45 "))),
+        "the handler did not block in recvfrom"
+    );
+    let (done, finished) = std::sync::mpsc::channel();
+    let closer = thread::spawn(move || {
+        let result = blocked.shutdown(Shutdown::Both);
+        let _ = done.send(result.map_err(|e| e.kind()));
+    });
+    let in_time = finished.recv_timeout(Duration::from_secs(2));
+    let returned_in_time = in_time.is_ok();
+    // A TLS shutdown waits for the read: data for it releases both.
+    let _ = client.send(b"x");
+    let shut = in_time.or_else(|_| finished.recv_timeout(WAIT));
+    closer.join().unwrap();
+    assert!(poll_until(WAIT, || !lock(&read).is_empty()));
+    let woke = lock(&read)[0];
+    drop(client);
+    *lock(&socket) = None;
+    rig.assert_healthy("a shutdown from another thread");
+    rig.finish();
+    assert!(
+        returned_in_time,
+        "on {strategy}, shutdown(Both) from another thread did not return within 2 s of a \
+         blocked recv on the same TLS socket (it returned {shut:?} only once the client sent \
+         something; the read got {woke:?})"
+    );
+    assert_eq!(
+        woke,
+        Ok(0),
+        "on {strategy}, the blocked read after the shutdown"
+    );
+}
+
+on_every_strategy!(bug_shutdown_from_another_thread_waits_for_a_blocked_read);
+
+/// The control: over TCP, `shutdown(Both)` from another thread returns at once and wakes
+/// the blocked `recv` with 0.
+fn shutdown_over_tcp_wakes_a_blocked_read(strategy: Strategy) {
+    let handler = Blocked::default();
+    let (socket, read) = (Arc::clone(&handler.socket), Arc::clone(&handler.read));
+    let server = socketserver::TcpServer::builder("127.0.0.1:0", handler)
+        .concurrency(strategy.concurrency().unwrap())
+        .build()
+        .unwrap();
+    let addr = server.server_address().inet().unwrap();
+    let server = Arc::new(server);
+    let serving = Arc::clone(&server);
+    let thread = thread::spawn(move || serving.serve_forever());
+    assert!(poll_until(WAIT, || server.handle().is_serving()));
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"block\n").unwrap();
+    assert!(poll_until(WAIT, || lock(&socket).is_some()));
+    let (blocked, tid) = lock(&socket).clone().unwrap();
+    let syscall = format!("/proc/self/task/{tid}/syscall");
+    assert!(poll_until(WAIT, || std::fs::read_to_string(&syscall)
+        .is_ok_and(|s| s.starts_with("45 "))));
+    let (done, finished) = std::sync::mpsc::channel();
+    let closer = thread::spawn(move || {
+        let _ = done.send(blocked.shutdown(Shutdown::Both).map_err(|e| e.kind()));
+    });
+    let shut = finished.recv_timeout(Duration::from_secs(2));
+    let _ = client.write_all(b"x");
+    closer.join().unwrap();
+    assert!(poll_until(WAIT, || !lock(&read).is_empty()));
+    let woke = lock(&read)[0];
+    drop(client);
+    *lock(&socket) = None;
+    let handle = server.handle();
+    within(WAIT, "shutdown()", move || handle.shutdown());
+    thread.join().unwrap().unwrap();
+    server.server_close();
+    assert_eq!(shut, Ok(Ok(())), "on {strategy}");
+    assert_eq!(woke, Ok(0), "on {strategy}");
+}
+
+on_every_strategy!(shutdown_over_tcp_wakes_a_blocked_read);
