@@ -1530,3 +1530,278 @@ fn shutdown_over_tcp_wakes_a_blocked_read(strategy: Strategy) {
 }
 
 on_every_strategy!(shutdown_over_tcp_wakes_a_blocked_read);
+
+// ---------------------------------------------------------------------------------------
+// Q8: config.rs
+
+fn openssl(args: &[&str], dir: &Path) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A key (made by `openssl` as `make` says) and a certificate for it, in `dir`.
+fn key_and_cert(dir: &Path, name: &str, make: &[&str], password: Option<&str>) -> (String, String) {
+    let key = format!("{name}.key");
+    let cert = format!("{name}.crt");
+    let mut args: Vec<&str> = make.to_vec();
+    args.extend(["-out", &key]);
+    openssl(&args, dir);
+    let pass = password.map(|p| format!("pass:{p}"));
+    // A leaf, not the CA certificate openssl's default configuration makes.
+    std::fs::write(dir.join("req.cnf"), "[req]\ndistinguished_name=dn\n[dn]\n").unwrap();
+    let mut req = vec![
+        "req",
+        "-config",
+        "req.cnf",
+        "-x509",
+        "-new",
+        "-key",
+        &key,
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-days",
+        "2",
+        "-out",
+        &cert,
+    ];
+    if let Some(pass) = &pass {
+        req.extend(["-passin", pass]);
+    }
+    openssl(&req, dir);
+    (
+        dir.join(&cert).display().to_string(),
+        dir.join(&key).display().to_string(),
+    )
+}
+
+fn openssl_fingerprint(cert: &str) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim()
+        .rsplit('=')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Q8: every key format the documentation names loads and serves (PKCS#1 RSA, SEC1 EC
+/// after an `EC PARAMETERS` block, PKCS#8 Ed25519, encrypted PKCS#8 with its password, a
+/// certificate and key in one file), the fingerprint is openssl's, and the wrong inputs
+/// are refused with an error that says why.
+fn every_key_format_serves(strategy: Strategy) {
+    let dir = TempDir::new();
+    let d = dir.path();
+    let rsa = key_and_cert(d, "rsa", &["genrsa", "-traditional"], None);
+    let ec = key_and_cert(
+        d,
+        "ec",
+        &["ecparam", "-name", "prime256v1", "-genkey"],
+        None,
+    );
+    let ed = key_and_cert(d, "ed", &["genpkey", "-algorithm", "ed25519"], None);
+    let enc = key_and_cert(
+        d,
+        "enc",
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-aes-256-cbc",
+            "-pass",
+            "pass:s3cret",
+        ],
+        Some("s3cret"),
+    );
+    let both = d.join("both.pem");
+    std::fs::write(
+        &both,
+        [std::fs::read(&ec.1).unwrap(), std::fs::read(&ec.0).unwrap()].concat(),
+    )
+    .unwrap();
+    let configs = [
+        (
+            "PKCS#1 RSA",
+            TlsConfig::from_pem_files(&rsa.0, &rsa.1),
+            &rsa.0,
+        ),
+        ("SEC1 EC", TlsConfig::from_pem_files(&ec.0, &ec.1), &ec.0),
+        (
+            "PKCS#8 Ed25519",
+            TlsConfig::from_pem_files(&ed.0, &ed.1),
+            &ed.0,
+        ),
+        (
+            "encrypted PKCS#8",
+            TlsConfig::with_password(&enc.0, &enc.1, "s3cret"),
+            &enc.0,
+        ),
+        (
+            "key and certificate in one file",
+            TlsConfig::from_pem_files(&both, &both),
+            &ec.0,
+        ),
+    ];
+    for (what, config, cert) in configs {
+        let config = config.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(config.fingerprint(), openssl_fingerprint(cert), "{what}");
+        let site = Site::new();
+        let rig = files_rig_with(strategy, &site, short_limits(), Hooks::default(), config);
+        rig.assert_no_errors(what);
+        rig.finish();
+    }
+    let legacy = d.join("legacy.key");
+    openssl(
+        &[
+            "genrsa",
+            "-traditional",
+            "-aes256",
+            "-passout",
+            "pass:s3cret",
+            "-out",
+            "legacy.key",
+        ],
+        d,
+    );
+    let refusals = [
+        (
+            "a legacy encrypted key",
+            TlsConfig::with_password(&rsa.0, &legacy, "s3cret"),
+            "legacy",
+        ),
+        (
+            "an encrypted key without password",
+            TlsConfig::from_pem_files(&enc.0, &enc.1),
+            "password",
+        ),
+        (
+            "a wrong password",
+            TlsConfig::with_password(&enc.0, &enc.1, "nope"),
+            "password",
+        ),
+        (
+            "a key of another certificate",
+            TlsConfig::from_pem_files(&rsa.0, &ec.1),
+            "does not fit",
+        ),
+        (
+            "no certificate",
+            TlsConfig::from_pem_files(&ec.1, &ec.1),
+            "CERTIFICATE",
+        ),
+    ];
+    for (what, config, says) in refusals {
+        let err = config
+            .err()
+            .unwrap_or_else(|| panic!("{what} was accepted"));
+        assert!(err.to_string().contains(says), "{what}: {err}");
+    }
+}
+
+/// Q8: `reload` serves the new certificate to new connections; a key that does not fit
+/// it, or a file half written, keeps the old one.
+fn reload_swaps_the_certificate(strategy: Strategy) {
+    let dir = TempDir::new();
+    let d = dir.path();
+    let one = key_and_cert(
+        d,
+        "one",
+        &["ecparam", "-name", "prime256v1", "-genkey"],
+        None,
+    );
+    let two = key_and_cert(
+        d,
+        "two",
+        &["ecparam", "-name", "prime256v1", "-genkey"],
+        None,
+    );
+    let (cert, key) = (d.join("server.crt"), d.join("server.key"));
+    std::fs::copy(&one.0, &cert).unwrap();
+    std::fs::copy(&one.1, &key).unwrap();
+    let tls = TlsConfig::from_pem_files(&cert, &key).unwrap();
+    let handle = tls.clone();
+    let site = Site::new();
+    let rig = files_rig_with(strategy, &site, short_limits(), Hooks::default(), tls);
+    // A client that trusts both.
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in [&one.0, &two.0] {
+        roots
+            .add(CertificateDer::from_pem_file(pem).unwrap())
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let both = Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let served = || {
+        let client = TlsClient::connect(rig.addr, &both);
+        let leaf = client.stream.conn.peer_certificates().unwrap()[0].clone();
+        leaf
+    };
+    let first = CertificateDer::from_pem_file(&one.0).unwrap();
+    let second = CertificateDer::from_pem_file(&two.0).unwrap();
+    assert_eq!(served(), first);
+    std::fs::copy(&two.0, &cert).unwrap();
+    std::fs::copy(&two.1, &key).unwrap();
+    handle.reload().unwrap();
+    assert_eq!(handle.fingerprint(), openssl_fingerprint(&two.0));
+    assert_eq!(served(), second);
+    // Half a certificate, then the other key: the second stays.
+    let pem = std::fs::read(&one.0).unwrap();
+    std::fs::write(&cert, &pem[..pem.len() / 2]).unwrap();
+    assert!(handle.reload().is_err());
+    std::fs::copy(&one.0, &cert).unwrap();
+    std::fs::copy(&two.1, &key).unwrap();
+    assert!(
+        handle.reload().is_err(),
+        "a key that does not fit was loaded"
+    );
+    assert_eq!(served(), second);
+    rig.assert_healthy("reloads");
+    rig.assert_no_errors("reloads");
+    rig.finish();
+}
+
+on_every_strategy!(every_key_format_serves, reload_swaps_the_certificate);
+
+/// BUG (documentation, low): `TlsConfig::self_signed` says "valid from now", and the
+/// certificate is valid from 1975-01-01 to 4096-01-01: rcgen's defaults
+/// (config.rs:124, `generate_simple_self_signed`). A certificate for a LAN or a test that
+/// never expires outlives the test; browsers cap what they accept at 398 days for public
+/// certificates.
+#[test]
+fn bug_self_signed_certificate_is_valid_from_1975_to_4096() {
+    let dir = TempDir::new();
+    let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
+    let pem = dir.write("cert.pem", tls.certificate_pem());
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-startdate", "-enddate", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("openssl");
+    let dates = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !dates.contains("1975") && !dates.contains("4096"),
+        "the self-signed certificate said to be valid from now: {dates}"
+    );
+}
