@@ -2002,3 +2002,82 @@ on_every_strategy!(
     client_certificates_survive_resumption,
     bug_tls_failures_reach_handle_error
 );
+
+/// `openssl s_client` against `addr` with `args`, `stdin` as its input: whether it
+/// connected, and what it printed.
+fn s_client(addr: SocketAddr, args: &[&str], stdin: &[u8]) -> (bool, String) {
+    use std::process::Stdio;
+    let mut child = Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-connect"])
+        .arg(addr.to_string())
+        .args(["-servername", "localhost"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let connected = text.contains("Cipher is ") && !text.contains("Cipher is (NONE)");
+    (connected, text)
+}
+
+/// Q8, what testssl looks at: TLS 1.0 and 1.1 refused, CBC and static-RSA suites refused,
+/// TLS 1.2 with an ECDHE AEAD suite, secure renegotiation advertised, no compression,
+/// TLS 1.3; a client that asks to renegotiate is refused and the server stays healthy.
+fn protocols_and_ciphers_as_testssl_sees_them(strategy: Strategy) {
+    let site = Site::new();
+    let rig = files_rig(strategy, &site, short_limits());
+    let old = "DEFAULT@SECLEVEL=0";
+    for (what, args) in [
+        ("TLS 1.0", vec!["-tls1", "-cipher", old]),
+        ("TLS 1.1", vec!["-tls1_1", "-cipher", old]),
+        (
+            "a CBC suite",
+            vec![
+                "-tls1_2",
+                "-cipher",
+                "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384:@SECLEVEL=0",
+            ],
+        ),
+        (
+            "static RSA",
+            vec!["-tls1_2", "-cipher", "AES128-GCM-SHA256:AES256-SHA"],
+        ),
+    ] {
+        let (connected, text) = s_client(rig.addr, &args, b"");
+        assert!(!connected, "{what} was accepted on {strategy}:\n{text}");
+    }
+    let (connected, text) = s_client(rig.addr, &["-tls1_2"], b"");
+    assert!(connected, "TLS 1.2 on {strategy}:\n{text}");
+    assert!(text.contains("Secure Renegotiation IS supported"), "{text}");
+    assert!(text.contains("Compression: NONE"), "{text}");
+    assert!(
+        text.contains("Cipher is ECDHE-ECDSA-AES256-GCM-SHA384")
+            || text.contains("Cipher is ECDHE-ECDSA-CHACHA20-POLY1305")
+            || text.contains("Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
+        "{text}"
+    );
+    let (connected, text) = s_client(rig.addr, &["-tls1_3"], b"");
+    assert!(
+        connected && text.contains("TLSv1.3"),
+        "TLS 1.3 on {strategy}:\n{text}"
+    );
+    // "R" asks s_client to renegotiate.
+    let (_, text) = s_client(rig.addr, &["-tls1_2"], b"R\n");
+    assert!(
+        text.contains("RENEGOTIATING") && text.contains("no renegotiation"),
+        "a renegotiation on {strategy}:\n{text}"
+    );
+    assert!(text.contains("Extended master secret: yes"), "{text}");
+    rig.assert_healthy("testssl's probes");
+    rig.finish();
+}
+
+on_every_strategy!(protocols_and_ciphers_as_testssl_sees_them);
