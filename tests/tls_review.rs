@@ -2081,3 +2081,71 @@ fn protocols_and_ciphers_as_testssl_sees_them(strategy: Strategy) {
 }
 
 on_every_strategy!(protocols_and_ciphers_as_testssl_sees_them);
+
+/// A certificate file whose chain is long (the leaf, then bulky certificates rustls sends
+/// along), with its key: a first flight of about 40 KiB, more than small socket buffers
+/// take.
+fn long_chain(dir: &TempDir) -> TlsConfig {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut pem = leaf.pem();
+    for i in 0..6 {
+        let names: Vec<String> = (0..100)
+            .map(|n| format!("bulk-{i}-{n}-{}.example", "x".repeat(40)))
+            .collect();
+        let filler = rcgen::KeyPair::generate().unwrap();
+        pem.push_str(
+            &rcgen::CertificateParams::new(names)
+                .unwrap()
+                .self_signed(&filler)
+                .unwrap()
+                .pem(),
+        );
+    }
+    let cert = dir.write("chain.pem", pem);
+    let key = dir.write("key.pem", key.serialize_pem());
+    TlsConfig::from_pem_files(cert, key)
+        .unwrap()
+        .handshake_timeout(Duration::from_secs(1))
+}
+
+/// Q2/Q4: a client that sends its hello and never reads the server's first flight (40
+/// KiB, more than the socket buffers take): the flight waits unsent in the session, the
+/// server parks for writability (or blocks, bounded) without spinning, and gives up at
+/// the handshake's limit.
+fn a_client_that_never_reads_the_first_flight(strategy: Strategy) {
+    let site = Site::new();
+    let dir = TempDir::new();
+    let tls = long_chain(&dir);
+    let hello = client_hello(&tls);
+    let hooks = Hooks {
+        send_buffer: Some(4 * KIB),
+        ..Hooks::default()
+    };
+    let rig = files_rig_with(strategy, &site, short_limits(), hooks, tls);
+    let mut raw = small_socket(rig.addr, 4 * KIB);
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    raw.write_all(&hello).unwrap();
+    let started = Instant::now();
+    assert_idle(
+        &rig.cpu,
+        &format!("an unread first flight on {strategy}"),
+        true,
+    );
+    // Cut off: only the client's own socket is left.
+    assert!(poll_until(WAIT, || fd_count() <= rig.fds_serving + 1));
+    let took = started.elapsed();
+    drop(raw);
+    rig.assert_healthy("an unread first flight");
+    rig.assert_no_errors("an unread first flight");
+    rig.finish();
+    assert!(
+        took < Duration::from_secs(4),
+        "on {strategy}, a client that never read the first flight held its connection {took:?}"
+    );
+}
+
+on_every_strategy!(a_client_that_never_reads_the_first_flight);
