@@ -3,9 +3,21 @@
 //!
 //! Two kinds of tests live here:
 //!
-//! - `bug_*`: a reproduction of a defect found in review. **These fail on main** and pass
-//!   once the fix proposed in the review report is in. Each says which strategies it fails
-//!   on and why.
+//! - `bug_*`: a reproduction of a defect found in review. **These fail on main** (35 tests
+//!   of 11 cases) and pass once the fixes proposed in the review report are in (checked
+//!   against a patched copy of the crate). Each says which strategies it fails on, the
+//!   root cause with file:line, and why it matters:
+//!   `bug_sendall_ignores_a_write_timeout`, `bug_plain_http_gets_a_tls_alert_after_its_400`,
+//!   `bug_a_64_kib_handshake_message_is_a_handler_error`,
+//!   `bug_a_silent_client_holds_a_server_that_speaks_first`,
+//!   `bug_handshake_timeout_is_not_kept_on_threads`,
+//!   `bug_slow_steady_reader_is_cut_off_on_the_loop`,
+//!   `bug_a_cut_response_ends_with_close_notify`,
+//!   `bug_shutdown_from_another_thread_waits_for_a_blocked_read`,
+//!   `bug_tls_failures_reach_handle_error`,
+//!   `bug_close_notify_with_the_last_requests_waits_for_the_idle_timeout`,
+//!   `bug_self_signed_certificate_is_valid_from_1975_to_4096`.
+//!   Run the rest with `cargo test --all-features --test tls_review -- --skip bug_`.
 //! - the others pin down behaviour the review checked and found correct (pipelining in one
 //!   record, bodies larger than the read buffer, stalled readers, alerts, garbage hellos,
 //!   key formats, reload, resumption, ALPN), so that a later change cannot break it quietly.
@@ -848,8 +860,8 @@ fn ping_probe<H: RequestHandler<Request = StreamRequest>>(rig: &TlsRig<H>) -> Re
 /// `Ok` when the socket's write timeout passes with records still unsent.
 ///
 /// `TlsStream::write` returns `Ok(taken)` when the session took the plaintext but the
-/// socket timed out (stream.rs:232), and `flush_unsent` turns the timeout of the final
-/// flush into `Ok(false)` (stream.rs:246), which `sendall` (socket.rs:153), `flush`
+/// socket timed out (stream.rs:197), and `flush_unsent` turns the timeout of the final
+/// flush into `Ok(false)` (stream.rs:211), which `sendall` (socket.rs:153), `flush`
 /// (socket.rs:250) and `Output::send_all` (output.rs:262) drop. Over TCP the same
 /// `sendall` fails with `WouldBlock`, as Python's raises `socket.timeout`. The data is then
 /// lost when the connection closes, and nobody is told.
@@ -927,7 +939,7 @@ Connection: close\r\n\
 /// `15 03 03 00 02 02 32`), after a response that said `Content-Length: 61` and
 /// `Connection: close`.
 ///
-/// stream.rs:181-183 sends the 400 raw but leaves the alert queued in the session; it is
+/// stream.rs:145-148 sends the 400 raw but leaves the alert queued in the session; it is
 /// counted as unsent output (`Output::is_empty`, output.rs:102) and flushed afterwards:
 /// by `send_all` in `Session::end` on a thread, by the event loop's Writable park. curl
 /// says "Excess found"; a pipelining client would take it for the next response.
@@ -1057,7 +1069,7 @@ fn huge_hello() -> Vec<u8> {
 ///
 /// rustls refuses the message in `read_tls` with an `io::Error` of kind `InvalidData`
 /// (`DeframerVecBuffer::prepare_read`), not in `process_new_packets`; `TlsStream::receive`
-/// passes read_tls's errors on as they are (stream.rs:176) without `failed()`, so the HTTP
+/// passes read_tls's errors on as they are (stream.rs:141) without `failed()`, so the HTTP
 /// layer (`next_head`, connection.rs:447) sees no disconnect and fails the handler.
 fn bug_a_64_kib_handshake_message_is_a_handler_error(strategy: Strategy) {
     let site = Site::new();
@@ -1113,9 +1125,9 @@ fn teller_probe(rig: &TlsRig<Teller>) -> Result<(), String> {
 /// worker, a pool's thread, the event loop's own thread) and a descriptor for as long as
 /// it likes.
 ///
-/// `TlsStream::write` drives the handshake with blocking reads (stream.rs:211-218) that
+/// `TlsStream::write` drives the handshake with blocking reads (stream.rs:176-183) that
 /// `receive` bounds only by the socket's read timeout (none unless the handler sets
-/// `TIMEOUT`); the deadline is checked before each read (stream.rs:156), never during one.
+/// `TIMEOUT`); the deadline is checked before each read (stream.rs:121), never during one.
 /// Over TCP the same write never waits.
 fn bug_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
     let tls = TlsConfig::self_signed(&["localhost"])
@@ -1164,7 +1176,7 @@ fn bug_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
 ///
 /// The handshake runs inside `read_head`'s first read, whose socket timeout is the idle
 /// time (head.rs:99); `TlsStream::receive` checks the deadline only before each read
-/// (stream.rs:156) and never shortens a read to it. The event loop parks until the
+/// (stream.rs:121) and never shortens a read to it. The event loop parks until the
 /// earlier of the two (connection.rs:463).
 fn bug_handshake_timeout_is_not_kept_on_threads(strategy: Strategy) {
     let site = Site::new();
@@ -1242,7 +1254,7 @@ const SLOW_RATE: f64 = 40.0 * KIB as f64;
 /// A parked connection's deadline moves only when `Output::sent` grows
 /// (session.rs:154-160), which counts plaintext the session takes. The session takes more
 /// only once all its records have left (`TlsStream::write` flushes first and says
-/// `WouldBlock` otherwise, stream.rs:220), so records leaving as the client reads are no
+/// `WouldBlock` otherwise, stream.rs:185), so records leaving as the client reads are no
 /// progress (`flush_unsent`'s bytes are not counted, output.rs:205/217): the deadline
 /// passes while the connection is busy sending.
 fn bug_slow_steady_reader_is_cut_off_on_the_loop(strategy: Strategy) {
@@ -1368,7 +1380,7 @@ impl HttpHandler for Shrinking {
 /// `c->error`).
 ///
 /// After the failure `Session::end` calls `shutdown_request`, and `TlsStream::shutdown`
-/// (stream.rs:261-268) sends `close_notify` whatever the output's state.
+/// (stream.rs:226-233) sends `close_notify` whatever the output's state.
 fn bug_a_cut_response_ends_with_close_notify(strategy: Strategy) {
     let site = Site::new();
     site.big("short.bin", 1000, 6);
@@ -1442,7 +1454,7 @@ impl RequestHandler for Blocked {
 /// another thread, the usual way to wake a thread blocked in `recv` on it (Python's
 /// `SSLSocket.shutdown` does a plain TCP shutdown), blocks instead until that `recv`
 /// returns: the thread that reads holds the session's lock while it waits in the kernel
-/// (stream.rs:133), and `shutdown` takes it first (stream.rs:263) to queue `close_notify`.
+/// (stream.rs:98), and `shutdown` takes it first (stream.rs:228) to queue `close_notify`.
 /// Over TCP the shutdown returns at once and the `recv` returns 0.
 fn bug_shutdown_from_another_thread_waits_for_a_blocked_read(strategy: Strategy) {
     let handler = Blocked::default();
@@ -1982,7 +1994,7 @@ fn client_certificates_survive_resumption(strategy: Strategy) {
 /// Python's `socketserver` drops an `ssl.SSLError` of the handshake in `get_request`.
 ///
 /// `TlsStream::failed` logs at debug and returns a plain `ConnectionAborted`
-/// (stream.rs:300-307), which the handler's `?` hands to `Session::end`'s `report`
+/// (stream.rs:265-272), which the handler's `?` hands to `Session::end`'s `report`
 /// (session.rs:100) like any other failure.
 fn bug_tls_failures_reach_handle_error(strategy: Strategy) {
     let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
