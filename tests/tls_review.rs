@@ -2127,8 +2127,8 @@ fn long_chain(dir: &TempDir) -> TlsConfig {
 
 /// Q2/Q4: a client that sends its hello and never reads the server's first flight (40
 /// KiB, more than the socket buffers take): the flight waits unsent in the session, the
-/// server parks for writability (or blocks, bounded) without spinning, and gives up at
-/// the handshake's limit.
+/// server parks for writability (or blocks, bounded) without spinning, and gives up: at
+/// the handshake's limit on the event loop, after the send timeout on a thread.
 fn a_client_that_never_reads_the_first_flight(strategy: Strategy) {
     let site = Site::new();
     let dir = TempDir::new();
@@ -2156,7 +2156,10 @@ fn a_client_that_never_reads_the_first_flight(strategy: Strategy) {
     rig.assert_no_errors("an unread first flight");
     rig.finish();
     assert!(
-        took < Duration::from_secs(4),
+        // On a thread the flight's blocking flush is bounded by the send timeout (1 s),
+        // which the kernel restarts at every partial send, not by the handshake's limit:
+        // a few seconds here.
+        took < Duration::from_secs(7),
         "on {strategy}, a client that never read the first flight held its connection {took:?}"
     );
 }
