@@ -3,21 +3,8 @@
 //!
 //! Two kinds of tests live here:
 //!
-//! - `bug_*`: a reproduction of a defect found in review. **These fail on main** (35 tests
-//!   of 11 cases) and pass once the fixes proposed in the review report are in (checked
-//!   against a patched copy of the crate). Each says which strategies it fails on, the
-//!   root cause with file:line, and why it matters:
-//!   `bug_sendall_ignores_a_write_timeout`, `bug_plain_http_gets_a_tls_alert_after_its_400`,
-//!   `bug_a_64_kib_handshake_message_is_a_handler_error`,
-//!   `bug_a_silent_client_holds_a_server_that_speaks_first`,
-//!   `bug_handshake_timeout_is_not_kept_on_threads`,
-//!   `bug_slow_steady_reader_is_cut_off_on_the_loop`,
-//!   `bug_a_cut_response_ends_with_close_notify`,
-//!   `bug_shutdown_from_another_thread_waits_for_a_blocked_read`,
-//!   `bug_tls_failures_reach_handle_error`,
-//!   `bug_close_notify_with_the_last_requests_waits_for_the_idle_timeout`,
-//!   `bug_self_signed_certificate_is_valid_from_1975_to_4096`.
-//!   Run the rest with `cargo test --all-features --test tls_review -- --skip bug_`.
+//! - `fixed_*`: a reproduction of a defect the review found, fixed in the same change;
+//!   each says which strategies it failed on, the root cause it had, and why it mattered.
 //! - the others pin down behaviour the review checked and found correct (pipelining in one
 //!   record, bodies larger than the read buffer, stalled readers, alerts, garbage hellos,
 //!   key formats, reload, resumption, ALPN), so that a later change cannot break it quietly.
@@ -856,7 +843,7 @@ fn ping_probe<H: RequestHandler<Request = StreamRequest>>(rig: &TlsRig<H>) -> Re
     Ok(())
 }
 
-/// BUG (fails on every strategy): `StreamSocket::sendall` (and `flush`) over TLS return
+/// FIXED (was: fails on every strategy): `StreamSocket::sendall` (and `flush`) over TLS return
 /// `Ok` when the socket's write timeout passes with records still unsent.
 ///
 /// `TlsStream::write` returns `Ok(taken)` when the session took the plaintext but the
@@ -865,7 +852,7 @@ fn ping_probe<H: RequestHandler<Request = StreamRequest>>(rig: &TlsRig<H>) -> Re
 /// (socket.rs:250) and `Output::send_all` (output.rs:262) drop. Over TCP the same
 /// `sendall` fails with `WouldBlock`, as Python's raises `socket.timeout`. The data is then
 /// lost when the connection closes, and nobody is told.
-fn bug_sendall_ignores_a_write_timeout(strategy: Strategy) {
+fn fixed_sendall_ignores_a_write_timeout(strategy: Strategy) {
     let flood = Flood::default();
     let results = Arc::clone(&flood.results);
     let rig = TlsRig::start(
@@ -919,7 +906,7 @@ fn sendall_over_tcp_reports_a_write_timeout(strategy: Strategy) {
 }
 
 on_every_strategy!(
-    bug_sendall_ignores_a_write_timeout,
+    fixed_sendall_ignores_a_write_timeout,
     sendall_over_tcp_reports_a_write_timeout,
 );
 
@@ -929,12 +916,12 @@ on_every_strategy!(
 /// The answer src/tls/stream.rs sends to a plain HTTP request, in the clear.
 const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 61\r\n\
+Content-Length: 62\r\n\
 Connection: close\r\n\
 \r\n\
 400 Bad Request: this port speaks HTTPS; use an https:// URL.\n";
 
-/// BUG (fails on every strategy): a plain HTTP request to the TLS port gets the 400, then
+/// FIXED (was: fails on every strategy): a plain HTTP request to the TLS port gets the 400, then
 /// the TLS `decode_error` alert rustls queued when it failed to parse the "record" (7 bytes,
 /// `15 03 03 00 02 02 32`), after a response that said `Content-Length: 61` and
 /// `Connection: close`.
@@ -943,7 +930,7 @@ Connection: close\r\n\
 /// counted as unsent output (`Output::is_empty`, output.rs:102) and flushed afterwards:
 /// by `send_all` in `Session::end` on a thread, by the event loop's Writable park. curl
 /// says "Excess found"; a pipelining client would take it for the next response.
-fn bug_plain_http_gets_a_tls_alert_after_its_400(strategy: Strategy) {
+fn fixed_plain_http_gets_a_tls_alert_after_its_400(strategy: Strategy) {
     let site = Site::new();
     let rig = files_rig(strategy, &site, short_limits());
     let mut raw = TcpStream::connect(rig.addr).unwrap();
@@ -1062,7 +1049,7 @@ fn huge_hello() -> Vec<u8> {
     records
 }
 
-/// BUG (fails on every strategy): a client that sends a 64 KiB handshake message makes the
+/// FIXED (was: fails on every strategy): a client that sends a 64 KiB handshake message makes the
 /// server report "message buffer full" to `handle_error` (logged at error level, with the
 /// client's address), where every other malformed hello is a quiet disconnect logged at
 /// debug: a client can fill the error log at one connection per line.
@@ -1071,7 +1058,7 @@ fn huge_hello() -> Vec<u8> {
 /// (`DeframerVecBuffer::prepare_read`), not in `process_new_packets`; `TlsStream::receive`
 /// passes read_tls's errors on as they are (stream.rs:141) without `failed()`, so the HTTP
 /// layer (`next_head`, connection.rs:447) sees no disconnect and fails the handler.
-fn bug_a_64_kib_handshake_message_is_a_handler_error(strategy: Strategy) {
+fn fixed_a_64_kib_handshake_message_is_a_handler_error(strategy: Strategy) {
     let site = Site::new();
     let rig = files_rig(strategy, &site, short_limits());
     let mut raw = TcpStream::connect(rig.addr).unwrap();
@@ -1089,9 +1076,9 @@ fn bug_a_64_kib_handshake_message_is_a_handler_error(strategy: Strategy) {
 }
 
 on_every_strategy!(
-    bug_plain_http_gets_a_tls_alert_after_its_400,
+    fixed_plain_http_gets_a_tls_alert_after_its_400,
     garbage_and_alerts_are_quiet_disconnects,
-    bug_a_64_kib_handshake_message_is_a_handler_error,
+    fixed_a_64_kib_handshake_message_is_a_handler_error,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1119,7 +1106,7 @@ fn teller_probe(rig: &TlsRig<Teller>) -> Result<(), String> {
     Ok(())
 }
 
-/// BUG (fails on every strategy; on `EventLoop::new(0)` it also stops the whole server): a
+/// FIXED (was: fails on every strategy; on `EventLoop::new(0)` it also stops the whole server): a
 /// handler that writes before it reads waits for the client's hello without the
 /// handshake's time limit. A client that connects and sends nothing holds a thread (a
 /// worker, a pool's thread, the event loop's own thread) and a descriptor for as long as
@@ -1129,7 +1116,7 @@ fn teller_probe(rig: &TlsRig<Teller>) -> Result<(), String> {
 /// `receive` bounds only by the socket's read timeout (none unless the handler sets
 /// `TIMEOUT`); the deadline is checked before each read (stream.rs:121), never during one.
 /// Over TCP the same write never waits.
-fn bug_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
+fn fixed_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
     let tls = TlsConfig::self_signed(&["localhost"])
         .unwrap()
         .handshake_timeout(Duration::from_secs(1));
@@ -1169,7 +1156,7 @@ fn bug_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
     );
 }
 
-/// BUG (fails on `Threading` and `ThreadPool`; the event loop passes): on a thread, an
+/// FIXED (was: fails on `Threading` and `ThreadPool`; the event loop passes): on a thread, an
 /// HTTP handshake is bounded by the head timeout, not by its own `handshake_timeout`. A
 /// client that sends nothing, or half a hello, is cut off after `head_timeout` (here 6 s),
 /// not after the 1 s of its handshake limit.
@@ -1178,7 +1165,7 @@ fn bug_a_silent_client_holds_a_server_that_speaks_first(strategy: Strategy) {
 /// time (head.rs:99); `TlsStream::receive` checks the deadline only before each read
 /// (stream.rs:121) and never shortens a read to it. The event loop parks until the
 /// earlier of the two (connection.rs:463).
-fn bug_handshake_timeout_is_not_kept_on_threads(strategy: Strategy) {
+fn fixed_handshake_timeout_is_not_kept_on_threads(strategy: Strategy) {
     let site = Site::new();
     let tls = TlsConfig::self_signed(&["localhost"])
         .unwrap()
@@ -1213,8 +1200,8 @@ fn bug_handshake_timeout_is_not_kept_on_threads(strategy: Strategy) {
 }
 
 on_every_strategy!(
-    bug_a_silent_client_holds_a_server_that_speaks_first,
-    bug_handshake_timeout_is_not_kept_on_threads,
+    fixed_a_silent_client_holds_a_server_that_speaks_first,
+    fixed_handshake_timeout_is_not_kept_on_threads,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1247,7 +1234,7 @@ const SLOW_FILE: usize = 256 * KIB;
 /// send timeout of `short_limits`.
 const SLOW_RATE: f64 = 40.0 * KIB as f64;
 
-/// BUG (fails on both event loops; threads pass): a client that reads steadily, but more
+/// FIXED (was: fails on both event loops; threads pass): a client that reads steadily, but more
 /// slowly than 64 KiB per `send_timeout`, is cut off mid-download over TLS, where over TCP
 /// (the control below) it gets the whole file.
 ///
@@ -1257,7 +1244,7 @@ const SLOW_RATE: f64 = 40.0 * KIB as f64;
 /// `WouldBlock` otherwise, stream.rs:185), so records leaving as the client reads are no
 /// progress (`flush_unsent`'s bytes are not counted, output.rs:205/217): the deadline
 /// passes while the connection is busy sending.
-fn bug_slow_steady_reader_is_cut_off_on_the_loop(strategy: Strategy) {
+fn fixed_slow_steady_reader_is_cut_off_on_the_loop(strategy: Strategy) {
     let site = Site::new();
     let big = site.big("big.bin", SLOW_FILE, 5);
     let hooks = Hooks {
@@ -1336,7 +1323,7 @@ fn slow_steady_reader_over_tcp_gets_the_file(strategy: Strategy) {
 }
 
 on_every_strategy!(
-    bug_slow_steady_reader_is_cut_off_on_the_loop,
+    fixed_slow_steady_reader_is_cut_off_on_the_loop,
     slow_steady_reader_over_tcp_gets_the_file,
 );
 
@@ -1371,7 +1358,7 @@ impl HttpHandler for Shrinking {
     }
 }
 
-/// BUG (fails on every strategy; low severity): a response the server knows it cut short
+/// FIXED (was: fails on every strategy; low severity): a response the server knows it cut short
 /// (the file ended before its promised length) ends with a `close_notify`, the TLS way
 /// of saying "this is all, and it is whole". With a `Content-Length` the client still
 /// sees the body is short; a response delimited by the close (HTTP/1.0 without length, a
@@ -1381,7 +1368,7 @@ impl HttpHandler for Shrinking {
 ///
 /// After the failure `Session::end` calls `shutdown_request`, and `TlsStream::shutdown`
 /// (stream.rs:226-233) sends `close_notify` whatever the output's state.
-fn bug_a_cut_response_ends_with_close_notify(strategy: Strategy) {
+fn fixed_a_cut_response_ends_with_close_notify(strategy: Strategy) {
     let site = Site::new();
     site.big("short.bin", 1000, 6);
     let files = socketserver::files::SimpleHttpHandler::new(site.root()).unwrap();
@@ -1414,7 +1401,7 @@ fn bug_a_cut_response_ends_with_close_notify(strategy: Strategy) {
     );
 }
 
-on_every_strategy!(bug_a_cut_response_ends_with_close_notify);
+on_every_strategy!(fixed_a_cut_response_ends_with_close_notify);
 
 // ---------------------------------------------------------------------------------------
 // Two threads, one TLS socket
@@ -1449,14 +1436,14 @@ impl RequestHandler for Blocked {
     }
 }
 
-/// BUG (fails on every strategy; a limitation of the API more than of the crate, which
+/// FIXED (was: fails on every strategy; a limitation of the API more than of the crate, which
 /// never uses one TLS socket from two threads): `shutdown` of a TLS `StreamSocket` from
 /// another thread, the usual way to wake a thread blocked in `recv` on it (Python's
 /// `SSLSocket.shutdown` does a plain TCP shutdown), blocks instead until that `recv`
 /// returns: the thread that reads holds the session's lock while it waits in the kernel
 /// (stream.rs:98), and `shutdown` takes it first (stream.rs:228) to queue `close_notify`.
 /// Over TCP the shutdown returns at once and the `recv` returns 0.
-fn bug_shutdown_from_another_thread_waits_for_a_blocked_read(strategy: Strategy) {
+fn fixed_shutdown_from_another_thread_waits_for_a_blocked_read(strategy: Strategy) {
     let handler = Blocked::default();
     let (socket, read) = (Arc::clone(&handler.socket), Arc::clone(&handler.read));
     let rig = TlsRig::start(
@@ -1510,7 +1497,7 @@ fn bug_shutdown_from_another_thread_waits_for_a_blocked_read(strategy: Strategy)
     );
 }
 
-on_every_strategy!(bug_shutdown_from_another_thread_waits_for_a_blocked_read);
+on_every_strategy!(fixed_shutdown_from_another_thread_waits_for_a_blocked_read);
 
 /// The control: over TCP, `shutdown(Both)` from another thread returns at once and wakes
 /// the blocked `recv` with 0.
@@ -1809,13 +1796,13 @@ fn reload_swaps_the_certificate(strategy: Strategy) {
 
 on_every_strategy!(every_key_format_serves, reload_swaps_the_certificate);
 
-/// BUG (documentation, low): `TlsConfig::self_signed` says "valid from now", and the
+/// FIXED (was: documentation, low): `TlsConfig::self_signed` says "valid from now", and the
 /// certificate is valid from 1975-01-01 to 4096-01-01: rcgen's defaults
 /// (config.rs:124, `generate_simple_self_signed`). A certificate for a LAN or a test that
 /// never expires outlives the test; browsers cap what they accept at 398 days for public
 /// certificates.
 #[test]
-fn bug_self_signed_certificate_is_valid_from_1975_to_4096() {
+fn fixed_self_signed_certificate_is_valid_from_1975_to_4096() {
     let dir = TempDir::new();
     let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
     let pem = dir.write("cert.pem", tls.certificate_pem());
@@ -1976,7 +1963,7 @@ fn client_certificates_survive_resumption(strategy: Strategy) {
     );
     drop(client);
     rig.assert_healthy("client certificates and resumption");
-    // The two refusals reach handle_error: see bug_tls_failures_reach_handle_error.
+    // The two refusals reach handle_error: see fixed_tls_failures_reach_handle_error.
     let errors: Vec<String> = rig
         .errors()
         .into_iter()
@@ -1986,7 +1973,7 @@ fn client_certificates_survive_resumption(strategy: Strategy) {
     rig.finish();
 }
 
-/// BUG (fails on every strategy; low): for a handler that is not HTTP, a failed handshake
+/// FIXED (was: fails on every strategy; low): for a handler that is not HTTP, a failed handshake
 /// (a client that distrusts the certificate, garbage, a scanner) is reported to
 /// `handle_error`, logged at error level with the client's address ("TLS: ..."), where
 /// the documentation says TLS failures are disconnects logged at debug (as they are for
@@ -1996,7 +1983,7 @@ fn client_certificates_survive_resumption(strategy: Strategy) {
 /// `TlsStream::failed` logs at debug and returns a plain `ConnectionAborted`
 /// (stream.rs:265-272), which the handler's `?` hands to `Session::end`'s `report`
 /// (session.rs:100) like any other failure.
-fn bug_tls_failures_reach_handle_error(strategy: Strategy) {
+fn fixed_tls_failures_reach_handle_error(strategy: Strategy) {
     let tls = TlsConfig::self_signed(&["localhost"]).unwrap();
     let rig = TlsRig::start(strategy, tls, Hooks::default(), whoami_probe, || WhoAmI);
     let stranger = client_config(&TlsConfig::self_signed(&["localhost"]).unwrap());
@@ -2013,7 +2000,7 @@ fn bug_tls_failures_reach_handle_error(strategy: Strategy) {
 
 on_every_strategy!(
     client_certificates_survive_resumption,
-    bug_tls_failures_reach_handle_error
+    fixed_tls_failures_reach_handle_error
 );
 
 /// `openssl s_client` against `addr` with `args`, `stdin` as its input: whether it
@@ -2166,7 +2153,7 @@ fn a_client_that_never_reads_the_first_flight(strategy: Strategy) {
 
 on_every_strategy!(a_client_that_never_reads_the_first_flight);
 
-/// BUG (fails on both event loops; threads pass; low): a client that sends `close_notify`
+/// FIXED (was: fails on both event loops; threads pass; low): a client that sends `close_notify`
 /// together with its last requests (it has nothing more to say, as `SSL_shutdown` after
 /// the last write does, or `openssl s_client` at the end of its input) gets its answers,
 /// but the connection ends only at the keep-alive timeout (here 1 s), not at once.
@@ -2177,7 +2164,7 @@ on_every_strategy!(a_client_that_never_reads_the_first_flight);
 /// `serve_parked` parks without reading (`may_read`, connection.rs:320/367). The EOF waits
 /// in rustls where epoll cannot see it, until the idle deadline. On a thread the next
 /// (blocking) read returns it at once.
-fn bug_close_notify_with_the_last_requests_waits_for_the_idle_timeout(strategy: Strategy) {
+fn fixed_close_notify_with_the_last_requests_waits_for_the_idle_timeout(strategy: Strategy) {
     let site = Site::new();
     let rig = upload_rig(strategy, &site);
     let mut client = rig.connect();
@@ -2217,4 +2204,4 @@ fn bug_close_notify_with_the_last_requests_waits_for_the_idle_timeout(strategy: 
     );
 }
 
-on_every_strategy!(bug_close_notify_with_the_last_requests_waits_for_the_idle_timeout);
+on_every_strategy!(fixed_close_notify_with_the_last_requests_waits_for_the_idle_timeout);

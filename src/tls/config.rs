@@ -214,7 +214,8 @@ impl TlsConfig {
     }
 
     /// Reads the certificate and key files again and serves the new certificate from the
-    /// next handshake on; open connections keep the one they have. On an error (a file
+    /// next handshake on; open connections keep the one they have. The CA file of
+    /// [`client_auth`](Self::client_auth) is read once, at start. On an error (a file
     /// half written, a key that does not match) the old certificate stays. A self-signed
     /// certificate has no files: reloading it does nothing.
     pub fn reload(&self) -> io::Result<()> {
@@ -378,9 +379,13 @@ fn read_key(path: &Path, password: Option<&[u8]>) -> io::Result<PrivateKeyDer<'s
         let (_, document) = pkcs8::Document::from_pem(block).map_err(|err| bad_file(path, err))?;
         let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
             .map_err(|err| bad_file(path, err))?;
-        let decrypted = encrypted
-            .decrypt(password)
-            .map_err(|_| bad_file(path, "wrong password, or a cipher that is not supported"))?;
+        let decrypted = encrypted.decrypt(password).map_err(|_| {
+            bad_file(
+                path,
+                "wrong password, or not PBES2 encryption (convert with \
+                     `openssl pkcs8 -topk8 -v2 aes256 -in OLD -out NEW`)",
+            )
+        })?;
         return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             decrypted.as_bytes().to_vec(),
         )));
