@@ -94,9 +94,12 @@ impl EventLoop {
         self.reactor.after_run(step);
     }
 
-    /// Whether `handle` runs on the loop's thread.
+    /// Whether `handle` runs inline: on the loop's thread, its reads taking only what has
+    /// arrived. Only a `NONBLOCKING` handler does; any other runs as on a worker, its reads
+    /// waiting (without workers, on the loop's thread: `hand_off` runs it there). Inline, a
+    /// blocking handler's first read would find nothing yet and fail.
     fn inline(&self, nonblocking: bool) -> bool {
-        nonblocking || self.workers.max() == 0
+        nonblocking
     }
 
     /// What to do with a connection after a run of its handler on the loop's thread.
