@@ -213,13 +213,10 @@ impl Output {
         let Some(range) = &mut self.file else {
             return connection.flush_unsent(MsgFlags::MSG_DONTWAIT);
         };
-        // `sendfile` has no flag for "do not wait": the socket waits for nothing meanwhile.
-        connection.set_nonblocking(true)?;
         let before = range.length;
-        let result = send_file(connection, range);
+        let result = send_file(connection, range, Wait::Never);
         let sent = before - range.length;
         self.advance(sent);
-        connection.set_nonblocking(false)?;
         match result {
             Ok(()) => {
                 self.file = None;
@@ -264,7 +261,7 @@ impl Output {
         self.bytes.clear();
         if let Some(mut range) = self.file.take() {
             let before = range.length;
-            let result = send_file(connection, &mut range);
+            let result = send_file(connection, &mut range, Wait::Yes);
             self.advance(before - range.length);
             result.map_err(|err| self.fail(err))?;
         }
@@ -429,14 +426,31 @@ impl fmt::Debug for Output {
     }
 }
 
-/// Sends the range with `sendfile` until it is all sent or the socket refuses
-/// (`WouldBlock`: a non-blocking socket is full, or a blocking one timed out). A file that
-/// ends before the range does fails with `UnexpectedEof`: the promised length cannot be
-/// kept, and the connection must close.
-fn send_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()> {
+/// Sends the range until it is all sent or the socket refuses (`WouldBlock`: with
+/// [`Wait::Never`] the socket is full, with [`Wait::Yes`] its write timeout passed): by
+/// `sendfile`, or through the TLS session. A file that ends before the range does fails
+/// with `UnexpectedEof`: the promised length cannot be kept, and the connection must close.
+fn send_file(connection: &StreamSocket, range: &mut FileRange, wait: Wait) -> io::Result<()> {
     if connection.is_tls() {
-        return copy_file(connection, range);
+        let flags = match wait {
+            Wait::Yes => MsgFlags::empty(),
+            Wait::Never => MsgFlags::MSG_DONTWAIT,
+        };
+        return copy_file(connection, range, flags);
     }
+    if wait == Wait::Yes {
+        return sendfile_all(connection, range);
+    }
+    // `sendfile` has no flag for "do not wait": the socket waits for nothing meanwhile.
+    connection.set_nonblocking(true)?;
+    let result = sendfile_all(connection, range);
+    connection.set_nonblocking(false)?;
+    result
+}
+
+/// `sendfile` until the range is sent or the socket refuses, waiting as the socket's mode
+/// says.
+fn sendfile_all(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()> {
     while range.length > 0 {
         let mut offset = i64::try_from(range.offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset too large"))?;
@@ -465,7 +479,7 @@ const TLS_CHUNK: usize = 64 * 1024;
 /// Sends the range through a TLS session, which `sendfile` cannot feed: read at the
 /// range's offset, then written, until all is sent or the session refuses more
 /// (`WouldBlock`). What the session did not take is read again next time.
-fn copy_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()> {
+fn copy_file(connection: &StreamSocket, range: &mut FileRange, flags: MsgFlags) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let len = usize::try_from(range.length)
         .unwrap_or(usize::MAX)
@@ -487,7 +501,7 @@ fn copy_file(connection: &StreamSocket, range: &mut FileRange) -> io::Result<()>
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(err),
             };
-            match connection.send_with(&[IoSlice::new(&chunk[..n])], MsgFlags::empty()) {
+            match connection.send_with(&[IoSlice::new(&chunk[..n])], flags) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(sent) => {
                     range.offset += sent as u64;
