@@ -194,25 +194,16 @@ where
     /// A socket handed in is adopted ([`Transport::adopt`]) instead: checked to be of the
     /// transport's kind, listening, its own address the server's address.
     pub fn build(self) -> io::Result<Server<T, H, C, K>> {
-        let address = match self.source {
-            Source::Address(address) => address?,
+        let adopted = matches!(self.source, Source::Socket(_));
+        let (transport, address) = match self.source {
+            Source::Address(address) => {
+                let address = address?;
+                (T::create(&address, &self.options)?, address)
+            }
             Source::Socket(socket) => {
-                let (transport, address) =
-                    T::adopt(socket, &self.options, self.settings.request_queue_size)?;
-                let server = Server::new(
-                    transport,
-                    address,
-                    self.handler,
-                    self.concurrency,
-                    self.hooks,
-                    self.settings,
-                )?;
-                // Bound and listening: what server_bind and server_activate would leave.
-                server.activated.store(true, Ordering::Release);
-                return Ok(server);
+                T::adopt(socket, &self.options, self.settings.request_queue_size)?
             }
         };
-        let transport = T::create(&address, &self.options)?;
         let server = Server::new(
             transport,
             address,
@@ -221,7 +212,10 @@ where
             self.hooks,
             self.settings,
         )?;
-        if self.bind_and_activate {
+        if adopted {
+            // Bound and listening: what server_bind and server_activate would leave.
+            server.activated.store(true, Ordering::Release);
+        } else if self.bind_and_activate {
             server.server_bind()?;
             server.server_activate()?;
         }
