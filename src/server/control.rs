@@ -8,6 +8,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::thread::{self, ThreadId};
 
@@ -27,6 +28,8 @@ pub(crate) struct Control {
     address: RwLock<ServerAddress>,
     /// Told about shutdown so a strategy blocked on backpressure lets the loop go.
     concurrency: OnceLock<Weak<dyn Concurrency>>,
+    /// A graceful shutdown has begun: answers close their connections, health checks fail.
+    draining: AtomicBool,
 }
 
 #[derive(Default)]
@@ -44,6 +47,7 @@ impl Control {
             owner: getpid(),
             address: RwLock::new(address),
             concurrency: OnceLock::new(),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -144,6 +148,13 @@ impl ServerHandle {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether a graceful shutdown has begun: the server takes no new connections, and
+    /// each answer closes its connection. A health check answers 503 while it is so, for
+    /// a load balancer to send the requests elsewhere.
+    pub fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
     }
 
     /// Whether `serve_forever` is running.
