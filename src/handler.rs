@@ -18,7 +18,7 @@ use crate::address::ClientAddress;
 use crate::buffer;
 use crate::http::HttpConnection;
 use crate::output::Output;
-use crate::server::ServerHandle;
+use crate::server::{OpenConnection, ServerHandle};
 use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
 /// Any error a handler hook returns; `?` works on every error type.
@@ -330,6 +330,8 @@ pub struct StreamRequest {
     /// Output written for the client that the socket has not taken yet (the HTTP layer's
     /// response buffer); sent before the connection closes.
     pub(crate) output: Output,
+    /// Counted among the server's open connections, for a graceful shutdown.
+    pub(crate) open: OpenConnection,
 }
 
 impl StreamRequest {
@@ -397,6 +399,7 @@ impl RequestContext for StreamRequest {
             request.set_nodelay(true)?;
         }
         let output = Output::new(&request);
+        let open = OpenConnection::new(&server, request.clone());
         Ok(StreamRequest {
             rfile: Rfile::new(request.clone(), H::RBUFSIZE),
             wfile: Wfile::new(request.clone(), H::WBUFSIZE),
@@ -405,6 +408,7 @@ impl RequestContext for StreamRequest {
             server,
             parking: Parking::default(),
             output,
+            open,
         })
     }
 

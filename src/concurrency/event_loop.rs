@@ -216,6 +216,10 @@ impl Concurrency for EventLoop {
         }
     }
 
+    fn stop_accepting(&self) {
+        self.reactor.unwatch_server();
+    }
+
     fn server_close(&self) {
         // The listener first: epoll holds a duplicate of it, which would keep it accepting
         // connections nobody serves while the parked ones are ended and the workers joined.
@@ -267,11 +271,23 @@ struct State {
 /// The server's own descriptors as epoll watches them.
 struct Watched {
     /// The server's descriptor numbers these duplicate.
-    fds: (RawFd, Option<RawFd>),
-    server: OwnedFd,
+    fds: (Option<RawFd>, Option<RawFd>),
+    /// `None` while a graceful shutdown drains: the socket is closed.
+    server: Option<OwnedFd>,
     waker: Option<OwnedFd>,
     /// The server socket reports new connections (not paused).
     accepting: bool,
+}
+
+impl Watched {
+    fn delete_from(&self, epoll: &Epoll) {
+        if let Some(server) = &self.server {
+            let _ = epoll.delete(server);
+        }
+        if let Some(waker) = &self.waker {
+            let _ = epoll.delete(waker);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -329,49 +345,50 @@ impl Reactor {
     /// Registers the server socket and the waker, as given for this wait. Epoll watches
     /// duplicates of them, so that they can be taken out again whatever the server does
     /// with its own descriptors. Without a server socket (accepting is paused), the one
-    /// registered stays registered but reports nothing.
+    /// registered stays registered but reports nothing; after `unwatch_server` (a drain),
+    /// only the waker is watched.
     fn watch_server(
         &self,
         server: Option<BorrowedFd<'_>>,
         waker: Option<BorrowedFd<'_>>,
     ) -> io::Result<()> {
         let mut state = self.lock();
-        if let Some(server) = server {
-            let wanted = (server.as_raw_fd(), waker.map(|w| w.as_raw_fd()));
-            if state.watched.as_ref().is_none_or(|w| w.fds != wanted) {
-                if let Some(old) = state.watched.take() {
-                    let _ = self.epoll.delete(&old.server);
-                    if let Some(waker) = &old.waker {
-                        let _ = self.epoll.delete(waker);
-                    }
-                }
-                let watched = Watched {
-                    fds: wanted,
-                    server: server.try_clone_to_owned()?,
-                    waker: waker.map(|w| w.try_clone_to_owned()).transpose()?,
-                    accepting: true,
-                };
-                self.epoll.add(
-                    &watched.server,
-                    EpollEvent::new(EpollFlags::EPOLLIN, SERVER),
-                )?;
-                if let Some(waker) = &watched.waker {
-                    self.epoll
-                        .add(waker, EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
-                }
-                state.watched = Some(watched);
+        let wanted = (server.map(|s| s.as_raw_fd()), waker.map(|w| w.as_raw_fd()));
+        let changed = match &state.watched {
+            None => wanted != (None, None),
+            // Paused: the socket stays registered.
+            Some(w) => (wanted.0.is_some() || w.fds.0.is_none()) && w.fds != wanted,
+        };
+        if changed {
+            if let Some(old) = state.watched.take() {
+                old.delete_from(&self.epoll);
             }
+            let watched = Watched {
+                fds: wanted,
+                server: server.map(|s| s.try_clone_to_owned()).transpose()?,
+                waker: waker.map(|w| w.try_clone_to_owned()).transpose()?,
+                accepting: server.is_some(),
+            };
+            if let Some(server) = &watched.server {
+                self.epoll
+                    .add(server, EpollEvent::new(EpollFlags::EPOLLIN, SERVER))?;
+            }
+            if let Some(waker) = &watched.waker {
+                self.epoll
+                    .add(waker, EpollEvent::new(EpollFlags::EPOLLIN, WAKER))?;
+            }
+            state.watched = Some(watched);
         }
         if let Some(watched) = &mut state.watched {
             let accepting = server.is_some();
-            if watched.accepting != accepting {
+            if let (Some(socket), true) = (&watched.server, watched.accepting != accepting) {
                 let interest = if accepting {
                     EpollFlags::EPOLLIN
                 } else {
                     EpollFlags::empty()
                 };
                 self.epoll
-                    .modify(&watched.server, &mut EpollEvent::new(interest, SERVER))?;
+                    .modify(socket, &mut EpollEvent::new(interest, SERVER))?;
                 watched.accepting = accepting;
             }
         }
@@ -513,10 +530,7 @@ impl Reactor {
     fn unwatch_server(&self) {
         let old = self.lock().watched.take();
         if let Some(old) = old {
-            let _ = self.epoll.delete(&old.server);
-            if let Some(waker) = &old.waker {
-                let _ = self.epoll.delete(waker);
-            }
+            old.delete_from(&self.epoll);
         }
     }
 

@@ -155,6 +155,8 @@ impl fmt::Debug for Job {
 ///   strategy that blocks `process_request` for backpressure must stop blocking.
 /// - [`server_close`](Concurrency::server_close): wait for what is still running, as the
 ///   strategy's `block_on_close` says.
+/// - [`stop_accepting`](Concurrency::stop_accepting): a graceful shutdown closes the server
+///   socket; let it go.
 pub trait Concurrency: Send + Sync + 'static {
     /// Runs `job` now or arranges for it to run.
     fn process_request(&self, job: Job) -> io::Result<()>;
@@ -170,6 +172,11 @@ pub trait Concurrency: Send + Sync + 'static {
 
     /// Called by `server_close` after the socket is closed.
     fn server_close(&self) {}
+
+    /// Called when a graceful shutdown stops taking connections, before the server socket
+    /// closes: a strategy that watches the socket itself lets it go. The serve loop then
+    /// calls `wait` without a server socket until the open connections have ended.
+    fn stop_accepting(&self) {}
 
     /// Waits until the server socket or the shutdown waker (each if given) is readable, or
     /// `timeout` passes, and says which: the serve loop's wait. The server socket is not

@@ -245,6 +245,9 @@ fn serve_blocking<H: HttpHandler>(
     let limits = &context.limits;
     loop {
         let idle = state.idle_timeout(limits);
+        // Between requests of a keep-alive connection a graceful shutdown may close it.
+        let between = !state.first && stream.rfile.buffer().is_empty();
+        stream.open.set_idle(between);
         let read = read_head(
             &mut stream.rfile,
             &mut state.socket,
@@ -260,6 +263,9 @@ fn serve_blocking<H: HttpHandler>(
             Err(HeadError::Io(err)) if is_disconnect(&err) => return Ok(()),
             Err(HeadError::Io(err)) => return Err(err.into()),
         };
+        if between {
+            stream.open.set_idle(false);
+        }
         state.first = false;
         let exchanged = match parsed {
             Ok(parsed) => exchange_streamed(handler, context, io(stream, state), parsed),
@@ -294,6 +300,7 @@ fn serve_parked<H: HttpHandler>(
     let limits = &context.limits;
     // This run is for a deadline that passed: the stage it was set for has failed.
     let mut timed_out = std::mem::take(&mut stream.parking.timed_out);
+    stream.open.set_idle(false);
     if let Some(next) = close_step(stream, state, limits, timed_out) {
         return finish_step(stream, state, limits, next);
     }
@@ -333,7 +340,16 @@ fn serve_parked<H: HttpHandler>(
                     return close(stream, state, limits, exchanged);
                 }
                 HeadStep::Wait(deadline) => {
-                    return finish_step(stream, state, limits, Next::Park(Wake::Readable, deadline))
+                    // Between requests of a keep-alive connection a graceful shutdown may
+                    // close it.
+                    let idle = !state.first && state.head.is_empty();
+                    stream.open.set_idle(idle);
+                    return finish_step(
+                        stream,
+                        state,
+                        limits,
+                        Next::Park(Wake::Readable, deadline),
+                    );
                 }
                 HeadStep::Closed => return close_after_output(stream, state, limits),
             },

@@ -860,6 +860,10 @@ impl<'a> HttpRequest<'a> {
             self.wfile.push_head(&added);
         }
         let framed_by_head = status::ends_with_head(code) || self.command == Method::HEAD;
+        if !self.close_connection && self.server.is_draining() {
+            // A graceful shutdown: the client must not send another request here.
+            self.send_header("Connection", "close")?;
+        }
         if !self.close_connection {
             let unframed =
                 !framed_by_head && self.response.content_length.is_none() && !self.response.chunked;

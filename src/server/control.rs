@@ -11,12 +11,15 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::unistd::{getpid, Pid};
 
+use super::connections::{OpenConnections, Registered};
 use crate::address::ServerAddress;
 use crate::concurrency::Concurrency;
+use crate::socket::StreamSocket;
 
 pub(crate) struct Control {
     /// Readable while a shutdown is requested and not yet carried out.
@@ -30,6 +33,9 @@ pub(crate) struct Control {
     concurrency: OnceLock<Weak<dyn Concurrency>>,
     /// A graceful shutdown has begun: answers close their connections, health checks fail.
     draining: AtomicBool,
+    /// When a graceful shutdown asked for must be over; `None` for a plain shutdown.
+    drain_deadline: Mutex<Option<Instant>>,
+    connections: OpenConnections,
 }
 
 #[derive(Default)]
@@ -48,6 +54,8 @@ impl Control {
             address: RwLock::new(address),
             concurrency: OnceLock::new(),
             draining: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
+            connections: OpenConnections::new(),
         })
     }
 
@@ -90,7 +98,17 @@ impl Control {
     }
 
     fn shutdown(&self) {
+        if self.draining.load(Ordering::Relaxed) {
+            // During a drain, a plain shutdown cuts what is left now.
+            self.set_drain_deadline(Instant::now());
+        }
         self.request_shutdown();
+        self.wait_stopped();
+    }
+
+    /// Waits until the loop has stopped, unless called from the loop's own thread or a
+    /// forked child.
+    fn wait_stopped(&self) {
         if getpid() != self.owner {
             return;
         }
@@ -105,6 +123,75 @@ impl Control {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    fn set_drain_deadline(&self, deadline: Instant) {
+        let mut current = self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *current = Some(current.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// The deadline of the graceful shutdown asked for, if one was.
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The serve loop begins to drain: consumes the request that woke it, so the waker
+    /// next tells when the last connection has closed (or the deadline moved).
+    pub(crate) fn begin_draining(&self) {
+        let _ = self.waker.read();
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Consumes a wake-up of the waker during a drain.
+    pub(crate) fn clear_waker(&self) {
+        let _ = self.waker.read();
+    }
+
+    pub(crate) fn connections(&self) -> &OpenConnections {
+        &self.connections
+    }
+}
+
+/// A stream connection counted among the server's open ones until dropped.
+pub(crate) struct OpenConnection {
+    control: Arc<Control>,
+    registered: Registered,
+}
+
+impl OpenConnection {
+    pub(crate) fn new(server: &ServerHandle, socket: StreamSocket) -> Self {
+        let registered = server.0.connections.register(socket);
+        OpenConnection {
+            control: Arc::clone(&server.0),
+            registered,
+        }
+    }
+
+    /// Waiting for the next request of a keep-alive connection (`true`), or not.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.control.connections.set_idle(&self.registered, idle);
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let open = self.control.connections.leave(&self.registered);
+        if open == 0 && self.control.draining.load(Ordering::Relaxed) {
+            // The drain waits for this.
+            let _ = self.control.waker.write(1);
+        }
+    }
+}
+
+impl fmt::Debug for OpenConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenConnection").finish_non_exhaustive()
     }
 }
 
@@ -134,6 +221,30 @@ impl ServerHandle {
     /// `serve_forever` returns immediately (as in Python).
     pub fn shutdown(&self) {
         self.0.shutdown();
+    }
+
+    /// Stops `serve_forever` gracefully, and waits until it has returned: the server takes
+    /// the connections already waiting in the kernel's queue (none is reset), closes its
+    /// socket, closes keep-alive connections that wait idle for a next request, lets the
+    /// requests in flight finish (each answer with `Connection: close`) for up to
+    /// `timeout`, then cuts the connections still open, and `serve_forever` returns. A
+    /// server shut down so is closed: it cannot serve again.
+    ///
+    /// While it drains, [`is_draining`](ServerHandle::is_draining) is true. A plain
+    /// [`shutdown`](ServerHandle::shutdown) meanwhile ends the drain at once. Called from
+    /// a handler on the serving thread, it returns at once, as `shutdown` does. Under
+    /// [`Forking`](crate::Forking) the children's connections are not the parent's: it
+    /// stops accepting, and `server_close` waits for the children as it always does.
+    pub fn shutdown_gracefully(&self, timeout: Duration) {
+        self.0.set_drain_deadline(Instant::now() + timeout);
+        self.0.request_shutdown();
+        self.0.wait_stopped();
+    }
+
+    /// Connections the server has open now (stream servers; not counting a forked
+    /// child's).
+    pub fn open_connections(&self) -> usize {
+        self.0.connections.open()
     }
 
     /// Asks `serve_forever` to stop without waiting for it.

@@ -6,6 +6,7 @@
 
 mod activation;
 mod builder;
+mod connections;
 mod control;
 mod hooks;
 mod inet;
@@ -37,7 +38,7 @@ pub use unix::{UnixDatagramTransport, UnixStreamTransport};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::concurrency::{poll_timeout, Concurrency, Forking, Job, Synchronous, Threading};
 use crate::handler::{RequestError, RequestHandler};
-pub(crate) use control::Control;
+pub(crate) use control::{Control, OpenConnection};
 use session::Session;
 
 /// Python's `TCPServer`: one request at a time over TCP.
@@ -68,6 +69,14 @@ pub type ForkingUnixDatagramServer<H> = Server<UnixDatagramTransport, H, Forking
 /// Requests taken from the socket per wake-up before the loop looks at shutdown and
 /// `service_actions` again.
 const MAX_REQUESTS_PER_TURN: usize = 64;
+
+/// Most connections a graceful shutdown takes from the kernel's queue before closing the
+/// socket: all of a full queue, and not forever under a flood.
+const MAX_DRAINED: usize = 1 << 16;
+
+/// How long a keep-alive connection must have waited for its next request before a
+/// graceful shutdown closes it: a client that sends its next request at once is spared.
+const IDLE_GRACE: Duration = Duration::from_millis(200);
 
 /// How long the loop rests when the process runs out of file descriptors or memory, instead
 /// of spinning on a socket that stays readable. A shutdown still ends the rest at once.
@@ -292,6 +301,9 @@ where
                 .concurrency
                 .wait(server, Some(self.control.waker()), timeout)?;
             if ready.shutdown {
+                if let Some(deadline) = self.control.drain_deadline() {
+                    self.drain(transport, deadline)?;
+                }
                 return Ok(());
             }
             if ready.server {
@@ -302,6 +314,51 @@ where
             }
             self.hooks.service_actions(&handle);
             self.concurrency.service_actions();
+        }
+    }
+
+    /// A graceful shutdown (see [`ServerHandle::shutdown_gracefully`]): serve what the
+    /// kernel has queued, close the socket, then serve the open connections until they
+    /// end or `deadline` passes, closing idle keep-alive connections on the way.
+    fn drain(&self, transport: Arc<T>, deadline: Instant) -> io::Result<()> {
+        self.control.begin_draining();
+        // Taken, not left to be reset by the close. A new instance bound to the same port
+        // (SO_REUSEPORT) gets the connections that come after the close; with
+        // `net.ipv4.tcp_migrate_req` set, also any that slip in between.
+        self.handle_pending(&transport, MAX_DRAINED);
+        self.concurrency.stop_accepting();
+        drop(transport);
+        let closed = self
+            .transport
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(transport) = closed {
+            transport.close();
+        }
+        let connections = self.control.connections();
+        loop {
+            let next_idle = connections.close_idle(IDLE_GRACE);
+            let deadline = self.control.drain_deadline().unwrap_or(deadline);
+            let now = Instant::now();
+            if connections.open() == 0 {
+                return Ok(());
+            }
+            if now >= deadline {
+                let open = connections.open();
+                log::warn!("shutdown: {open} connection(s) still open at the deadline, cut");
+                connections.cut_all();
+                return Ok(());
+            }
+            let until = next_idle.map_or(deadline, |idle| idle.min(deadline));
+            let ready = self.concurrency.wait(
+                None,
+                Some(self.control.waker()),
+                Some(until.saturating_duration_since(now)),
+            )?;
+            if ready.shutdown {
+                self.control.clear_waker();
+            }
         }
     }
 
@@ -408,6 +465,12 @@ impl<T: Transport, H, C: Concurrency, K> Server<T, H, C, K> {
     /// [`ServerHandle::shutdown`] for calls from handlers and other threads.
     pub fn shutdown(&self) {
         self.control_handle().shutdown();
+    }
+
+    /// Stops `serve_forever` gracefully, within `timeout`, and waits until it has
+    /// returned: see [`ServerHandle::shutdown_gracefully`].
+    pub fn shutdown_gracefully(&self, timeout: Duration) {
+        self.control_handle().shutdown_gracefully(timeout);
     }
 
     fn control_handle(&self) -> ServerHandle {

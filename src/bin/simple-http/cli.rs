@@ -3,7 +3,7 @@
 //! included), on the crate's event loop.
 
 use std::cell::Cell;
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -53,8 +53,23 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 16)]
     workers: usize,
     /// A thread per connection instead of the event loop (Python's ThreadingHTTPServer).
-    #[arg(long, conflicts_with = "workers")]
+    #[arg(long, conflicts_with_all = ["workers", "threads"])]
     threading: bool,
+    /// Event loops, each on a thread of its own and taking connections from the same
+    /// port [default: one per CPU]. The workers (--workers) are shared out among them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Bind with SO_REUSEPORT, so that a new instance can bind the same port while this one
+    /// drains (a hand-off without a balancer), and give each event loop a socket of its
+    /// own. Set `sysctl net.ipv4.tcp_migrate_req=1` so that no connection queued at the
+    /// old one's close is reset.
+    #[arg(long, conflicts_with = "fd")]
+    reuse_port: bool,
+    /// Seconds the requests in flight have to finish after SIGTERM or Ctrl-C (idle
+    /// keep-alive connections close at once, queued connections are still served); then
+    /// the rest are cut.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    shutdown_timeout: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body_size)]
     max_body: u64,
@@ -191,6 +206,8 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         limits,
         protocol,
         tls: https(&args)?,
+        reuse_port: args.reuse_port,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
     if args.cgi {
         with_auth(CgiHttpHandler::from_files(files), &args, &settings)
@@ -234,6 +251,9 @@ struct Settings {
     limits: Limits,
     protocol: Version,
     tls: Option<Https>,
+    /// `--reuse-port`: every loop binds a socket of its own with SO_REUSEPORT.
+    reuse_port: bool,
+    shutdown_timeout: Duration,
 }
 
 /// The server's TLS, when it serves HTTPS.
@@ -356,20 +376,23 @@ fn usage(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message)
 }
 
-/// Serves on the event loop, or a thread per connection with `--threading`.
+/// Serves on the event loops (`--threads`), or a thread per connection with `--threading`.
 fn serve_on<T: Transport<Request = StreamSocket, Address = SocketAddr>, H: HttpHandler>(
     settings: &Settings,
     handler: Configured<H>,
     args: &Args,
 ) -> io::Result<()> {
     if args.threading {
-        serve::<T, _, _>(settings, handler, Threading::new)
-    } else {
-        let workers = args.workers;
-        serve::<T, _, _>(settings, handler, || {
-            EventLoop::new(workers).expect("an epoll instance")
-        })
+        return serve::<T, _, _>(settings, handler, 1, Threading::new);
     }
+    let loops = match args.threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let workers = args.workers.div_ceil(loops);
+    serve::<T, _, _>(settings, handler, loops, || {
+        EventLoop::new(workers).expect("an epoll instance")
+    })
 }
 
 /// The addresses to try, in order: those `-b` names (an IP address or a host name, as
@@ -403,6 +426,7 @@ fn bind_addresses(bind: Option<&str>, port: u16) -> io::Result<Vec<SocketAddr>> 
 fn serve<T, H, C>(
     settings: &Settings,
     handler: Configured<H>,
+    loops: usize,
     concurrency: impl Fn() -> C,
 ) -> io::Result<()>
 where
@@ -410,47 +434,64 @@ where
     H: HttpHandler,
     C: Concurrency,
 {
-    let build = |address: SocketAddr| {
-        let mut builder = Server::<T, _>::builder(address, handler.clone())
-            .concurrency(concurrency())
-            .ipv6_only(false)
-            .request_queue_size(1024);
+    let build = |source: Source| {
+        let mut builder = match source {
+            Source::Address(address) => Server::<T, _>::builder(address, handler.clone())
+                .concurrency(concurrency())
+                .ipv6_only(false)
+                .allow_reuse_port(settings.reuse_port),
+            // Bound already (by systemd, the parent, or for another loop): adopted.
+            Source::Socket(socket) => Server::<T, _>::builder_from_socket(socket, handler.clone())
+                .concurrency(concurrency()),
+        }
+        .request_queue_size(1024);
         if let Some(https) = &settings.tls {
             builder = builder.tls(https.config.clone());
         }
         builder.build()
     };
-    let mut failure = None;
-    let mut server = None;
-    if let Some(socket) = settings.inherited.take() {
-        // Bound already (by systemd or the parent): adopted, not bound.
-        let mut builder = Server::<T, _>::builder_from_socket(socket, handler.clone())
-            .concurrency(concurrency())
-            .request_queue_size(1024);
-        if let Some(https) = &settings.tls {
-            builder = builder.tls(https.config.clone());
-        }
-        server = Some(builder.build()?);
-    } else {
-        for &address in &settings.bind {
-            match build(address) {
-                Ok(built) => {
-                    server = Some(built);
-                    break;
+    let inherited = settings.inherited.take();
+    // A socket handed in is shared by the loops: there is no port to bind again.
+    let reuse_port = settings.reuse_port && inherited.is_none();
+    let first = match inherited {
+        Some(socket) => build(Source::Socket(socket))?,
+        None => {
+            let mut failure = None;
+            let mut built = None;
+            for &address in &settings.bind {
+                match build(Source::Address(address)) {
+                    Ok(server) => {
+                        built = Some(server);
+                        break;
+                    }
+                    Err(err) => failure = Some(err),
                 }
-                Err(err) => failure = Some(err),
             }
+            built
+                .ok_or_else(|| failure.unwrap_or_else(|| io::Error::other("no address to bind")))?
         }
-    }
-    let Some(server) = server else {
-        return Err(failure.unwrap_or_else(|| io::Error::other("no address to bind")));
     };
-    let address = server.server_address().inet().expect("a TCP server");
+    let address = first.server_address().inet().expect("a TCP server");
+    // The other loops: a socket of their own on the same port with --reuse-port (the
+    // kernel spreads the connections), else the first one's, shared.
+    let mut servers = vec![first];
+    while servers.len() < loops {
+        let source = if reuse_port {
+            Source::Address(address)
+        } else {
+            let socket = servers[0].socket().expect("a server just built");
+            Source::Socket(socket.as_fd().try_clone_to_owned()?)
+        };
+        servers.push(build(source)?);
+    }
     let scheme = if settings.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    if loops > 1 {
+        println!("Event loops: {loops}, each on a thread of its own");
+    }
     println!(
         "Serving {} on {} port {} ({}) ...",
         scheme.to_ascii_uppercase(),
@@ -463,11 +504,37 @@ where
         .as_ref()
         .filter(|https| https.reload_on_sighup)
         .map(|https| https.config.clone());
-    handle_signals(server.handle(), reload)?;
-    server.serve_forever()?;
-    println!("Shutting down, finishing requests in flight ...");
-    server.server_close();
+    let handles = servers.iter().map(Server::handle).collect();
+    handle_signals(handles, settings.shutdown_timeout, reload)?;
+    std::thread::scope(|scope| {
+        let loops: Vec<_> = servers[1..]
+            .iter()
+            .enumerate()
+            .map(|(n, server)| {
+                std::thread::Builder::new()
+                    .name(format!("loop-{}", n + 1))
+                    .spawn_scoped(scope, || server.serve_forever())
+            })
+            .collect::<io::Result<_>>()?;
+        let mut result = servers[0].serve_forever();
+        for running in loops {
+            let served = running
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a loop panicked")));
+            result = result.and(served);
+        }
+        result
+    })?;
+    for server in &servers {
+        server.server_close();
+    }
     Ok(())
+}
+
+/// Where a server's socket comes from.
+enum Source {
+    Address(SocketAddr),
+    Socket(OwnedFd),
 }
 
 /// The URLs a person can open: the bound address, or for every interface (`::`,
@@ -515,11 +582,17 @@ fn interface_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Ctrl-C and SIGTERM shut the server down after the requests in flight; a second signal
-/// exits at once, for when one of those requests takes too long. With certificate files,
-/// SIGHUP reads them again (connections already open keep theirs); without, SIGHUP keeps
-/// its default and ends the server, as it ends Python's.
-fn handle_signals(server: ServerHandle, reload: Option<TlsConfig>) -> io::Result<()> {
+/// Ctrl-C and SIGTERM shut the servers down gracefully: the connections already queued
+/// are served, idle keep-alive connections close at once, the requests in flight have
+/// `timeout` to finish. A second signal exits at once, for when one of those requests
+/// takes too long. With certificate files, SIGHUP reads them again (connections already
+/// open keep theirs); without, SIGHUP keeps its default and ends the server, as it ends
+/// Python's.
+fn handle_signals(
+    servers: Vec<ServerHandle>,
+    timeout: Duration,
+    reload: Option<TlsConfig>,
+) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut wanted = vec![SIGINT, SIGTERM];
     if reload.is_some() {
@@ -540,7 +613,24 @@ fn handle_signals(server: ServerHandle, reload: Option<TlsConfig>) -> io::Result
                     },
                     _ if stops == 0 => {
                         stops += 1;
-                        server.shutdown();
+                        let open: usize = servers.iter().map(ServerHandle::open_connections).sum();
+                        // Not println!: stdout may be a pipe nobody reads any more, and a
+                        // panic here would leave the server running.
+                        let _ = writeln!(
+                            io::stdout(),
+                            "Shutting down: {open} connection(s) open, finishing requests in \
+                             flight (up to {} s; a second signal stops at once) ...",
+                            timeout.as_secs()
+                        );
+                        // Each loop drains on its own; started together, waited for here.
+                        let servers = servers.clone();
+                        std::thread::spawn(move || {
+                            std::thread::scope(|scope| {
+                                for server in &servers {
+                                    scope.spawn(move || server.shutdown_gracefully(timeout));
+                                }
+                            })
+                        });
                     }
                     _ => {
                         eprintln!("Second signal: exiting without waiting for requests in flight");
