@@ -18,6 +18,10 @@ use nix::unistd::{getpid, Pid};
 use crate::address::ServerAddress;
 use crate::concurrency::Concurrency;
 
+#[path = "stats.rs"]
+pub(crate) mod stats;
+use stats::ServerStats;
+
 pub(crate) struct Control {
     /// Readable while a shutdown is requested and not yet carried out.
     waker: EventFd,
@@ -30,6 +34,8 @@ pub(crate) struct Control {
     concurrency: OnceLock<Weak<dyn Concurrency>>,
     /// A graceful shutdown has begun: answers close their connections, health checks fail.
     draining: AtomicBool,
+    /// What the server counts as it works: connections, requests, answers.
+    stats: ServerStats,
 }
 
 #[derive(Default)]
@@ -48,6 +54,7 @@ impl Control {
             address: RwLock::new(address),
             concurrency: OnceLock::new(),
             draining: AtomicBool::new(false),
+            stats: ServerStats::default(),
         })
     }
 
@@ -155,6 +162,13 @@ impl ServerHandle {
     /// a load balancer to send the requests elsewhere.
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// The server's counters: connections open and parked, requests in flight, and the
+    /// HTTP answers by status class, bytes and time taken. Lock-free to read at any time;
+    /// `socketserver::http::metrics::render` turns them into a Prometheus page.
+    pub fn stats(&self) -> &ServerStats {
+        &self.0.stats
     }
 
     /// Whether `serve_forever` is running.
