@@ -148,7 +148,11 @@ impl HttpSnapshot {
 
     /// Adds `other` in.
     pub fn merge(&mut self, other: &HttpSnapshot) {
-        for (a, b) in self.requests_by_class.iter_mut().zip(other.requests_by_class) {
+        for (a, b) in self
+            .requests_by_class
+            .iter_mut()
+            .zip(other.requests_by_class)
+        {
             *a += b;
         }
         self.response_bytes += other.response_bytes;
@@ -225,7 +229,10 @@ pub fn render_into(servers: &[ServerHandle], page: &mut String) {
         "HTTP answers, by status class.",
     );
     for (class, count) in CLASSES.iter().zip(http.requests_by_class) {
-        let _ = writeln!(page, "simple_http_requests_total{{class=\"{class}\"}} {count}");
+        let _ = writeln!(
+            page,
+            "simple_http_requests_total{{class=\"{class}\"}} {count}"
+        );
     }
     family(
         page,
@@ -233,7 +240,11 @@ pub fn render_into(servers: &[ServerHandle], page: &mut String) {
         "counter",
         "Body bytes of the HTTP answers.",
     );
-    let _ = writeln!(page, "simple_http_response_bytes_total {}", http.response_bytes);
+    let _ = writeln!(
+        page,
+        "simple_http_response_bytes_total {}",
+        http.response_bytes
+    );
 
     let name = "simple_http_request_duration_seconds";
     family(
@@ -289,7 +300,13 @@ fn process_metrics(page: &mut String) {
     let rss_kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        });
     if let Some(kib) = rss_kib {
         let name = "process_resident_memory_bytes";
         family(page, name, "gauge", "Resident memory size in bytes.");
@@ -304,7 +321,12 @@ fn process_metrics(page: &mut String) {
     }
     if let Some(seconds) = cpu_seconds() {
         let name = "process_cpu_seconds_total";
-        family(page, name, "counter", "Total user and system CPU time spent in seconds.");
+        family(
+            page,
+            name,
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+        );
         let _ = writeln!(page, "{name} {seconds}");
     }
 }
