@@ -359,3 +359,65 @@ fn clock_ticks() -> u64 {
             .unwrap_or(100)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_holds_what_is_up_to_its_bound() {
+        let metrics = HttpMetrics::default();
+        let ms = Duration::from_micros;
+        for took in [ms(0), ms(500), ms(501), ms(1000), Duration::from_secs(11)] {
+            metrics.record(StatusCode::OK, 10, took);
+        }
+        let snapshot = metrics.snapshot();
+        assert_eq!(&snapshot.duration_buckets[..3], &[2, 2, 0]);
+        assert_eq!(snapshot.duration_buckets[BUCKETS.len()], 1);
+        assert_eq!(snapshot.requests(), 5);
+        assert_eq!(snapshot.response_bytes, 50);
+        assert_eq!(snapshot.duration_sum, ms(2001) + Duration::from_secs(11));
+    }
+
+    #[test]
+    fn counts_classes_and_skips_statuses_outside_them() {
+        let metrics = HttpMetrics::default();
+        for code in [100, 101, 204, 304, 404, 413, 503, 599, 600, 999] {
+            let status = StatusCode::from_u16(code).unwrap();
+            metrics.record(status, 1, Duration::ZERO);
+        }
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.requests_by_class, [2, 1, 1, 2, 2]);
+        assert_eq!(snapshot.requests(), 8);
+        assert_eq!(snapshot.response_bytes, 8);
+    }
+
+    #[test]
+    fn bounds_in_nanoseconds_are_the_buckets() {
+        for (seconds, nanos) in BUCKETS.iter().zip(BOUNDS_NANOS) {
+            assert_eq!(
+                Duration::from_secs_f64(*seconds).as_nanos(),
+                u128::from(nanos)
+            );
+        }
+    }
+
+    #[test]
+    fn merged_snapshots_add_up() {
+        let (a, b) = (HttpMetrics::default(), HttpMetrics::default());
+        a.record(StatusCode::OK, 3, Duration::from_millis(2));
+        b.record(StatusCode::NOT_FOUND, 4, Duration::from_millis(30));
+        let mut total = a.snapshot();
+        total.merge(&b.snapshot());
+        assert_eq!(total.requests_by_class, [0, 1, 0, 1, 0]);
+        assert_eq!(total.response_bytes, 7);
+        assert_eq!(total.requests(), 2);
+        assert_eq!(total.duration_sum, Duration::from_millis(32));
+    }
+
+    #[test]
+    fn the_clock_ticks_are_read() {
+        assert!(clock_ticks() > 0);
+        assert!(cpu_seconds().is_some_and(|s| s >= 0.0));
+    }
+}

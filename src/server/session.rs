@@ -59,8 +59,7 @@ where
         let connection = request.as_stream().map(|s| s.request.clone());
         let open = connection
             .is_some()
-            .then(|| Counted::new(&stats_of, Gauge::Open));
-        drop(stats_of);
+            .then(|| Counted::new(stats_of, Gauge::Open));
         set_mode(&mut request, mode);
         let handled = catch_unwind(AssertUnwindSafe(|| {
             hooks.finish_request(handler, &mut request)

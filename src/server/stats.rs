@@ -119,17 +119,14 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
-    pub(crate) fn new(server: &ServerHandle, gauge: Gauge) -> Self {
-        Self::atomic(server, gauge).fetch_add(1, Relaxed);
-        Counted {
-            server: server.clone(),
-            gauge,
-        }
+    pub(crate) fn new(server: ServerHandle, gauge: Gauge) -> Self {
+        Self::atomic(&server, gauge).fetch_add(1, Relaxed);
+        Counted { server, gauge }
     }
 
     /// A unit of another gauge of the same server.
     pub(crate) fn also(&self, gauge: Gauge) -> Counted {
-        Counted::new(&self.server, gauge)
+        Counted::new(self.server.clone(), gauge)
     }
 
     fn atomic(server: &ServerHandle, gauge: Gauge) -> &AtomicUsize {
