@@ -153,6 +153,8 @@ pub(super) fn answer<H: HttpHandler>(
     expect_continue: bool,
     limits: &Limits,
 ) -> Exchanged {
+    let server = request.server.clone();
+    let _in_flight = server.stats().request_in_flight();
     let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
         if expect_continue && !handler.handle_expect_100(request)? {
             return Ok(());
@@ -292,6 +294,12 @@ pub(super) fn complete(request: &mut HttpRequest<'_>) -> bool {
             }
             keep_alive = false;
         }
+    }
+    // Counted here, with the access line: every answer passes, rejections included.
+    if let Some(status) = request.status() {
+        let took = request.received().elapsed();
+        let bytes = request.wfile.body_bytes();
+        request.server.stats().http().record(status, bytes, took);
     }
     // Formatting costs as much as a small response: only when a line may be written.
     if log::log_enabled!(target: LOG_TARGET, log::Level::Warn) {

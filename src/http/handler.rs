@@ -1028,6 +1028,11 @@ impl<'a> HttpRequest<'a> {
         self.close_connection = true;
     }
 
+    /// When the request's head was parsed: where its time taken begins.
+    pub(crate) fn received(&self) -> Instant {
+        self.received
+    }
+
     /// The access line of this request's response, to be written once the response has
     /// left.
     pub(crate) fn access_record(&self) -> AccessRecord {

@@ -29,6 +29,7 @@ mod handler;
 mod head;
 mod limits;
 mod log;
+pub mod metrics;
 mod response;
 mod socket;
 pub(crate) mod spool;
@@ -51,7 +52,7 @@ pub use response::{
     html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };
 pub use testing::{ServesHttp, TestRequest, TestResponse};
-pub use wrappers::{AddHeaders, Cors};
+pub use wrappers::{AddHeaders, Cors, Endpoints};
 
 pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 

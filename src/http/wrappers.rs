@@ -1,7 +1,9 @@
 //! Handlers that wrap another and add headers to all it answers: [`AddHeaders`] (fixed
-//! headers, `simple-http -H` and `--cache-control`) and [`Cors`] (`--cors`).
+//! headers, `simple-http -H` and `--cache-control`) and [`Cors`] (`--cors`); and
+//! [`Endpoints`], which answers a health check and a metrics page before the inner
+//! handler sees them (`--health`, `--metrics`).
 //!
-//! Both take every request in `dispatch`, so every method and every answer passes them,
+//! They take every request in `dispatch`, so every method and every answer passes them,
 //! error pages included, and pass on what the inner handler says of itself
 //! (`may_block`, `limits`, `handle_expect_100` and the class attributes).
 
@@ -13,6 +15,7 @@ use http::{Method, Version};
 
 use super::handler::{check_added_name, is_clean_value, HttpHandler, HttpRequest};
 use super::limits::Limits;
+use super::metrics::{self, ServerGroup};
 use crate::handler::{BoxError, HandlerResult};
 
 /// The class attributes and `limits` of `self.inner`, an `H`: what a handler that wraps
@@ -205,5 +208,158 @@ impl<H: HttpHandler> HttpHandler for Cors<H> {
             return self.preflight(request);
         }
         self.inner.dispatch(request)
+    }
+}
+
+/// A health check and a metrics page in front of a handler, for a load balancer and for
+/// Prometheus: `GET` (or `HEAD`) of the health path answers `200 OK` with `ok` while the
+/// server serves and `503 Service Unavailable` with `draining` once a graceful shutdown has
+/// begun ([`ServerHandle::is_draining`](crate::ServerHandle::is_draining)); `GET` of the
+/// metrics path answers with [`metrics::render`](super::metrics::render) of the server
+/// (and of the [group](Endpoints::servers) it reports for). Other methods on these paths
+/// get `405` with `Allow: GET, HEAD`; every answer says `Cache-Control: no-store`.
+///
+/// The two paths never reach the inner handler: put this outside a
+/// [`BasicAuth`](super::BasicAuth) (a balancer has no password), and outermost, so that
+/// headers added for the site stay off these answers. The path of the request is compared
+/// without its query.
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::{BasicAuth, Endpoints, HttpServer};
+///
+/// let files = BasicAuth::new(SimpleHttpHandler::new("www")?, "site").user("ann", "pw")?;
+/// let handler = Endpoints::new(files).health("/healthz")?.metrics("/metrics")?;
+/// HttpServer::bind("127.0.0.1:8000", handler)?.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Endpoints<H> {
+    inner: H,
+    health: Option<Arc<str>>,
+    metrics: Option<Arc<str>>,
+    servers: ServerGroup,
+}
+
+/// Which of its paths a request is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    Metrics,
+}
+
+impl<H: HttpHandler> Endpoints<H> {
+    /// `inner`, with neither path yet: every request goes to it.
+    pub fn new(inner: H) -> Self {
+        Endpoints {
+            inner,
+            health: None,
+            metrics: None,
+            servers: ServerGroup::new(),
+        }
+    }
+
+    /// The health check's path (`/healthz`): it must begin with `/`, hold no query, and
+    /// differ from the metrics path.
+    pub fn health(mut self, path: &str) -> io::Result<Self> {
+        self.health = Some(self.check_path(path, self.metrics.as_deref())?);
+        Ok(self)
+    }
+
+    /// The metrics page's path (`/metrics`), with the rules of [`health`](Endpoints::health).
+    pub fn metrics(mut self, path: &str) -> io::Result<Self> {
+        self.metrics = Some(self.check_path(path, self.health.as_deref())?);
+        Ok(self)
+    }
+
+    /// The servers the metrics page adds up, besides the one serving it: every loop of the
+    /// process, for one page whichever loop answers.
+    pub fn servers(mut self, group: ServerGroup) -> Self {
+        self.servers = group;
+        self
+    }
+
+    /// The handler that answers everything else.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
+
+    fn check_path(&self, path: &str, other: Option<&str>) -> io::Result<Arc<str>> {
+        let fails = !path.starts_with('/')
+            || path.contains(['?', '#'])
+            || path.bytes().any(|b| !b.is_ascii_graphic());
+        if fails || other == Some(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{path:?} cannot be a health or metrics path: it must begin with '/', hold \
+                     no query, no space or control character, and the two must differ"
+                ),
+            ));
+        }
+        Ok(path.into())
+    }
+
+    fn endpoint(&self, request: &HttpRequest<'_>) -> Option<Endpoint> {
+        if self.health.is_none() && self.metrics.is_none() {
+            return None;
+        }
+        let path = request.url_path();
+        if self.health.as_deref() == Some(path) {
+            Some(Endpoint::Health)
+        } else if self.metrics.as_deref() == Some(path) {
+            Some(Endpoint::Metrics)
+        } else {
+            None
+        }
+    }
+
+    fn answer(&self, endpoint: Endpoint, request: &mut HttpRequest<'_>) -> HandlerResult {
+        request.add_response_header("Cache-Control", "no-store")?;
+        if request.command != Method::GET && request.command != Method::HEAD {
+            request.add_response_header("Allow", "GET, HEAD")?;
+            return request.send_error(405, None::<&str>);
+        }
+        match endpoint {
+            Endpoint::Health if request.server.is_draining() => {
+                request.send_text(503, "draining\n")
+            }
+            Endpoint::Health => request.send_text(200, "ok\n"),
+            Endpoint::Metrics => {
+                let page = metrics::render(&self.servers.with(&request.server));
+                request.respond(200, metrics::CONTENT_TYPE, page)
+            }
+        }
+    }
+}
+
+impl<H: HttpHandler> HttpHandler for Endpoints<H> {
+    inner_attributes!();
+
+    /// `false` for its own paths (answered from memory), else the inner handler's answer.
+    fn may_block(&self, request: &HttpRequest<'_>) -> bool {
+        self.endpoint(request).is_none() && self.inner.may_block(request)
+    }
+
+    /// Its own paths take no body: a method other than GET and HEAD is refused (405) before
+    /// the body is sent.
+    fn handle_expect_100(&mut self, request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
+        match self.endpoint(request) {
+            None => self.inner.handle_expect_100(request),
+            Some(_) if request.command == Method::GET || request.command == Method::HEAD => {
+                Ok(true)
+            }
+            Some(endpoint) => {
+                self.answer(endpoint, request)?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        match self.endpoint(request) {
+            Some(endpoint) => self.answer(endpoint, request),
+            None => self.inner.dispatch(request),
+        }
     }
 }

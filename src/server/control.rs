@@ -21,6 +21,8 @@ use crate::address::ServerAddress;
 use crate::concurrency::Concurrency;
 use crate::socket::StreamSocket;
 
+use super::stats::ServerStats;
+
 pub(crate) struct Control {
     /// Readable while a shutdown is requested and not yet carried out.
     waker: EventFd,
@@ -36,6 +38,8 @@ pub(crate) struct Control {
     /// When a graceful shutdown asked for must be over; `None` for a plain shutdown.
     drain_deadline: Mutex<Option<Instant>>,
     connections: OpenConnections,
+    /// What the server counts as it works: connections, requests, answers.
+    stats: ServerStats,
 }
 
 #[derive(Default)]
@@ -56,6 +60,7 @@ impl Control {
             draining: AtomicBool::new(false),
             drain_deadline: Mutex::new(None),
             connections: OpenConnections::new(),
+            stats: ServerStats::default(),
         })
     }
 
@@ -241,12 +246,6 @@ impl ServerHandle {
         self.0.wait_stopped();
     }
 
-    /// Connections the server has open now (stream servers; not counting a forked
-    /// child's).
-    pub fn open_connections(&self) -> usize {
-        self.0.connections.open()
-    }
-
     /// Asks `serve_forever` to stop without waiting for it.
     pub fn request_shutdown(&self) {
         self.0.request_shutdown();
@@ -266,6 +265,13 @@ impl ServerHandle {
     /// a load balancer to send the requests elsewhere.
     pub fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// The server's counters: connections open and parked, requests in flight, and the
+    /// HTTP answers by status class, bytes and time taken. Lock-free to read at any time;
+    /// `socketserver::http::metrics::render` turns them into a Prometheus page.
+    pub fn stats(&self) -> &ServerStats {
+        &self.0.stats
     }
 
     /// Whether `serve_forever` is running.

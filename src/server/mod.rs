@@ -11,6 +11,7 @@ mod control;
 mod hooks;
 mod inet;
 mod session;
+mod stats;
 mod transport;
 mod unix;
 
@@ -32,6 +33,7 @@ pub use builder::{ServerBuilder, ToAddress};
 pub use control::ServerHandle;
 pub use hooks::{NoHooks, ServerHooks};
 pub use inet::{TcpTransport, UdpTransport};
+pub use stats::{ServerStats, StatsSnapshot};
 pub use transport::{SocketOptions, Transport};
 pub use unix::{UnixDatagramTransport, UnixStreamTransport};
 

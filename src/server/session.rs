@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::stats::{Counted, Gauge};
 use super::{ServerHandle, ServerHooks, Transport};
 use crate::address::ClientAddress;
 use crate::concurrency::{Resumable, RunMode, Step};
@@ -22,6 +23,10 @@ pub(super) struct Session<T: Transport, H: RequestHandler, K> {
     connection: Option<StreamSocket>,
     /// What the handler parked the connection for, while it is parked.
     park: Option<Park>,
+    /// The connection counted open (a stream's) until the session ends, however it ends.
+    open: Option<Counted>,
+    /// Counted parked from the run that parked it to the one that takes it up again.
+    parked: Option<Counted>,
     transport: PhantomData<fn() -> T>,
 }
 
@@ -42,6 +47,7 @@ where
         server: ServerHandle,
         mode: RunMode,
     ) -> Step {
+        let stats_of = server.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             H::Request::new::<H>(raw, client_address.clone(), server)
         }));
@@ -51,6 +57,9 @@ where
             Err(panic) => return report(&*hooks, &client_address, RequestError::from_panic(panic)),
         };
         let connection = request.as_stream().map(|s| s.request.clone());
+        let open = connection
+            .is_some()
+            .then(|| Counted::new(stats_of, Gauge::Open));
         set_mode(&mut request, mode);
         let handled = catch_unwind(AssertUnwindSafe(|| {
             hooks.finish_request(handler, &mut request)
@@ -61,6 +70,8 @@ where
             hooks,
             connection,
             park: None,
+            open,
+            parked: None,
             transport: PhantomData,
         });
         session.after(flatten(handled))
@@ -70,6 +81,9 @@ where
     fn after(mut self: Box<Self>, handled: Result<(), RequestError>) -> Step {
         self.park = self.request.as_stream().and_then(|s| s.parking.requested);
         if handled.is_ok() && self.park.is_some() {
+            if self.parked.is_none() {
+                self.parked = self.open.as_ref().map(|open| open.also(Gauge::Parked));
+            }
             return Step::Parked(self);
         }
         if let Some(stream) = self.request.as_stream() {
@@ -88,6 +102,7 @@ where
             mut request,
             client_address,
             hooks,
+            open,
             ..
         } = self;
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<(), RequestError> {
@@ -96,6 +111,8 @@ where
             handled?;
             Ok(delivered?)
         }));
+        // Closed now (if the request was dropped unwinding, its guard was too).
+        drop(open);
         match flatten(outcome) {
             Ok(()) => Step::Done(true),
             Err(err) => report(&*hooks, &client_address, err),
@@ -119,6 +136,7 @@ where
     }
 
     fn resume(mut self: Box<Self>, mode: RunMode) -> Step {
+        self.parked = None;
         set_mode(&mut self.request, mode);
         let Some(stream) = self.request.as_stream() else {
             return (*self).end(Ok(()));
@@ -164,6 +182,7 @@ where
     }
 
     fn expire(mut self: Box<Self>) {
+        self.parked = None;
         let mut finished = Ok(());
         if let Some(stream) = self.request.as_stream() {
             stream.parking.requested = None;

@@ -14,7 +14,10 @@ use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::{SimpleHttpHandler, Uploads};
 use socketserver::http::compress::Compression;
-use socketserver::http::{AddHeaders, BasicAuth, Configured, Cors, HttpHandler, Limits, Version};
+use socketserver::http::metrics::ServerGroup;
+use socketserver::http::{
+    AddHeaders, BasicAuth, Configured, Cors, Endpoints, HttpHandler, Limits, Version,
+};
 use socketserver::server::Transport;
 use socketserver::tls::{TlsConfig, TlsTransport};
 use socketserver::{
@@ -136,6 +139,23 @@ struct Args {
     /// loopback addresses; prints its SHA-256 fingerprint and where its PEM is.
     #[arg(long, conflicts_with = "tls_cert")]
     tls_self_signed: bool,
+    /// A health check at PATH (`/healthz`) for a load balancer: GET answers 200 `ok`
+    /// while serving, 503 `draining` once shutting down; no login needed.
+    #[arg(long, value_name = "PATH", value_parser = endpoint_path)]
+    health: Option<String>,
+    /// Prometheus metrics at PATH (`/metrics`): answers by status class, bytes, latency,
+    /// connections, requests in flight, memory, descriptors, CPU; no login needed.
+    #[arg(long, value_name = "PATH", value_parser = endpoint_path)]
+    metrics: Option<String>,
+}
+
+/// `--health` and `--metrics`: a path of the server, `/` first.
+fn endpoint_path(path: &str) -> Result<String, String> {
+    if path.starts_with('/') {
+        Ok(path.to_string())
+    } else {
+        Err(format!("{path:?} does not begin with '/'"))
+    }
 }
 
 /// Where a program that includes this file serves from when `-d` is not given, and why.
@@ -208,6 +228,7 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         tls: https(&args)?,
         reuse_port: args.reuse_port,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        servers: ServerGroup::new(),
     };
     if args.cgi {
         with_auth(CgiHttpHandler::from_files(files), &args, &settings)
@@ -254,6 +275,8 @@ struct Settings {
     /// `--reuse-port`: every loop binds a socket of its own with SO_REUSEPORT.
     reuse_port: bool,
     shutdown_timeout: Duration,
+    /// Every server of the process, for `--metrics` to add up.
+    servers: ServerGroup,
 }
 
 /// The server's TLS, when it serves HTTPS.
@@ -344,7 +367,8 @@ fn with_cors<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io
     }
 }
 
-/// `-H` and `--cache-control`, outermost: on every answer, a 401 included.
+/// `-H` and `--cache-control`, outside all but the health check and metrics: on every
+/// answer, a 401 included.
 fn with_headers<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
     if args.headers.is_empty() && args.cache_control.is_none() {
         return configured(handler, args, settings);
@@ -362,7 +386,17 @@ fn with_headers<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) ->
     configured(added, args, settings)
 }
 
+/// `--health` and `--metrics`, outermost: before the login, without the site's headers.
+/// Always there (it passes everything on without them), so that the handler's type does
+/// not double the program's code.
 fn configured<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    let mut handler = Endpoints::new(handler).servers(settings.servers.clone());
+    if let Some(path) = &args.health {
+        handler = handler.health(path)?;
+    }
+    if let Some(path) = &args.metrics {
+        handler = handler.metrics(path)?;
+    }
     let handler = Configured::new(handler)
         .limits(settings.limits)
         .protocol_version(settings.protocol);
@@ -483,6 +517,9 @@ where
             Source::Socket(socket.as_fd().try_clone_to_owned()?)
         };
         servers.push(build(source)?);
+    }
+    for server in &servers {
+        settings.servers.add(&server.handle());
     }
     let scheme = if settings.tls.is_some() {
         "https"
@@ -613,7 +650,7 @@ fn handle_signals(
                     },
                     _ if stops == 0 => {
                         stops += 1;
-                        let open: usize = servers.iter().map(ServerHandle::open_connections).sum();
+                        let open: u64 = servers.iter().map(|s| s.stats().connections_open()).sum();
                         // Not println!: stdout may be a pipe nobody reads any more, and a
                         // panic here would leave the server running.
                         let _ = writeln!(
