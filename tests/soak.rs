@@ -1344,6 +1344,57 @@ fn settle(pid: i32, target: usize, limit: Duration) -> Result<(Sample, Duration)
     }
 }
 
+/// Resident KiB of each mapping of the server, by its start address and name (a growing
+/// heap or allocator arena keeps its start), from /proc/PID/smaps.
+fn mappings(pid: i32) -> Result<BTreeMap<String, u64>, String> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .map_err(|e| format!("read /proc/{pid}/smaps: {e}"))?;
+    let mut rss = BTreeMap::new();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            let kib: u64 = kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            *rss.entry(current.clone()).or_default() += kib;
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-'))
+        {
+            // "start-end perms offset dev inode [name]"
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let start = fields[0].split('-').next().unwrap_or_default();
+            let name = fields.get(5).copied().unwrap_or("(anonymous)");
+            current = format!("{name} at {start} {}", fields.get(1).copied().unwrap_or(""));
+        }
+    }
+    Ok(rss)
+}
+
+/// The mappings that grew most from `before` to `after`, for the report of an RSS failure.
+fn grown_mappings(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let mut grown: Vec<(i64, &String)> = after
+        .iter()
+        .map(|(name, &kib)| {
+            (
+                kib as i64 - before.get(name).copied().unwrap_or(0) as i64,
+                name,
+            )
+        })
+        .filter(|&(delta, _)| delta != 0)
+        .collect();
+    grown.sort_by_key(|&(delta, _)| std::cmp::Reverse(delta));
+    let mut out = String::new();
+    for (delta, name) in grown.iter().take(6) {
+        let _ = writeln!(out, "  {:+8} KiB  {name}", delta);
+    }
+    out
+}
+
 fn soak_secs() -> u64 {
     match std::env::var("SOAK_SECS") {
         Ok(v) => v
@@ -1413,6 +1464,7 @@ fn soak(mode: Mode) {
         let fresh = sample(pid)?;
         let warm_time = load(&warm, WARM_UP.min(Duration::from_secs(secs.max(1))), 1);
         let (start, start_wait) = settle(pid, fresh.fds, SETTLE_LIMIT)?;
+        let start_mappings = mappings(pid)?;
         let _ = writeln!(
             report,
             "warm-up {:.1} s: {} requests, {} errors; fds fresh {}, after warm-up {} (settled in {:.1} s)",
@@ -1509,6 +1561,11 @@ fn soak(mode: Mode) {
             ));
         }
         if end.rss_kib > start.rss_kib + rss_margin {
+            let _ = write!(
+                report,
+                "the mappings that grew most (KiB resident):\n{}",
+                grown_mappings(&start_mappings, &mappings(pid)?)
+            );
             failures.push(format!(
                 "RSS grew from {:.1} MiB to {:.1} MiB (allowed {:.1} MiB)",
                 mib(start.rss_kib),
