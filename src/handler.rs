@@ -549,7 +549,7 @@ impl Rfile {
         self.nonblocking = nonblocking;
     }
 
-    /// Gives the buffer back to the thread's pool if nothing is left in it.
+    /// Gives the buffer back for reuse (src/buffer.rs) if nothing is left in it.
     pub(crate) fn release(&mut self) {
         if self.pos == self.filled && !self.buf.is_empty() {
             buffer::give(std::mem::take(&mut self.buf));
