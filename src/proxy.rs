@@ -627,6 +627,11 @@ impl Intake {
         self.source.get().copied()
     }
 
+    /// Whether the header stage is over: reads go straight to the socket.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+
     /// Until when the header of a trusted peer may still come, while it has not.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         (self.trusted && !self.settled.load(Ordering::Acquire)).then_some(self.deadline)
