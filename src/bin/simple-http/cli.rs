@@ -14,7 +14,10 @@ use clap::Parser;
 use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::{SimpleHttpHandler, Uploads};
 use socketserver::http::compress::Compression;
-use socketserver::http::{AddHeaders, BasicAuth, Configured, Cors, HttpHandler, Limits, Version};
+use socketserver::http::{
+    AddHeaders, BasicAuth, Configured, Cors, ForwardedFor, HttpHandler, Limits, Version,
+};
+use socketserver::proxy::{ProxyProtocol, TrustedProxies};
 use socketserver::server::Transport;
 use socketserver::tls::{TlsConfig, TlsTransport};
 use socketserver::{
@@ -121,6 +124,20 @@ struct Args {
     /// loopback addresses; prints its SHA-256 fingerprint and where its PEM is.
     #[arg(long, conflicts_with = "tls_cert")]
     tls_self_signed: bool,
+    /// Behind a load balancer in TCP mode (HAProxy's send-proxy, nginx's proxy_protocol):
+    /// every connection from a trusted proxy (--trusted-proxy, default the loopback
+    /// addresses) must start with a PROXY header, version 1 or 2, before TLS if any, and
+    /// the client it names is the one logged and given to CGI. A PROXY header from anyone
+    /// else is refused; their plain requests are served as usual.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// A proxy whose word about the client is taken, as a network (10.0.0.0/8, fd00::/8)
+    /// or an address; repeatable, or comma-separated. Given at least once, the
+    /// X-Forwarded-For and Forwarded headers of requests from these proxies name the client
+    /// (the right-most address that is not itself a trusted proxy); without it those
+    /// headers are ignored. It is also the list --proxy-protocol trusts.
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<String>,
 }
 
 /// Where a program that includes this file serves from when `-d` is not given, and why.
@@ -185,12 +202,18 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
     println!("Directory: {} ({which})", files.directory().display());
     let inherited = inherited_socket(args.fd)?;
 
+    let trusted = trusted_proxies(&args.trusted_proxy)?;
     let settings = Settings {
         bind: bind_addresses(args.bind.as_deref(), args.port)?,
         inherited: Cell::new(inherited),
         limits,
         protocol,
         tls: https(&args)?,
+        proxy_protocol: args.proxy_protocol.then(|| {
+            let trusted = trusted.clone().unwrap_or_default();
+            ProxyProtocol::new(trusted).header_timeout(limits.head_timeout)
+        }),
+        forwarded: trusted,
     };
     if args.cgi {
         with_auth(CgiHttpHandler::from_files(files), &args, &settings)
@@ -234,6 +257,22 @@ struct Settings {
     limits: Limits,
     protocol: Version,
     tls: Option<Https>,
+    /// `--proxy-protocol`: PROXY headers from the trusted proxies.
+    proxy_protocol: Option<ProxyProtocol>,
+    /// `--trusted-proxy`, given: their forwarding headers name the client.
+    forwarded: Option<TrustedProxies>,
+}
+
+/// The networks of `--trusted-proxy`; `None` if none was given.
+fn trusted_proxies(specs: &[String]) -> io::Result<Option<TrustedProxies>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let trusted: TrustedProxies = specs
+        .join(",")
+        .parse()
+        .map_err(|err| usage(format!("--trusted-proxy: {err}")))?;
+    Ok(Some(trusted))
 }
 
 /// The server's TLS, when it serves HTTPS.
@@ -342,7 +381,16 @@ fn with_headers<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) ->
     configured(added, args, settings)
 }
 
+/// `--trusted-proxy`, outermost: the login, CGI and the access log see the client the
+/// proxies name.
 fn configured<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    match &settings.forwarded {
+        Some(trusted) => serve_handler(ForwardedFor::new(handler, trusted.clone()), args, settings),
+        None => serve_handler(handler, args, settings),
+    }
+}
+
+fn serve_handler<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
     let handler = Configured::new(handler)
         .limits(settings.limits)
         .protocol_version(settings.protocol);
@@ -418,6 +466,9 @@ where
         if let Some(https) = &settings.tls {
             builder = builder.tls(https.config.clone());
         }
+        if let Some(proxy) = &settings.proxy_protocol {
+            builder = builder.proxy_protocol(proxy.clone());
+        }
         builder.build()
     };
     let mut failure = None;
@@ -429,6 +480,9 @@ where
             .request_queue_size(1024);
         if let Some(https) = &settings.tls {
             builder = builder.tls(https.config.clone());
+        }
+        if let Some(proxy) = &settings.proxy_protocol {
+            builder = builder.proxy_protocol(proxy.clone());
         }
         server = Some(builder.build()?);
     } else {
