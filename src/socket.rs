@@ -13,7 +13,7 @@ use std::io::{IoSlice, IoSliceMut};
 use nix::sys::socket::{recv, recvmsg, sendmsg, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 
 use crate::address::ClientAddress;
-use crate::proxy::{Intake, Wait};
+use crate::proxy::{Intake, ProxyFailure, Wait};
 use crate::tls::{TlsInfo, TlsStream};
 
 /// One datagram into `buf`, and its sender, if one is queued.
@@ -169,7 +169,15 @@ impl StreamSocket {
             (true, Plain::Tcp(s)) => Wait::Yes(s.read_timeout()?),
             (true, Plain::Unix(s)) => Wait::Yes(s.read_timeout()?),
         };
-        intake.before_read(self.as_fd(), self.is_tls(), wait, buf)
+        let read = intake.before_read(self.as_fd(), self.is_tls(), wait, buf);
+        if read
+            .as_ref()
+            .is_err_and(|err| ProxyFailure::is_cause_of(err))
+        {
+            // Refused before any TLS: not even a `close_notify` leaves.
+            self.cut_tls();
+        }
+        read
     }
 
     /// Reads the PROXY header a trusted proxy owes, if it has not been read yet: waiting
