@@ -445,7 +445,7 @@ impl TrustedProxies {
     }
 
     /// Adds a network (`"10.0.0.0/8"`, `"fd00::/8"`) or one address (`"192.0.2.7"`).
-    pub fn add(mut self, network: &str) -> io::Result<Self> {
+    pub fn trust(mut self, network: &str) -> io::Result<Self> {
         self.networks.push(network.trim().parse()?);
         Ok(self)
     }
@@ -477,7 +477,7 @@ impl FromStr for TrustedProxies {
         text.split(|c: char| c == ',' || c.is_ascii_whitespace())
             .filter(|s| !s.is_empty())
             .try_fold(TrustedProxies::none(), |trusted, network| {
-                trusted.add(network)
+                trusted.trust(network)
             })
     }
 }

@@ -970,7 +970,7 @@ mod simple_http {
 
     impl SimpleHttp {
         fn start(dir: &TempDir, args: &[&str]) -> SimpleHttp {
-            let mut child = Command::new(BINARY)
+            let child = Command::new(BINARY)
                 .args(["0", "-b", "127.0.0.1"])
                 .args(args)
                 .current_dir(dir.path())
@@ -978,9 +978,14 @@ mod simple_http {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("start simple-http");
-            let stderr = Arc::new(Mutex::new(String::new()));
-            let collected = Arc::clone(&stderr);
-            let mut err = BufReader::new(child.stderr.take().unwrap());
+            // Owned from here, so that a failed assertion still stops it.
+            let mut running = SimpleHttp {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                stderr: Arc::new(Mutex::new(String::new())),
+            };
+            let collected = Arc::clone(&running.stderr);
+            let mut err = BufReader::new(running.child.stderr.take().unwrap());
             thread::spawn(move || {
                 let mut line = String::new();
                 while err.read_line(&mut line).is_ok_and(|n| n > 0) {
@@ -988,19 +993,15 @@ mod simple_http {
                     line.clear();
                 }
             });
-            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut stdout = BufReader::new(running.child.stdout.take().unwrap());
             let mut line = String::new();
             loop {
                 line.clear();
                 assert!(stdout.read_line(&mut line).unwrap() > 0, "no banner");
                 if let Some(rest) = line.strip_prefix("Serving HTTP on 127.0.0.1 port ") {
                     let port: u16 = rest.split(' ').next().unwrap().parse().unwrap();
-                    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-                    return SimpleHttp {
-                        child,
-                        addr,
-                        stderr,
-                    };
+                    running.addr.set_port(port);
+                    return running;
                 }
             }
         }

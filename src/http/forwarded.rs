@@ -15,6 +15,9 @@ use http::HeaderMap;
 
 use crate::proxy::TrustedProxies;
 
+/// The nodes of the headers, in order: `None` for an entry that names no address.
+type Nodes = Vec<Option<SocketAddr>>;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The client the forwarding headers name for a request that `peer` (a trusted proxy)
@@ -28,12 +31,11 @@ pub(crate) fn forwarded_client(
     if !trusted.contains(peer.ip()) {
         return None;
     }
-    let (name, parse): (&HeaderName, fn(&str, &mut Vec<Option<SocketAddr>>)) =
-        if headers.contains_key(FORWARDED) {
-            (&FORWARDED, forwarded_nodes)
-        } else {
-            (&X_FORWARDED_FOR, x_forwarded_for_nodes)
-        };
+    let (name, parse): (&HeaderName, fn(&str, &mut Nodes)) = if headers.contains_key(FORWARDED) {
+        (&FORWARDED, forwarded_nodes)
+    } else {
+        (&X_FORWARDED_FOR, x_forwarded_for_nodes)
+    };
     let mut nodes = Vec::new();
     for value in headers.get_all(name) {
         match value.to_str() {
@@ -58,7 +60,7 @@ pub(crate) fn forwarded_client(
 /// The `for=` of each element of a `Forwarded` value (`for=192.0.2.60;proto=http,
 /// for="[2001:db8::17]:4711"`); `None` for an element without one, or whose node is
 /// `unknown`, obfuscated or malformed. A value that does not parse ends in a `None`.
-fn forwarded_nodes(value: &str, nodes: &mut Vec<Option<SocketAddr>>) {
+fn forwarded_nodes(value: &str, nodes: &mut Nodes) {
     let mut rest = value;
     loop {
         let (element, after) = forwarded_element(rest);
@@ -201,7 +203,7 @@ fn node_port(port: &str) -> Option<u16> {
 /// The addresses of an `X-Forwarded-For` value, comma-separated: `203.0.113.195,
 /// 2001:db8::1`; also `[v6]:port` and `v4:port`, which some proxies write. Anything else
 /// (`unknown`) is no address.
-fn x_forwarded_for_nodes(value: &str, nodes: &mut Vec<Option<SocketAddr>>) {
+fn x_forwarded_for_nodes(value: &str, nodes: &mut Nodes) {
     for entry in value.split(',') {
         let entry = entry.trim_matches([' ', '\t']);
         if entry.is_empty() {

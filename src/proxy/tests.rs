@@ -299,7 +299,7 @@ fn trusted_networks() {
         "10.0.0.0/+8",
         "::1/0128",
     ] {
-        let err = TrustedProxies::none().add(bad).unwrap_err();
+        let err = TrustedProxies::none().trust(bad).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
     }
 }
