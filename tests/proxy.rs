@@ -952,6 +952,37 @@ fn forwarded_headers_after_a_proxy_header(strategy: Strategy) {
     assert!(body.starts_with("GET 127.0.0.1:"), "{body}");
 }
 
+#[test]
+fn only_tcp_and_tls_servers_take_proxy_protocol() {
+    let dir = TempDir::new();
+    let udp = socketserver::UdpServer::builder("127.0.0.1:0", Datagrams)
+        .proxy_protocol(loopback())
+        .build();
+    let unix = socketserver::UnixStreamServer::builder(dir.join("s"), Greeter)
+        .proxy_protocol(loopback())
+        .build();
+    for err in [udp.err(), unix.err()] {
+        let err = err.expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("PROXY"), "{err}");
+    }
+    let tcp = Server::<TcpTransport, Greeter>::builder("127.0.0.1:0", Greeter)
+        .proxy_protocol(ProxyProtocol::new(ten()).header_timeout(Duration::from_secs(3)))
+        .build();
+    assert!(tcp.is_ok());
+}
+
+#[derive(Clone)]
+struct Datagrams;
+
+impl RequestHandler for Datagrams {
+    type Request = socketserver::DatagramRequest;
+
+    fn handle(&mut self, _req: &mut socketserver::DatagramRequest) -> HandlerResult {
+        Ok(())
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. simple-http
 

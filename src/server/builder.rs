@@ -174,7 +174,8 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
     /// that sends one is refused. TCP and TLS servers only; see [`crate::proxy`].
     ///
     /// Give a [`TrustedProxies`](crate::proxy::TrustedProxies), or a [`ProxyProtocol`]
-    /// with another header timeout (default 10 s).
+    /// with another header timeout (default 10 s). `verify_request` runs at the accept,
+    /// before the header: it sees the proxy's address.
     pub fn proxy_protocol(mut self, proxy_protocol: impl Into<ProxyProtocol>) -> Self {
         self.options.proxy_protocol = Some(proxy_protocol.into());
         self
