@@ -243,6 +243,14 @@ pub trait RequestContext: sealed::Sealed + Send + Sized + 'static {
         server: ServerHandle,
     ) -> io::Result<Self>;
 
+    /// Reads the PROXY header a trusted proxy owes on `raw`, waiting if `blocking`;
+    /// the client it names, if it names one. Nothing for a datagram.
+    #[doc(hidden)]
+    fn read_proxy_header(raw: &Self::Raw, blocking: bool) -> io::Result<Option<ClientAddress>> {
+        let _ = (raw, blocking);
+        Ok(None)
+    }
+
     /// Delivers what the handler wrote (flushes `wfile`, or sends the reply datagram).
     #[doc(hidden)]
     fn deliver(&mut self) -> io::Result<()>;
@@ -322,7 +330,12 @@ pub struct StreamRequest {
     pub rfile: Rfile,
     /// Writer to the connection, buffered if the handler's `WBUFSIZE` is not 0.
     pub wfile: Wfile,
-    /// The peer.
+    /// The peer; behind a trusted proxy that sends a PROXY header
+    /// ([`proxy_protocol`](crate::ServerBuilder::proxy_protocol)), the client the header
+    /// names. On an event loop's thread the header may not be here when `handle` first
+    /// runs: the field is updated when `handle` runs again, and
+    /// [`request.proxy_source()`](StreamSocket::proxy_source) has it as soon as a read
+    /// took it.
     pub client_address: ClientAddress,
     /// The server that accepted the connection.
     pub server: ServerHandle,
@@ -410,6 +423,16 @@ impl RequestContext for StreamRequest {
             output,
             open,
         })
+    }
+
+    fn read_proxy_header(raw: &StreamSocket, blocking: bool) -> io::Result<Option<ClientAddress>> {
+        match raw.read_proxy_header(blocking) {
+            Ok(()) => {}
+            // Not all here yet: the first reads go on with it.
+            Err(err) if !blocking && err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+        Ok(raw.proxy_source().map(ClientAddress::Inet))
     }
 
     fn deliver(&mut self) -> io::Result<()> {

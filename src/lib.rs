@@ -55,6 +55,7 @@ pub mod files;
 mod handler;
 pub mod http;
 mod output;
+pub mod proxy;
 pub mod server;
 mod socket;
 mod sys;

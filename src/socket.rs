@@ -2,7 +2,7 @@
 //! and the socket to answer on.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use std::io::{IoSlice, IoSliceMut};
 use nix::sys::socket::{recv, recvmsg, sendmsg, MsgFlags, SockaddrLike, SockaddrStorage, UnixAddr};
 
 use crate::address::ClientAddress;
+use crate::proxy::{Intake, ProxyFailure, Wait};
 use crate::tls::{TlsInfo, TlsStream};
 
 /// One datagram into `buf`, and its sender, if one is queued.
@@ -29,7 +30,16 @@ fn recv_now<S: SockaddrLike>(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(
 /// the socket closes when the last clone is dropped. On a TLS connection reads and writes
 /// carry plaintext; the clones share one TLS session, used by one of them at a time.
 #[derive(Clone, Debug)]
-pub struct StreamSocket(Arc<Stream>);
+pub struct StreamSocket(Arc<Connection>);
+
+#[derive(Debug)]
+struct Connection {
+    stream: Stream,
+    /// The PROXY header stage of a server with
+    /// [`proxy_protocol`](crate::ServerBuilder::proxy_protocol): run by the first reads,
+    /// before the stream's own (before TLS, whose ClientHello follows the header).
+    intake: Option<Intake>,
+}
 
 #[derive(Debug)]
 enum Stream {
@@ -46,20 +56,24 @@ enum Plain<'a> {
 }
 
 impl StreamSocket {
-    pub(crate) fn tcp(stream: TcpStream) -> Self {
-        StreamSocket(Arc::new(Stream::Tcp(stream)))
+    fn new(stream: Stream, intake: Option<Intake>) -> Self {
+        StreamSocket(Arc::new(Connection { stream, intake }))
+    }
+
+    pub(crate) fn tcp(stream: TcpStream, intake: Option<Intake>) -> Self {
+        StreamSocket::new(Stream::Tcp(stream), intake)
     }
 
     pub(crate) fn unix(stream: UnixStream) -> Self {
-        StreamSocket(Arc::new(Stream::Unix(stream)))
+        StreamSocket::new(Stream::Unix(stream), None)
     }
 
-    pub(crate) fn from_tls(stream: TlsStream) -> Self {
-        StreamSocket(Arc::new(Stream::Tls(Box::new(stream))))
+    pub(crate) fn from_tls(stream: TlsStream, intake: Option<Intake>) -> Self {
+        StreamSocket::new(Stream::Tls(Box::new(stream)), intake)
     }
 
     fn plain(&self) -> Plain<'_> {
-        match &*self.0 {
+        match &self.0.stream {
             Stream::Tcp(s) => Plain::Tcp(s),
             Stream::Unix(s) => Plain::Unix(s),
             Stream::Tls(s) => Plain::Tcp(s.tcp()),
@@ -67,7 +81,7 @@ impl StreamSocket {
     }
 
     fn tls(&self) -> Option<&TlsStream> {
-        match &*self.0 {
+        match &self.0.stream {
             Stream::Tls(s) => Some(s),
             _ => None,
         }
@@ -85,6 +99,9 @@ impl StreamSocket {
     /// Reads what has arrived, without waiting: `WouldBlock` if nothing has. A read that
     /// returns less than `buf` holds has emptied the socket (and the TLS session).
     pub(crate) fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(n) = self.through_intake(false, buf)? {
+            return Ok(n);
+        }
         match self.tls() {
             Some(tls) => tls.read(buf, MsgFlags::MSG_DONTWAIT),
             None => Ok(recv(self.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT)?),
@@ -100,6 +117,10 @@ impl StreamSocket {
     /// signal); waits for room unless `MSG_DONTWAIT`. On TLS, what the session took.
     pub(crate) fn send_with(&self, data: &[IoSlice<'_>], flags: MsgFlags) -> io::Result<usize> {
         if let Some(tls) = self.tls() {
+            if !flags.contains(MsgFlags::MSG_DONTWAIT) {
+                // A blocking write waits for the handshake, which follows the PROXY header.
+                self.read_proxy_header(true)?;
+            }
             return tls.write(data, flags);
         }
         let flags = flags | MsgFlags::MSG_NOSIGNAL;
@@ -129,9 +150,54 @@ impl StreamSocket {
     }
 
     /// Whether input waits outside the socket, where epoll cannot see it: a TLS session's
-    /// end of stream (`close_notify`) behind the plaintext already read.
+    /// end of stream (`close_notify`) behind the plaintext already read, or the first
+    /// bytes of a peer that looked like the start of a PROXY header and were not.
     pub(crate) fn holds_input(&self) -> bool {
         self.tls().is_some_and(TlsStream::holds_input)
+            || self.0.intake.as_ref().is_some_and(Intake::holds_input)
+    }
+
+    /// Runs the PROXY header stage before a read into `buf`, if it is not over: `Some(n)`
+    /// when the read is answered from bytes it consumed, `None` when it goes on.
+    /// `blocking`: the read may wait, as long as the socket's read timeout.
+    fn through_intake(&self, blocking: bool, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let Some(intake) = self.0.intake.as_ref().filter(|i| !i.is_settled()) else {
+            return Ok(None);
+        };
+        let wait = match (blocking, self.plain()) {
+            (false, _) => Wait::No,
+            (true, Plain::Tcp(s)) => Wait::Yes(s.read_timeout()?),
+            (true, Plain::Unix(s)) => Wait::Yes(s.read_timeout()?),
+        };
+        let read = intake.before_read(self.as_fd(), self.is_tls(), wait, buf);
+        if read
+            .as_ref()
+            .is_err_and(|err| ProxyFailure::is_cause_of(err))
+        {
+            // Refused before any TLS: not even a `close_notify` leaves.
+            self.cut_tls();
+        }
+        read
+    }
+
+    /// Reads the PROXY header a trusted proxy owes, if it has not been read yet: waiting
+    /// as a read does (bounded by the socket's read timeout and the header's own limit)
+    /// if `blocking`, else `WouldBlock` while it is not all here. Nothing after the
+    /// header is consumed. A peer that owes none is not waited for: its first bytes
+    /// are the stream's, and it may expect the server to speak first.
+    pub(crate) fn read_proxy_header(&self, blocking: bool) -> io::Result<()> {
+        if self.0.intake.as_ref().and_then(Intake::deadline).is_some() {
+            self.through_intake(blocking, &mut [])?;
+        }
+        Ok(())
+    }
+
+    /// The client's address, as the PROXY header of a trusted proxy gave it, once read;
+    /// `None` on a server without [`proxy_protocol`](crate::ServerBuilder::proxy_protocol),
+    /// before the header, and for a header that names no client (`LOCAL`, `UNKNOWN`). The
+    /// socket's own peer is [`peer_addr`](Self::peer_addr).
+    pub fn proxy_source(&self) -> Option<SocketAddr> {
+        self.0.intake.as_ref().and_then(Intake::source)
     }
 
     /// Encrypted bytes a TLS session has handed to the socket (0 for a plain socket):
@@ -148,9 +214,15 @@ impl StreamSocket {
         }
     }
 
-    /// Until when a TLS handshake still under way may go on.
+    /// Until when a TLS handshake still under way, or a trusted proxy's PROXY header not
+    /// read yet, may go on.
     pub(crate) fn handshake_deadline(&self) -> Option<Instant> {
-        self.tls().and_then(TlsStream::handshake_deadline)
+        let proxy = self.0.intake.as_ref().and_then(Intake::deadline);
+        let tls = self.tls().and_then(TlsStream::handshake_deadline);
+        match (proxy, tls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// What the TLS session negotiated, and the client's certificates; `None` for a plain
@@ -184,7 +256,7 @@ impl StreamSocket {
     /// Shuts down the read half, the write half, or both. On TLS, ending the write half
     /// sends `close_notify` first.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        match &*self.0 {
+        match &self.0.stream {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
             Stream::Tls(s) => s.shutdown(how),
@@ -235,7 +307,10 @@ impl StreamSocket {
 
 impl Read for &StreamSocket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &*self.0 {
+        if let Some(n) = self.through_intake(true, buf)? {
+            return Ok(n);
+        }
+        match &self.0.stream {
             Stream::Tcp(s) => (&*s).read(buf),
             Stream::Unix(s) => (&*s).read(buf),
             Stream::Tls(s) => s.read(buf, MsgFlags::empty()),
@@ -243,7 +318,13 @@ impl Read for &StreamSocket {
     }
 
     fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
-        match &*self.0 {
+        if self.0.intake.as_ref().is_some_and(|i| !i.is_settled()) {
+            let Some(buf) = bufs.iter_mut().find(|b| !b.is_empty()) else {
+                return Ok(0);
+            };
+            return self.read(buf);
+        }
+        match &self.0.stream {
             Stream::Tcp(s) => (&*s).read_vectored(bufs),
             Stream::Unix(s) => (&*s).read_vectored(bufs),
             Stream::Tls(s) => match bufs.iter_mut().find(|b| !b.is_empty()) {

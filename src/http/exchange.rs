@@ -36,6 +36,17 @@ pub(super) struct ConnectionContext<'c> {
     pub(super) inline: bool,
 }
 
+impl ConnectionContext<'_> {
+    /// The client: the connection's peer, or the client a trusted proxy's PROXY header
+    /// named (read by the first reads of the connection, perhaps after `handle` began).
+    pub(super) fn client_address(&self) -> ClientAddress {
+        match self.connection.proxy_source() {
+            Some(source) => ClientAddress::Inet(source),
+            None => self.client_address.clone(),
+        }
+    }
+}
+
 /// The parts of a connection a request is answered through.
 pub(super) struct Io<'s> {
     pub(super) rfile: &'s mut Rfile,
@@ -93,7 +104,7 @@ pub(super) fn new_request<'r>(
         head.version,
         head.raw_requestline,
         head.headers,
-        context.client_address.clone(),
+        context.client_address(),
         context.server.clone(),
         body,
         wfile,

@@ -23,6 +23,7 @@ mod connection;
 mod date;
 mod exchange;
 mod form;
+mod forwarded;
 #[doc(hidden)]
 pub mod fuzz;
 mod handler;
@@ -52,7 +53,7 @@ pub use response::{
     html_escape, ResponseWriter, DEFAULT_ERROR_CONTENT_TYPE, DEFAULT_ERROR_MESSAGE,
 };
 pub use testing::{ServesHttp, TestRequest, TestResponse};
-pub use wrappers::{AddHeaders, Cors, Endpoints};
+pub use wrappers::{AddHeaders, Cors, Endpoints, ForwardedFor};
 
 pub use ::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 

@@ -1,7 +1,8 @@
 //! Handlers that wrap another and add headers to all it answers: [`AddHeaders`] (fixed
 //! headers, `simple-http -H` and `--cache-control`) and [`Cors`] (`--cors`); and
 //! [`Endpoints`], which answers a health check and a metrics page before the inner
-//! handler sees them (`--health`, `--metrics`).
+//! handler sees them (`--health`, `--metrics`); and [`ForwardedFor`] (`--trusted-proxy`),
+//! which takes the client's address from the headers of trusted proxies.
 //!
 //! They take every request in `dispatch`, so every method and every answer passes them,
 //! error pages included, and pass on what the inner handler says of itself
@@ -13,10 +14,13 @@ use std::sync::Arc;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
 use http::{Method, Version};
 
+use super::forwarded::forwarded_client;
 use super::handler::{check_added_name, is_clean_value, HttpHandler, HttpRequest};
 use super::limits::Limits;
 use super::metrics::{self, ServerGroup};
+use crate::address::ClientAddress;
 use crate::handler::{BoxError, HandlerResult};
+use crate::proxy::TrustedProxies;
 
 /// The class attributes and `limits` of `self.inner`, an `H`: what a handler that wraps
 /// another says of itself.
@@ -361,5 +365,80 @@ impl<H: HttpHandler> HttpHandler for Endpoints<H> {
             Some(endpoint) => self.answer(endpoint, request),
             None => self.inner.dispatch(request),
         }
+    }
+}
+
+/// The client's address from the `Forwarded` (RFC 7239) or `X-Forwarded-For` header of a
+/// request that a trusted HTTP proxy passed on: `client_address`, what the access log
+/// prints and CGI's `REMOTE_ADDR` are then the client's, for the inner handler and all it
+/// answers.
+///
+/// Only when the peer (after a PROXY header, the client that names) is in the trusted
+/// list; a request from anyone else keeps its address, whatever it claims. The headers
+/// are read from the right, past the addresses that are themselves trusted, to the first
+/// that is not (nginx's `real_ip_recursive`); an entry that names no address
+/// (`unknown`, an obfuscated identifier) ends the walk at the last trusted hop.
+/// `Forwarded` is read if the request has one, else `X-Forwarded-For`; several fields of
+/// one name are one list. A forwarded address without a port has port 0.
+///
+/// ```no_run
+/// use socketserver::files::SimpleHttpHandler;
+/// use socketserver::http::{ForwardedFor, HttpServer};
+///
+/// let files = SimpleHttpHandler::new("www")?;
+/// let handler = ForwardedFor::new(files, "10.0.0.0/8".parse()?);
+/// HttpServer::bind("0.0.0.0:8000", handler)?.serve_forever()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ForwardedFor<H> {
+    inner: H,
+    trusted: Arc<TrustedProxies>,
+}
+
+impl<H: HttpHandler> ForwardedFor<H> {
+    /// `inner`, taking the forwarding headers of the proxies in `trusted`.
+    pub fn new(inner: H, trusted: TrustedProxies) -> Self {
+        ForwardedFor {
+            inner,
+            trusted: Arc::new(trusted),
+        }
+    }
+
+    /// The handler that answers.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
+
+    /// The proxies whose headers are taken.
+    pub fn trusted(&self) -> &TrustedProxies {
+        &self.trusted
+    }
+
+    fn take_client(&self, request: &mut HttpRequest<'_>) {
+        let Some(peer) = request.client_address.inet() else {
+            return;
+        };
+        if let Some(client) = forwarded_client(&request.headers, peer, &self.trusted) {
+            request.client_address = ClientAddress::Inet(client);
+        }
+    }
+}
+
+impl<H: HttpHandler> HttpHandler for ForwardedFor<H> {
+    inner_attributes!();
+
+    fn may_block(&self, request: &HttpRequest<'_>) -> bool {
+        self.inner.may_block(request)
+    }
+
+    fn handle_expect_100(&mut self, request: &mut HttpRequest<'_>) -> Result<bool, BoxError> {
+        self.take_client(request);
+        self.inner.handle_expect_100(request)
+    }
+
+    fn dispatch(&mut self, request: &mut HttpRequest<'_>) -> HandlerResult {
+        self.take_client(request);
+        self.inner.dispatch(request)
     }
 }

@@ -12,6 +12,7 @@ use super::transport::{SocketOptions, Transport};
 use super::{Server, Settings};
 use crate::concurrency::{Concurrency, Synchronous};
 use crate::handler::{RequestContext, RequestHandler};
+use crate::proxy::ProxyProtocol;
 use crate::server::hooks::{NoHooks, ServerHooks};
 use crate::tls::TlsConfig;
 
@@ -163,6 +164,20 @@ impl<T: Transport, H, C, K> ServerBuilder<T, H, C, K> {
     /// [`build`](Self::build).
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.options.tls = Some(tls);
+        self
+    }
+
+    /// Reads a PROXY header (HAProxy's protocol, version 1 or 2) at the start of every
+    /// connection from a proxy in the list, before anything else (before TLS): the
+    /// handler's `client_address`, the access log and CGI's `REMOTE_ADDR` then name the
+    /// client the proxy speaks for. A peer in the list must send a header; one outside it
+    /// that sends one is refused. TCP and TLS servers only; see [`crate::proxy`].
+    ///
+    /// Give a [`TrustedProxies`](crate::proxy::TrustedProxies), or a [`ProxyProtocol`]
+    /// with another header timeout (default 10 s). `verify_request` runs at the accept,
+    /// before the header: it sees the proxy's address.
+    pub fn proxy_protocol(mut self, proxy_protocol: impl Into<ProxyProtocol>) -> Self {
+        self.options.proxy_protocol = Some(proxy_protocol.into());
         self
     }
 

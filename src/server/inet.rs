@@ -6,8 +6,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::transport::{adopt_socket, configure_blocking, SocketOptions, Transport};
+use super::transport::{
+    adopt_socket, configure_blocking, refuse_proxy_protocol, SocketOptions, Transport,
+};
 use crate::address::{ClientAddress, ServerAddress};
+use crate::proxy::{Intake, ProxyProtocol};
 use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
 fn new_socket(address: &SocketAddr, ty: Type, options: &SocketOptions) -> io::Result<Socket> {
@@ -57,6 +60,7 @@ fn refuse_tls(options: &SocketOptions) -> io::Result<()> {
 #[derive(Debug)]
 pub struct TcpTransport {
     listener: TcpListener,
+    proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl TcpTransport {
@@ -71,6 +75,11 @@ impl TcpTransport {
         // Accepted sockets do not inherit O_NONBLOCK on Linux, but do elsewhere.
         stream.set_nonblocking(false)?;
         Ok((stream, peer))
+    }
+
+    /// The PROXY header stage of a connection from `peer`, if the server reads headers.
+    pub(crate) fn intake(&self, peer: SocketAddr) -> Option<Intake> {
+        self.proxy_protocol.as_ref().map(|p| p.intake(peer))
     }
 }
 
@@ -89,6 +98,7 @@ impl Transport for TcpTransport {
         let socket = new_socket(address, Type::STREAM, options)?;
         Ok(TcpTransport {
             listener: socket.into(),
+            proxy_protocol: options.proxy_protocol.clone(),
         })
     }
 
@@ -115,6 +125,7 @@ impl Transport for TcpTransport {
         Ok((
             TcpTransport {
                 listener: socket.into(),
+                proxy_protocol: options.proxy_protocol.clone(),
             },
             address,
         ))
@@ -126,7 +137,8 @@ impl Transport for TcpTransport {
 
     fn get_request(&self) -> io::Result<(StreamSocket, ClientAddress)> {
         let (stream, peer) = self.accept()?;
-        Ok((StreamSocket::tcp(stream), ClientAddress::Inet(peer)))
+        let intake = self.intake(peer);
+        Ok((StreamSocket::tcp(stream, intake), ClientAddress::Inet(peer)))
     }
 
     fn shutdown_request(request: &StreamSocket) {
@@ -160,6 +172,7 @@ impl Transport for UdpTransport {
     type Address = SocketAddr;
 
     fn create(address: &SocketAddr, options: &SocketOptions) -> io::Result<Self> {
+        refuse_proxy_protocol(options, "a UDP server")?;
         let socket: UdpSocket = new_socket(address, Type::DGRAM, options)?.into();
         Ok(UdpTransport {
             socket: DatagramSocket::udp(socket),
@@ -176,6 +189,7 @@ impl Transport for UdpTransport {
         options: &SocketOptions,
         request_queue_size: i32,
     ) -> io::Result<(Self, SocketAddr)> {
+        refuse_proxy_protocol(options, "a UDP server")?;
         adopt_socket(
             &socket,
             &[Domain::IPV4, Domain::IPV6],

@@ -13,6 +13,7 @@ use super::{ServerHandle, ServerHooks, Transport};
 use crate::address::ClientAddress;
 use crate::concurrency::{Resumable, RunMode, Step};
 use crate::handler::{Park, RequestContext, RequestError, RequestHandler};
+use crate::proxy::ProxyFailure;
 use crate::socket::StreamSocket;
 use crate::tls::TlsFailure;
 
@@ -48,6 +49,14 @@ where
         mode: RunMode,
     ) -> Step {
         let stats_of = server.clone();
+        // A trusted proxy's PROXY header names the client: read it first where reads may
+        // wait, so that the handler sees the client from the start; on the event loop's
+        // thread, if it is here (else the first reads take it).
+        let client_address = match H::Request::read_proxy_header(&raw, mode != RunMode::Inline) {
+            Ok(Some(source)) => source,
+            Ok(None) => client_address,
+            Err(err) => return report(&*hooks, &client_address, err.into()),
+        };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             H::Request::new::<H>(raw, client_address.clone(), server)
         }));
@@ -141,6 +150,11 @@ where
         let Some(stream) = self.request.as_stream() else {
             return (*self).end(Ok(()));
         };
+        if let Some(source) = stream.request.proxy_source() {
+            // Read by the last run's reads, on the event loop's thread.
+            stream.client_address = ClientAddress::Inet(source);
+            self.client_address = ClientAddress::Inet(source);
+        }
         let Some(handler) = stream.parking.handler.take() else {
             return (*self).end(Ok(()));
         };
@@ -217,7 +231,7 @@ fn report<T: Transport, K: ServerHooks<T>>(
     client_address: &ClientAddress,
     error: RequestError,
 ) -> Step {
-    if TlsFailure::is_cause_of(&error) {
+    if TlsFailure::is_cause_of(&error) || ProxyFailure::is_cause_of(&error) {
         // Logged where it happened, at debug: the client's doing, not the server's.
         return Step::Done(false);
     }

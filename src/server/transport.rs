@@ -14,6 +14,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::address::{ClientAddress, ServerAddress};
+use crate::proxy::ProxyProtocol;
 use crate::tls::TlsConfig;
 
 /// How long a reply on a datagram socket may wait for room at the receiver before `sendto`
@@ -104,6 +105,12 @@ pub struct SocketOptions {
     /// The certificate and TLS settings of a [`TlsTransport`](crate::tls::TlsTransport),
     /// which needs them; other transports refuse them.
     pub tls: Option<TlsConfig>,
+    /// PROXY headers from trusted proxies ([`ServerBuilder::proxy_protocol`]), read before
+    /// anything else of a connection (before TLS); TCP and TLS transports take them,
+    /// others refuse them.
+    ///
+    /// [`ServerBuilder::proxy_protocol`]: crate::ServerBuilder::proxy_protocol
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl Default for SocketOptions {
@@ -114,8 +121,20 @@ impl Default for SocketOptions {
             ipv6_only: None,
             max_packet_size: 8192,
             tls: None,
+            proxy_protocol: None,
         }
     }
+}
+
+/// Refuses PROXY protocol settings for a transport that does not read PROXY headers.
+pub(crate) fn refuse_proxy_protocol(options: &SocketOptions, transport: &str) -> io::Result<()> {
+    if options.proxy_protocol.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("PROXY protocol settings for {transport}: only TCP and TLS servers read PROXY headers"),
+        ));
+    }
+    Ok(())
 }
 
 /// A kind of server socket: TCP, UDP, Unix stream or Unix datagram.

@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
-use super::transport::{adopt_socket, configure_blocking, SocketOptions, Transport};
+use super::transport::{
+    adopt_socket, configure_blocking, refuse_proxy_protocol, SocketOptions, Transport,
+};
 use crate::address::{ClientAddress, ServerAddress};
 use crate::socket::{Datagram, DatagramSocket, StreamSocket};
 
@@ -86,7 +88,8 @@ impl Transport for UnixStreamTransport {
     type Request = StreamSocket;
     type Address = PathBuf;
 
-    fn create(_path: &PathBuf, _options: &SocketOptions) -> io::Result<Self> {
+    fn create(_path: &PathBuf, options: &SocketOptions) -> io::Result<Self> {
+        refuse_proxy_protocol(options, "a Unix stream server")?;
         let socket = new_socket(Type::STREAM)?;
         Ok(UnixStreamTransport {
             listener: UnixListener::from(std::os::fd::OwnedFd::from(socket)),
@@ -100,9 +103,10 @@ impl Transport for UnixStreamTransport {
 
     fn adopt(
         socket: Socket,
-        _options: &SocketOptions,
+        options: &SocketOptions,
         request_queue_size: i32,
     ) -> io::Result<(Self, PathBuf)> {
+        refuse_proxy_protocol(options, "a Unix stream server")?;
         adopt_socket(
             &socket,
             &[Domain::UNIX],
@@ -166,6 +170,7 @@ impl Transport for UnixDatagramTransport {
     type Address = PathBuf;
 
     fn create(_path: &PathBuf, options: &SocketOptions) -> io::Result<Self> {
+        refuse_proxy_protocol(options, "a Unix datagram server")?;
         let socket = new_socket(Type::DGRAM)?;
         Ok(UnixDatagramTransport {
             socket: DatagramSocket::unix(UnixDatagram::from(std::os::fd::OwnedFd::from(socket))),
@@ -183,6 +188,7 @@ impl Transport for UnixDatagramTransport {
         options: &SocketOptions,
         request_queue_size: i32,
     ) -> io::Result<(Self, PathBuf)> {
+        refuse_proxy_protocol(options, "a Unix datagram server")?;
         adopt_socket(
             &socket,
             &[Domain::UNIX],

@@ -104,7 +104,11 @@ impl Transport for TlsTransport {
         let conn = TlsConfig::accept(&self.config)?;
         let deadline = Instant::now() + self.tls.handshake_limit();
         let stream = TlsStream::new(stream, conn, deadline);
-        Ok((StreamSocket::from_tls(stream), ClientAddress::Inet(peer)))
+        let intake = self.tcp.intake(peer);
+        Ok((
+            StreamSocket::from_tls(stream, intake),
+            ClientAddress::Inet(peer),
+        ))
     }
 
     fn shutdown_request(request: &StreamSocket) {

@@ -16,8 +16,9 @@ use socketserver::files::{SimpleHttpHandler, Uploads};
 use socketserver::http::compress::Compression;
 use socketserver::http::metrics::ServerGroup;
 use socketserver::http::{
-    AddHeaders, BasicAuth, Configured, Cors, Endpoints, HttpHandler, Limits, Version,
+    AddHeaders, BasicAuth, Configured, Cors, Endpoints, ForwardedFor, HttpHandler, Limits, Version,
 };
+use socketserver::proxy::{ProxyProtocol, TrustedProxies};
 use socketserver::server::Transport;
 use socketserver::tls::{TlsConfig, TlsTransport};
 use socketserver::{
@@ -147,6 +148,20 @@ struct Args {
     /// connections, requests in flight, memory, descriptors, CPU; no login needed.
     #[arg(long, value_name = "PATH", value_parser = endpoint_path)]
     metrics: Option<String>,
+    /// Behind a load balancer in TCP mode (HAProxy's send-proxy, nginx's proxy_protocol):
+    /// every connection from a trusted proxy (--trusted-proxy, default the loopback
+    /// addresses) must start with a PROXY header, version 1 or 2, before TLS if any, and
+    /// the client it names is the one logged and given to CGI. A PROXY header from anyone
+    /// else is refused; their plain requests are served as usual.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// A proxy whose word about the client is taken, as a network (10.0.0.0/8, fd00::/8)
+    /// or an address; repeatable, or comma-separated. Given at least once, the
+    /// X-Forwarded-For and Forwarded headers of requests from these proxies name the client
+    /// (the right-most address that is not itself a trusted proxy); without it those
+    /// headers are ignored. It is also the list --proxy-protocol trusts.
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<String>,
 }
 
 /// `--health` and `--metrics`: a path of the server, `/` first.
@@ -220,6 +235,7 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
     println!("Directory: {} ({which})", files.directory().display());
     let inherited = inherited_socket(args.fd)?;
 
+    let trusted = trusted_proxies(&args.trusted_proxy)?;
     let settings = Settings {
         bind: bind_addresses(args.bind.as_deref(), args.port)?,
         inherited: Cell::new(inherited),
@@ -229,6 +245,11 @@ fn serve_args(args: Args, default: DefaultDirectory) -> io::Result<()> {
         reuse_port: args.reuse_port,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         servers: ServerGroup::new(),
+        proxy_protocol: args.proxy_protocol.then(|| {
+            let trusted = trusted.clone().unwrap_or_default();
+            ProxyProtocol::new(trusted).header_timeout(limits.head_timeout)
+        }),
+        forwarded: trusted,
     };
     if args.cgi {
         with_auth(CgiHttpHandler::from_files(files), &args, &settings)
@@ -277,6 +298,22 @@ struct Settings {
     shutdown_timeout: Duration,
     /// Every server of the process, for `--metrics` to add up.
     servers: ServerGroup,
+    /// `--proxy-protocol`: PROXY headers from the trusted proxies.
+    proxy_protocol: Option<ProxyProtocol>,
+    /// `--trusted-proxy`, given: their forwarding headers name the client.
+    forwarded: Option<TrustedProxies>,
+}
+
+/// The networks of `--trusted-proxy`; `None` if none was given.
+fn trusted_proxies(specs: &[String]) -> io::Result<Option<TrustedProxies>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let trusted: TrustedProxies = specs
+        .join(",")
+        .parse()
+        .map_err(|err| usage(format!("--trusted-proxy: {err}")))?;
+    Ok(Some(trusted))
 }
 
 /// The server's TLS, when it serves HTTPS.
@@ -371,7 +408,7 @@ fn with_cors<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io
 /// answer, a 401 included.
 fn with_headers<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
     if args.headers.is_empty() && args.cache_control.is_none() {
-        return configured(handler, args, settings);
+        return with_forwarded(handler, args, settings);
     }
     let mut added = AddHeaders::new(handler);
     for spec in &args.headers {
@@ -383,7 +420,15 @@ fn with_headers<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) ->
     if let Some(value) = &args.cache_control {
         added = added.header("Cache-Control", value)?;
     }
-    configured(added, args, settings)
+    with_forwarded(added, args, settings)
+}
+
+/// `--trusted-proxy`: the login, CGI and the access log see the client the proxies name.
+fn with_forwarded<H: HttpHandler>(handler: H, args: &Args, settings: &Settings) -> io::Result<()> {
+    match &settings.forwarded {
+        Some(trusted) => configured(ForwardedFor::new(handler, trusted.clone()), args, settings),
+        None => configured(handler, args, settings),
+    }
 }
 
 /// `--health` and `--metrics`, outermost: before the login, without the site's headers.
@@ -481,6 +526,9 @@ where
         .request_queue_size(1024);
         if let Some(https) = &settings.tls {
             builder = builder.tls(https.config.clone());
+        }
+        if let Some(proxy) = &settings.proxy_protocol {
+            builder = builder.proxy_protocol(proxy.clone());
         }
         builder.build()
     };
