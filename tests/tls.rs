@@ -1016,7 +1016,18 @@ fn silent_client_is_closed_after_head_timeout(strategy: Strategy) {
     let rig = fault_rig(strategy, &site, limits, library_cert());
     let connected = Instant::now();
     let mut conn = Conn::open(rig.addr);
-    let took = wait_for_close(&mut conn, connected, WAIT);
+    conn.set_read_timeout(WAIT);
+    let (sent, end) = conn.until_end();
+    assert!(
+        end.is_close(),
+        "the server did not close within {WAIT:?}: {end:?}"
+    );
+    let took = connected.elapsed();
+    // No handshake, no session: a bare close, not a plaintext close_notify alert.
+    assert!(
+        sent.is_empty(),
+        "a client that sent nothing got {sent:02x?} before the close on {strategy}"
+    );
     assert!(
         took >= limits.head_timeout * 4 / 5 && took < limits.head_timeout + 2 * SECOND,
         "a silent client was closed after {took:?} on {strategy} (head timeout {:?}, \

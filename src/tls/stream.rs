@@ -327,8 +327,8 @@ impl TlsStream {
             .then_some(self.handshake_deadline)
     }
 
-    /// Ends the writing side with `close_notify` (sent if the socket takes it now), then
-    /// shuts the TCP stream down. While another thread waits in a read of this session the
+    /// Ends the writing side with `close_notify` (sent if the socket takes it now, once the
+    /// handshake is over), then shuts the TCP stream down. While another thread waits in a read of this session the
     /// TCP stream is shut down at once, without `close_notify`: the shutdown is what ends
     /// that wait.
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -339,7 +339,10 @@ impl TlsStream {
                 Err(TryLockError::WouldBlock) => None,
             };
             if let Some(mut state) = state {
-                if !state.closing && !state.cut {
+                // Before the handshake is over there is no session to close: a client
+                // that never finished (or never began) one gets a bare close, as a failed
+                // handshake does, not a plaintext alert.
+                if !state.closing && !state.cut && !state.conn.is_handshaking() {
                     state.closing = true;
                     state.conn.send_close_notify();
                     let _ = state.flush(&self.tcp, MsgFlags::MSG_DONTWAIT);
