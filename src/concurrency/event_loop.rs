@@ -30,6 +30,10 @@ const EVENTS: usize = 256;
 /// Tokens of the two sockets of the server itself.
 const SERVER: u64 = u64::MAX;
 const WAKER: u64 = u64::MAX - 1;
+/// What the loop watches the server socket for. Exclusive: when several loops share one
+/// listening socket (`simple-http --threads`), a new connection wakes one of the loops
+/// waiting, not all of them.
+const ACCEPT: EpollFlags = EpollFlags::EPOLLIN.union(EpollFlags::EPOLLEXCLUSIVE);
 /// Token of the reactor's own eventfd, by which a worker wakes the loop for a deadline
 /// earlier than the one it sleeps towards.
 const ALARM: u64 = u64::MAX - 2;
@@ -345,7 +349,7 @@ impl Reactor {
     /// Registers the server socket and the waker, as given for this wait. Epoll watches
     /// duplicates of them, so that they can be taken out again whatever the server does
     /// with its own descriptors. Without a server socket (accepting is paused), the one
-    /// registered stays registered but reports nothing; after `unwatch_server` (a drain),
+    /// registered leaves epoll until accepting resumes; after `unwatch_server` (a drain),
     /// only the waker is watched.
     fn watch_server(
         &self,
@@ -370,8 +374,7 @@ impl Reactor {
                 accepting: server.is_some(),
             };
             if let Some(server) = &watched.server {
-                self.epoll
-                    .add(server, EpollEvent::new(EpollFlags::EPOLLIN, SERVER))?;
+                self.epoll.add(server, EpollEvent::new(ACCEPT, SERVER))?;
             }
             if let Some(waker) = &watched.waker {
                 self.epoll
@@ -382,13 +385,12 @@ impl Reactor {
         if let Some(watched) = &mut state.watched {
             let accepting = server.is_some();
             if let (Some(socket), true) = (&watched.server, watched.accepting != accepting) {
-                let interest = if accepting {
-                    EpollFlags::EPOLLIN
+                // An exclusive registration cannot be modified: paused, it leaves epoll.
+                if accepting {
+                    self.epoll.add(socket, EpollEvent::new(ACCEPT, SERVER))?;
                 } else {
-                    EpollFlags::empty()
-                };
-                self.epoll
-                    .modify(socket, &mut EpollEvent::new(interest, SERVER))?;
+                    self.epoll.delete(socket)?;
+                }
                 watched.accepting = accepting;
             }
         }
