@@ -181,6 +181,11 @@ impl OpenConnection {
     /// Waiting for the next request of a keep-alive connection (`true`), or not.
     pub(crate) fn set_idle(&self, idle: bool) {
         self.control.connections.set_idle(&self.registered, idle);
+        if idle && self.control.draining.load(Ordering::Relaxed) {
+            // An answer begun before the drain kept its connection open: the drain, which
+            // may be waiting for its deadline, must close it once its grace has passed.
+            let _ = self.control.waker.write(1);
+        }
     }
 }
 

@@ -29,8 +29,8 @@ use socketserver::cgi::CgiHttpHandler;
 use socketserver::files::SimpleHttpHandler;
 use socketserver::http::{Configured, Limits, Version};
 use socketserver::{
-    EventLoop, RequestHandler, Server, StreamRequest, TcpServer, TcpTransport, ThreadPool,
-    Threading,
+    EventLoop, NoHooks, RequestHandler, Server, ServerHandle, ServerHooks, StreamRequest,
+    TcpServer, TcpTransport, ThreadPool, Threading,
 };
 
 pub use common::TempDir;
@@ -383,15 +383,16 @@ fn busiest_threads(before: &[(String, Duration)], after: &[(String, Duration)]) 
 // ---------------------------------------------------------------------------------------
 // The server rig
 
-pub type TestServer<H> = Server<TcpTransport, H, TestConcurrency>;
+pub type TestServer<H, K = NoHooks> = Server<TcpTransport, H, TestConcurrency, K>;
 
 /// A server on 127.0.0.1, port 0, serving on a thread of its own, with the process's
 /// descriptor counts from before it existed and from when it served with no connection.
-pub struct Rig<H: RequestHandler<Request = StreamRequest>> {
+/// Its server hooks are `K` ([`Rig::start_with_hooks`]), none by default.
+pub struct Rig<H: RequestHandler<Request = StreamRequest>, K: ServerHooks<TcpTransport> = NoHooks> {
     pub strategy: Strategy,
     pub addr: SocketAddr,
     pub cpu: CpuClock,
-    server: Option<Arc<TestServer<H>>>,
+    server: Option<Arc<TestServer<H, K>>>,
     thread: Option<JoinHandle<io::Result<()>>>,
     shut_down: bool,
     closed: bool,
@@ -410,10 +411,29 @@ impl<H: RequestHandler<Request = StreamRequest>> Rig<H> {
 
     /// As [`start`](Rig::start), but a server that cannot be built is an error, not a panic.
     pub fn try_start(strategy: Strategy, make: impl FnOnce() -> H) -> io::Result<Rig<H>> {
+        Rig::try_start_with_hooks(strategy, NoHooks, make)
+    }
+}
+
+impl<H: RequestHandler<Request = StreamRequest>, K: ServerHooks<TcpTransport>> Rig<H, K> {
+    /// As [`start`](Rig::start), with the server hooks `hooks`.
+    pub fn start_with_hooks(strategy: Strategy, hooks: K, make: impl FnOnce() -> H) -> Rig<H, K> {
+        Self::try_start_with_hooks(strategy, hooks, make)
+            .unwrap_or_else(|err| panic!("cannot start a server on {strategy}: {err}"))
+    }
+
+    /// As [`start_with_hooks`](Rig::start_with_hooks), but a server that cannot be built is
+    /// an error, not a panic.
+    pub fn try_start_with_hooks(
+        strategy: Strategy,
+        hooks: K,
+        make: impl FnOnce() -> H,
+    ) -> io::Result<Rig<H, K>> {
         let cpu = CpuClock::open();
         let fds_before = fd_count();
         let server = TcpServer::builder("127.0.0.1:0", make())
             .concurrency(strategy.concurrency()?)
+            .hooks(hooks)
             // Room for the suite's bursts of connections: none waits for a SYN retry.
             .request_queue_size(128)
             .build()?;
@@ -444,8 +464,33 @@ impl<H: RequestHandler<Request = StreamRequest>> Rig<H> {
         Ok(rig)
     }
 
-    pub fn server(&self) -> &TestServer<H> {
+    pub fn server(&self) -> &TestServer<H, K> {
         self.server.as_ref().expect("the server is still there")
+    }
+
+    /// A handle to the server, for a test to stop it its own way (`shutdown_gracefully`);
+    /// then [`serving_ended`](Rig::serving_ended) collects the serving thread.
+    pub fn handle(&self) -> ServerHandle {
+        self.server().handle()
+    }
+
+    /// Waits (bounded by `limit`) until `serve_forever` has returned, after a shutdown the
+    /// test asked for through [`handle`](Rig::handle); panics unless it returned `Ok`.
+    /// [`finish`](Rig::finish) then only closes and counts.
+    pub fn serving_ended(&mut self, limit: Duration) {
+        let thread = self.thread.take().expect("the serving thread");
+        self.shut_down = true;
+        let finished = poll_until(limit, || thread.is_finished());
+        assert!(
+            finished,
+            "serve_forever() did not return within {limit:?} on {}",
+            self.strategy
+        );
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => panic!("serve_forever() failed on {}: {err}", self.strategy),
+            Err(_) => panic!("serve_forever() panicked on {}", self.strategy),
+        }
     }
 
     /// Descriptors open while the server serves and no client is connected.
@@ -603,7 +648,7 @@ impl<H: RequestHandler<Request = StreamRequest>> Rig<H> {
     }
 }
 
-impl<H: RequestHandler<Request = StreamRequest>> Drop for Rig<H> {
+impl<H: RequestHandler<Request = StreamRequest>, K: ServerHooks<TcpTransport>> Drop for Rig<H, K> {
     /// A failed test still stops its server, so that the next test finds an idle
     /// process; a server that does not stop within [`WAIT`] is left behind. Never panics
     /// (a panic while unwinding would abort the whole binary).

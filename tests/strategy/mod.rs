@@ -99,6 +99,10 @@ impl Concurrency for TestConcurrency {
         self.inner().server_close()
     }
 
+    fn stop_accepting(&self) {
+        self.inner().stop_accepting()
+    }
+
     fn wait(
         &self,
         server: Option<BorrowedFd<'_>>,
