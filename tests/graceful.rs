@@ -68,6 +68,7 @@ on_every_strategy!(
     idle_keep_alive_is_closed_at_once,
     download_in_flight_finishes,
     head_in_parts_is_answered_with_close,
+    next_head_begun_before_the_drain_is_answered,
     queued_connections_are_served,
     deadline_cuts_what_is_left,
     plain_shutdown_ends_the_drain,
@@ -336,6 +337,47 @@ fn head_in_parts_is_answered_with_close(strategy: Strategy) {
     drain.ended_within(SOON, "the answer to the head sent in parts");
     drop((conn, handle));
     after_drain(rig, "a request head sent in parts");
+}
+
+/// Bytes the kernel holds unread on the server's side of the loopback connection from
+/// `client` (a local address of this process), from /proc/self/net/tcp's `rx_queue`.
+fn server_unread(client: SocketAddr) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/self/net/tcp").ok()?;
+    let wanted = format!(":{:04X}", client.port());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // The server's side: its remote address is the client's.
+        if !fields.get(2)?.ends_with(&wanted) {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// A keep-alive connection, idle longer than the drain's grace, begins its next head
+/// just before the drain: it is busy, not idle, and its request is answered (on threads it
+/// used to be marked idle until the whole head was in, and was cut).
+fn next_head_begun_before_the_drain_is_answered(strategy: Strategy) {
+    let site = Site::new();
+    let rig = Rig::start(strategy, || site.files(long_limits(), Version::HTTP_11));
+    let mut conn = keep_alive_exchange(rig.addr);
+    // Idle for longer than the drain's grace (200 ms): the part of the feature under test
+    // is a time, so time passes here; nothing waits on another thread's progress.
+    thread::sleep(Duration::from_millis(400));
+    conn.send(HALF_HEAD).unwrap();
+    let client = conn.stream.local_addr().unwrap();
+    let read = poll_until(WAIT, || server_unread(client) == Some(0));
+    assert!(read, "the server did not read the half head on {strategy}");
+    let handle = rig.handle();
+    let drain = Drain::begin(handle.clone(), LONG);
+    wait_draining(&handle);
+    wait_refused(rig.addr, "once the drain began");
+    conn.send(b"\r\n").unwrap();
+    expect_small_with_close(&mut conn, "a second head begun before the drain");
+    drain.ended_within(SOON, "the answer to the second head");
+    drop((conn, handle));
+    after_drain(rig, "a second head begun before the drain");
 }
 
 // ---------------------------------------------------------------------------------------

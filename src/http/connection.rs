@@ -247,13 +247,21 @@ fn serve_blocking<H: HttpHandler>(
         let idle = state.idle_timeout(limits);
         // Between requests of a keep-alive connection a graceful shutdown may close it.
         let between = !state.first && stream.rfile.buffer().is_empty();
-        stream.open.set_idle(between);
+        let open = &stream.open;
+        open.set_idle(between);
+        // Busy from the head's first bytes: a drain must answer a request begun.
+        let mut begun = || {
+            if between {
+                open.set_idle(false);
+            }
+        };
         let read = read_head(
             &mut stream.rfile,
             &mut state.socket,
             &mut state.head,
             limits,
             idle,
+            &mut begun,
         );
         let parsed = match read {
             Ok(()) => parse_request(&state.head, limits),
@@ -263,9 +271,6 @@ fn serve_blocking<H: HttpHandler>(
             Err(HeadError::Io(err)) if is_disconnect(&err) => return Ok(()),
             Err(HeadError::Io(err)) => return Err(err.into()),
         };
-        if between {
-            stream.open.set_idle(false);
-        }
         state.first = false;
         let exchanged = match parsed {
             Ok(parsed) => exchange_streamed(handler, context, io(stream, state), parsed),

@@ -74,13 +74,15 @@ pub(crate) enum HeadError {
 /// Reads one request head into `buf` (cleared first), consuming exactly the head from
 /// `input` so that the body and any pipelined requests stay buffered there.
 ///
-/// Waits `idle` for the first byte, then at most `limits.head_timeout` for the rest.
+/// Waits `idle` for the first byte, then at most `limits.head_timeout` for the rest;
+/// calls `begun` when the first bytes have come.
 pub(crate) fn read_head(
     input: &mut Rfile,
     socket: &mut TimedSocket,
     buf: &mut Vec<u8>,
     limits: &Limits,
     idle: Duration,
+    begun: &mut dyn FnMut(),
 ) -> Result<(), HeadError> {
     buf.clear();
     let mut deadline: Option<Instant> = None;
@@ -106,7 +108,10 @@ pub(crate) fn read_head(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(HeadError::Io(e)),
         }
-        deadline.get_or_insert_with(|| Instant::now() + limits.head_timeout);
+        deadline.get_or_insert_with(|| {
+            begun();
+            Instant::now() + limits.head_timeout
+        });
     }
 }
 
