@@ -19,6 +19,7 @@
 //! nothing else. Limits are short (1 s timeouts) so that the suite is quick; sleeps only pace
 //! slow clients, every wait is a bounded poll, every client socket has a timeout.
 
+#[macro_use]
 mod faults_support;
 
 use std::fs;
@@ -31,35 +32,6 @@ use std::time::{Duration, Instant};
 use faults_support::*;
 use socket2::{Domain, Socket, Type};
 use socketserver::http::{Limits, Version};
-
-/// One test per strategy for each case: `case::event_loop_inline` and so on.
-macro_rules! on_every_strategy {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::faults_support::{run, Strategy};
-
-            #[test]
-            fn event_loop_inline() {
-                run(super::$case, Strategy::LOOP_INLINE);
-            }
-
-            #[test]
-            fn event_loop_workers() {
-                run(super::$case, Strategy::LOOP_WORKERS);
-            }
-
-            #[test]
-            fn threading() {
-                run(super::$case, Strategy::THREADS);
-            }
-
-            #[test]
-            fn thread_pool() {
-                run(super::$case, Strategy::POOL);
-            }
-        }
-    )+};
-}
 
 on_every_strategy!(
     hang_up_mid_download_http10_close,

@@ -21,6 +21,7 @@
 //! Every test measures the whole process, so each takes the one lock of
 //! `faults_support::run`, and this binary holds nothing else.
 
+#[macro_use]
 mod faults_support;
 mod tls_support;
 
@@ -34,35 +35,6 @@ use faults_support::*;
 use socketserver::http::{Limits, Version};
 use socketserver::{RequestHandler, ServerHandle, ServerHooks, StreamRequest, TcpTransport};
 use tls_support::{TlsConn, TlsEnd, TlsRig};
-
-/// One test per strategy for each case: `case::event_loop_inline` and so on.
-macro_rules! on_every_strategy {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::faults_support::{run, Strategy};
-
-            #[test]
-            fn event_loop_inline() {
-                run(super::$case, Strategy::LOOP_INLINE);
-            }
-
-            #[test]
-            fn event_loop_workers() {
-                run(super::$case, Strategy::LOOP_WORKERS);
-            }
-
-            #[test]
-            fn threading() {
-                run(super::$case, Strategy::THREADS);
-            }
-
-            #[test]
-            fn thread_pool() {
-                run(super::$case, Strategy::POOL);
-            }
-        }
-    )+};
-}
 
 on_every_strategy!(
     idle_keep_alive_is_closed_at_once,

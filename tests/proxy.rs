@@ -16,6 +16,7 @@
 //! The installed curl (7.88) has `--haproxy-protocol` (v1, with the real addresses) but not
 //! `--haproxy-clientip`, which curl 8.2 added; the claimed addresses come from raw clients.
 
+#[macro_use]
 mod faults_support;
 mod tls_support;
 
@@ -44,38 +45,7 @@ use socketserver::{
 };
 use tls_support::{client_config, pem_to_der, ClientOptions};
 
-/// One test per strategy for each case: `case::event_loop_inline` and so on. `alone`
-/// cases measure the process and run by themselves; `shared` ones run beside each other.
-macro_rules! on_every_strategy {
-    ($run:ident: $($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::faults_support::Strategy;
-            use super::tls_support::$run;
-
-            #[test]
-            fn event_loop_inline() {
-                $run(super::$case, Strategy::LOOP_INLINE);
-            }
-
-            #[test]
-            fn event_loop_workers() {
-                $run(super::$case, Strategy::LOOP_WORKERS);
-            }
-
-            #[test]
-            fn threading() {
-                $run(super::$case, Strategy::THREADS);
-            }
-
-            #[test]
-            fn thread_pool() {
-                $run(super::$case, Strategy::POOL);
-            }
-        }
-    )+};
-}
-
-on_every_strategy!(run_shared:
+on_every_strategy!(crate::tls_support::run_shared:
     v1_names_the_client,
     v2_names_the_client,
     local_and_unknown_keep_the_peer,
@@ -87,7 +57,7 @@ on_every_strategy!(run_shared:
     forwarded_headers_after_a_proxy_header,
 );
 
-on_every_strategy!(run_alone:
+on_every_strategy!(crate::tls_support::run_alone:
     a_header_a_byte_at_a_time,
     an_incomplete_header_is_closed_at_the_timeout,
     garbage_and_bad_headers_are_closed,

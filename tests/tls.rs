@@ -17,6 +17,7 @@
 //! `TlsConfig::self_signed`); none is committed. Fault cases run alone in the process (they
 //! measure it); the others run side by side.
 
+#[macro_use]
 mod faults_support;
 mod tls_support;
 
@@ -33,38 +34,7 @@ use socketserver::http::{Limits, Version};
 use socketserver::tls::{ClientAuth, TlsConfig};
 use tls_support::*;
 
-/// One test per strategy for each case: `case::event_loop_inline` and so on. `alone` cases
-/// measure the process and run by themselves; `shared` ones run beside each other.
-macro_rules! on_every_strategy {
-    ($run:ident: $($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::faults_support::Strategy;
-            use super::tls_support::$run;
-
-            #[test]
-            fn event_loop_inline() {
-                $run(super::$case, Strategy::LOOP_INLINE);
-            }
-
-            #[test]
-            fn event_loop_workers() {
-                $run(super::$case, Strategy::LOOP_WORKERS);
-            }
-
-            #[test]
-            fn threading() {
-                $run(super::$case, Strategy::THREADS);
-            }
-
-            #[test]
-            fn thread_pool() {
-                $run(super::$case, Strategy::POOL);
-            }
-        }
-    )+};
-}
-
-on_every_strategy!(run_shared:
+on_every_strategy!(crate::tls_support::run_shared:
     curl_gets_small_and_large_files,
     curl_keeps_one_connection_for_two_urls,
     curl_head_and_range,
@@ -80,7 +50,7 @@ on_every_strategy!(run_shared:
     reload_serves_the_new_certificate_to_new_connections,
 );
 
-on_every_strategy!(run_alone:
+on_every_strategy!(crate::tls_support::run_alone:
     hang_up_mid_download,
     reset_mid_download,
     slow_steady_reader_gets_whole_file,

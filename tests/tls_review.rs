@@ -15,6 +15,7 @@
 //! own (to control TLS records exactly), raw TCP (for what is not TLS) and `openssl`.
 //! CPU time and descriptors are the process's: every test takes one lock.
 
+#[macro_use]
 mod faults_support;
 
 use std::io::{self, Read, Write};
@@ -37,35 +38,6 @@ use socketserver::{
     ClientAddress, HandlerResult, RequestError, RequestHandler, Server, ServerHooks, StreamRequest,
     StreamSocket,
 };
-
-/// One test per strategy for each case: `case::event_loop_inline` and so on.
-macro_rules! on_every_strategy {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            use super::faults_support::{run, Strategy};
-
-            #[test]
-            fn event_loop_inline() {
-                run(super::$case, Strategy::LOOP_INLINE);
-            }
-
-            #[test]
-            fn event_loop_workers() {
-                run(super::$case, Strategy::LOOP_WORKERS);
-            }
-
-            #[test]
-            fn threading() {
-                run(super::$case, Strategy::THREADS);
-            }
-
-            #[test]
-            fn thread_pool() {
-                run(super::$case, Strategy::POOL);
-            }
-        }
-    )+};
-}
 
 // ---------------------------------------------------------------------------------------
 // The rig: a TLS server on one strategy, and what "healthy" means for it

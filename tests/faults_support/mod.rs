@@ -52,6 +52,42 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// One `#[test]` per strategy for each case: `on_every_strategy!(a, b)` makes `a::threading`,
+/// `a::event_loop_inline`, ... each calling [`run`] with its strategy;
+/// `on_every_strategy!(some::runner: a, b)` calls `some::runner(case, strategy)` instead
+/// (tls_support's `run_alone`, say). Mount this module with `#[macro_use]`.
+#[allow(unused_macros)] // Not every suite that mounts this module runs cases per strategy.
+macro_rules! on_every_strategy {
+    ($($case:ident),+ $(,)?) => {
+        on_every_strategy!($crate::faults_support::run: $($case),+);
+    };
+    ($run:path: $($case:ident),+ $(,)?) => {$(
+        mod $case {
+            use $crate::faults_support::Strategy;
+
+            #[test]
+            fn event_loop_inline() {
+                $run(super::$case, Strategy::LOOP_INLINE);
+            }
+
+            #[test]
+            fn event_loop_workers() {
+                $run(super::$case, Strategy::LOOP_WORKERS);
+            }
+
+            #[test]
+            fn threading() {
+                $run(super::$case, Strategy::THREADS);
+            }
+
+            #[test]
+            fn thread_pool() {
+                $run(super::$case, Strategy::POOL);
+            }
+        }
+    )+};
+}
+
 /// One test at a time: CPU time and descriptor counts are the process's, not the test's.
 /// A test that failed while holding the lock poisons it; the next one goes on regardless.
 pub fn serial() -> MutexGuard<'static, ()> {
