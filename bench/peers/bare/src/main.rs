@@ -39,7 +39,7 @@ Hello, world!";
 const LISTENER: Token = Token(usize::MAX);
 /// A connection's read buffer: a request head larger than this is dropped with the
 /// connection (wrk's are ~40 bytes, 16 pipelined ~650).
-const BUFFER: usize = 16 * 1024;
+const BUFFER: usize = 4 * 1024;
 
 struct Connection {
     stream: TcpStream,
