@@ -122,7 +122,7 @@ impl Pending {
 
     /// The request line, for the log of a refusal.
     fn requestline(&self) -> String {
-        String::from_utf8_lossy(self.head.raw_requestline.trim_ascii_end()).into_owned()
+        self.head.requestline.clone()
     }
 
     fn refuse(&self, status: StatusCode, message: &str) -> BodyStep {
@@ -380,7 +380,9 @@ pub(super) fn dispatch<H: HttpHandler>(
         return Dispatch::HandedOff(Box::new(Pending::of_ready(ready)));
     }
     if !context.inline {
-        return Dispatch::Answered(answer(handler, &mut request, false, limits));
+        let answered = answer(handler, &mut request, false, limits);
+        io.spare.keep(into_head(request));
+        return Dispatch::Answered(answered);
     }
     let began = Instant::now();
     let answered = answer(handler, &mut request, false, limits);
@@ -400,6 +402,7 @@ pub(super) fn dispatch<H: HttpHandler>(
             request.log_error(&message);
         }
     }
+    io.spare.keep(into_head(request));
     Dispatch::Answered(answered)
 }
 

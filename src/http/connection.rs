@@ -14,6 +14,7 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use http::StatusCode;
 
 use super::ahead::{answer_expect, dispatch, BodyStep, Dispatch, Pending, Ready};
@@ -24,6 +25,7 @@ use super::exchange::{
 use super::handler::{Attributes, HttpHandler};
 use super::head::{
     expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, Rejection,
+    Spare,
 };
 use super::limits::Limits;
 use super::socket::TimedSocket;
@@ -144,8 +146,10 @@ impl<H: HttpHandler> RequestHandler for Configured<H> {
 /// (then kept with the parked connection).
 pub(crate) struct ConnectionState {
     socket: TimedSocket,
-    /// The head being read.
-    head: Vec<u8>,
+    /// The head being read; a parsed head's header values share it (see [`parse_head`]).
+    head: BytesMut,
+    /// The storage of the last request's head, for the next.
+    spare: Spare,
     /// No request served yet: the idle time is the head timeout.
     first: bool,
     /// When a head that has begun must be complete.
@@ -170,7 +174,8 @@ impl ConnectionState {
     fn new(connection: StreamSocket) -> Self {
         ConnectionState {
             socket: TimedSocket::new(connection),
-            head: Vec::with_capacity(1024),
+            head: BytesMut::with_capacity(1024),
+            spare: Spare::default(),
             first: true,
             head_deadline: None,
             pending: None,
@@ -231,6 +236,7 @@ fn io<'s>(stream: &'s mut StreamRequest, state: &'s mut ConnectionState) -> Io<'
         rfile: &mut stream.rfile,
         socket: &mut state.socket,
         output: &mut stream.output,
+        spare: &mut state.spare,
     }
 }
 
@@ -264,7 +270,7 @@ fn serve_blocking<H: HttpHandler>(
             &mut begun,
         );
         let parsed = match read {
-            Ok(()) => parse_request(&state.head, limits),
+            Ok(()) => parse_request(&mut state.head, &mut state.spare, limits),
             Err(HeadError::Closed | HeadError::Idle) => return Ok(()),
             Err(HeadError::TimedOut) => Err(head_timed_out()),
             Err(HeadError::Rejected(rejection)) => Err(rejection),
@@ -318,8 +324,7 @@ fn serve_parked<H: HttpHandler>(
             Some(pending) => pending,
             None => match next_head(stream, state, limits, timed_out, may_read)? {
                 HeadStep::Here => {
-                    let parsed = parse_request(&state.head, limits);
-                    state.head.clear();
+                    let parsed = parse_request(&mut state.head, &mut state.spare, limits);
                     state.first = false;
                     match parsed {
                         // The usual case: the body, if any, came with the head.
@@ -661,9 +666,13 @@ fn linger(socket: &mut TimedSocket) {
     }
 }
 
-/// Parses and checks a head read into `buf`.
-fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
-    let head = parse_head(buf, limits)?;
+/// Parses and checks the head read into `buf`, leaving `buf` empty for the next.
+fn parse_request(
+    buf: &mut BytesMut,
+    spare: &mut Spare,
+    limits: &Limits,
+) -> Result<Parsed, Rejection> {
+    let head = parse_head(buf.split().freeze(), spare, limits)?;
     let framing = framing(&head)?;
     if let Framing::Length(n) = framing {
         if n > limits.max_body_size {
@@ -674,8 +683,7 @@ fn parse_request(buf: &[u8], limits: &Limits) -> Result<Parsed, Rejection> {
                     limits.max_body_size
                 ),
             );
-            rejection.requestline =
-                String::from_utf8_lossy(head.raw_requestline.trim_ascii_end()).into_owned();
+            rejection.requestline = head.requestline;
             return Err(rejection);
         }
     }

@@ -14,7 +14,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::body::Body;
 use super::handler::{Attributes, HttpHandler, HttpRequest};
-use super::head::{head_follows, Framing, Head, Rejection};
+use super::head::{head_follows, Framing, Head, Rejection, Spare};
 use super::limits::Limits;
 use super::log::LOG_TARGET;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
@@ -52,6 +52,8 @@ pub(super) struct Io<'s> {
     pub(super) rfile: &'s mut Rfile,
     pub(super) socket: &'s mut TimedSocket,
     pub(super) output: &'s mut Output,
+    /// Where an answered request's head storage goes, for the next request to fill.
+    pub(super) spare: &'s mut Spare,
 }
 
 /// A request head, parsed and checked.
@@ -103,6 +105,7 @@ pub(super) fn new_request<'r>(
         head.target,
         head.version,
         head.raw_requestline,
+        head.requestline,
         head.headers,
         context.client_address(),
         context.server.clone(),
@@ -112,13 +115,15 @@ pub(super) fn new_request<'r>(
     )
 }
 
-/// The head back out of a request that was not answered here (it goes to a worker).
+/// The head back out of a request: one not answered here (it goes to a worker), or one
+/// answered, whose storage the next request reuses ([`Spare`]).
 pub(super) fn into_head(request: HttpRequest<'_>) -> Head {
     Head {
         method: request.command,
         target: request.path,
         version: request.request_version,
         raw_requestline: request.raw_requestline,
+        requestline: request.requestline,
         headers: request.headers,
     }
 }
@@ -154,7 +159,9 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
             failure: Failure::None,
         };
     }
-    answer(handler, &mut request, parsed.expect, limits)
+    let exchanged = answer(handler, &mut request, parsed.expect, limits);
+    io.spare.keep(into_head(request));
+    exchanged
 }
 
 /// Runs the handler on `request` and completes its response.
@@ -202,7 +209,8 @@ pub(super) fn reject(
         method,
         target: String::new(),
         version: Version::HTTP_10,
-        raw_requestline: rejection.requestline.into_bytes(),
+        raw_requestline: rejection.requestline.as_bytes().to_vec(),
+        requestline: rejection.requestline,
         headers: HeaderMap::new(),
     };
     let body = Body::new(

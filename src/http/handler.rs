@@ -444,6 +444,7 @@ impl<'a> HttpRequest<'a> {
         path: String,
         request_version: Version,
         raw_requestline: Vec<u8>,
+        requestline: String,
         headers: HeaderMap,
         client_address: ClientAddress,
         server: ServerHandle,
@@ -451,13 +452,6 @@ impl<'a> HttpRequest<'a> {
         wfile: ResponseWriter<'a>,
         attributes: Attributes,
     ) -> Self {
-        let line = raw_requestline.trim_ascii_end();
-        // Request lines are ASCII: the plain check is several times faster than the lossy
-        // conversion's, which only the odd line needs.
-        let requestline = match std::str::from_utf8(line) {
-            Ok(line) => line.to_owned(),
-            Err(_) => String::from_utf8_lossy(line).into_owned(),
-        };
         let mut request = HttpRequest {
             command,
             path,

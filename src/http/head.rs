@@ -8,7 +8,7 @@ use std::io::{self, BufRead};
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -24,7 +24,55 @@ pub(crate) struct Head {
     pub target: String,
     pub version: Version,
     pub raw_requestline: Vec<u8>,
+    /// The request line without its line ending.
+    pub requestline: String,
     pub headers: HeaderMap,
+}
+
+/// The storage of a connection's last head, emptied, for the next to fill: the strings,
+/// and the header map with its tables. A keep-alive connection's requests reuse it, so
+/// that one answered by the one-call API allocates nothing once the first has been (the
+/// header values share the connection's head buffer, see [`parse_head`]).
+#[derive(Debug, Default)]
+pub(crate) struct Spare {
+    target: String,
+    raw_requestline: Vec<u8>,
+    requestline: String,
+    headers: HeaderMap,
+}
+
+impl Spare {
+    /// Strings longer than this are freed rather than kept: one long URL must not cost an
+    /// idle connection its memory for good.
+    const MAX_STRING: usize = 1024;
+    /// Header maps with room for more fields than this are freed rather than kept.
+    const MAX_HEADERS: usize = 64;
+
+    /// Keeps what `head` allocated, emptied, for the next head.
+    pub(crate) fn keep(&mut self, head: Head) {
+        fn emptied(mut s: String) -> String {
+            s.clear();
+            if s.capacity() > Spare::MAX_STRING {
+                String::new()
+            } else {
+                s
+            }
+        }
+        self.target = emptied(head.target);
+        self.requestline = emptied(head.requestline);
+        let mut line = head.raw_requestline;
+        line.clear();
+        if line.capacity() <= Spare::MAX_STRING {
+            self.raw_requestline = line;
+        }
+        let mut headers = head.headers;
+        if headers.capacity() <= Spare::MAX_HEADERS {
+            // Drops the values, and with them their share of the head buffer, which the
+            // buffer can then reuse.
+            headers.clear();
+            self.headers = headers;
+        }
+    }
 }
 
 /// How the request's body is delimited.
@@ -79,7 +127,7 @@ pub(crate) enum HeadError {
 pub(crate) fn read_head(
     input: &mut Rfile,
     socket: &mut TimedSocket,
-    buf: &mut Vec<u8>,
+    buf: &mut BytesMut,
     limits: &Limits,
     idle: Duration,
     begun: &mut dyn FnMut(),
@@ -122,7 +170,7 @@ pub(crate) fn read_head(
 /// dropped (RFC 9112 2.2).
 pub(crate) fn take_head(
     input: &mut Rfile,
-    buf: &mut Vec<u8>,
+    buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<bool, Rejection> {
     if buf.is_empty() {
@@ -228,10 +276,17 @@ fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Parses a complete head (as [`read_head`] leaves it in `buf`).
-pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection> {
+/// Parses a complete head (as [`read_head`] leaves it in `buf`), into the storage of
+/// `spare`. The header values are slices of `buf`, which they share instead of taking a
+/// copy each.
+pub(crate) fn parse_head(
+    buf: Bytes,
+    spare: &mut Spare,
+    limits: &Limits,
+) -> Result<Head, Rejection> {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let raw_requestline = buf[..(line_end + 1).min(buf.len())].to_vec();
+    let mut raw_requestline = std::mem::take(&mut spare.raw_requestline);
+    raw_requestline.extend_from_slice(&buf[..(line_end + 1).min(buf.len())]);
     let line = raw_requestline
         .strip_suffix(b"\n")
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -251,7 +306,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection>
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; Limits::MAX_HEADERS];
     let max = limits.max_headers.min(Limits::MAX_HEADERS);
     let mut request = httparse::Request::new(&mut []);
-    match request.parse_with_uninit_headers(buf, &mut storage[..max]) {
+    match request.parse_with_uninit_headers(&buf, &mut storage[..max]) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => {
             return Err(reject(StatusCode::BAD_REQUEST, "Incomplete request".into()))
@@ -280,23 +335,33 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Head, Rejection>
     } else {
         Version::HTTP_11
     };
-    // The values share one copy of the head instead of a copy each.
-    let shared = Bytes::copy_from_slice(buf);
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    let mut headers = std::mem::take(&mut spare.headers);
+    headers.reserve(request.headers.len());
     for header in request.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header name".into()))?;
         let start = header.value.as_ptr().addr() - buf.as_ptr().addr();
-        let value = HeaderValue::from_maybe_shared(shared.slice(start..start + header.value.len()))
+        let value = HeaderValue::from_maybe_shared(buf.slice(start..start + header.value.len()))
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header value".into()))?;
         headers.append(name, value);
     }
     check_target(&method, target).map_err(|message| reject(StatusCode::BAD_REQUEST, message))?;
+    let mut path = std::mem::take(&mut spare.target);
+    path.push_str(target);
+    let mut requestline = std::mem::take(&mut spare.requestline);
+    let line = raw_requestline.trim_ascii_end();
+    // Request lines are ASCII: the plain check is several times faster than the lossy
+    // conversion's, which only the odd line needs.
+    match std::str::from_utf8(line) {
+        Ok(line) => requestline.push_str(line),
+        Err(_) => requestline.push_str(&String::from_utf8_lossy(line)),
+    }
     Ok(Head {
         method,
-        target: target.to_string(),
+        target: path,
         version,
         raw_requestline,
+        requestline,
         headers,
     })
 }
@@ -366,7 +431,7 @@ pub(crate) fn framing(head: &Head) -> Result<Framing, Rejection> {
     let reject = |status, message: &str| Rejection {
         status,
         message: message.into(),
-        requestline: String::from_utf8_lossy(head.raw_requestline.trim_ascii_end()).into_owned(),
+        requestline: head.requestline.clone(),
         head: false,
     };
     let hosts = head.headers.get_all(HOST).iter().count();
@@ -444,8 +509,7 @@ pub(crate) fn expects_continue(head: &Head) -> Result<bool, Rejection> {
         Err(Rejection {
             status: StatusCode::EXPECTATION_FAILED,
             message: "Unsupported expectation".into(),
-            requestline: String::from_utf8_lossy(head.raw_requestline.trim_ascii_end())
-                .into_owned(),
+            requestline: head.requestline.clone(),
             head: false,
         })
     }
@@ -481,7 +545,8 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> Result<Head, Rejection> {
-        parse_head(raw.as_bytes(), &Limits::default())
+        let buf = Bytes::copy_from_slice(raw.as_bytes());
+        parse_head(buf, &mut Spare::default(), &Limits::default())
     }
 
     #[test]
@@ -489,6 +554,56 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nrest", 0), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nrest", 0), Some(16));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+    }
+
+    #[test]
+    fn a_reused_head_buffer_leaves_the_values_a_handler_kept_intact() {
+        // Heads read into one buffer, one after the other, as a keep-alive connection reads
+        // them, with the storage of each going to the next: a value kept from the first
+        // must still read as it came once the buffer holds the second.
+        let (mut buf, mut spare) = (BytesMut::with_capacity(64), Spare::default());
+        let mut next = |raw: &str, spare: &mut Spare| {
+            buf.extend_from_slice(raw.as_bytes());
+            parse_head(buf.split().freeze(), spare, &Limits::default()).unwrap()
+        };
+        let first = next(
+            "GET /first HTTP/1.1\r\nHost: one\r\nX-Kept: alpha\r\n\r\n",
+            &mut spare,
+        );
+        let kept = first.headers.get("x-kept").unwrap().clone();
+        spare.keep(first);
+        for i in 0..8 {
+            let raw = format!("GET /n{i} HTTP/1.1\r\nHost: two\r\nX-Other: {i:->40}\r\n\r\n");
+            let head = next(&raw, &mut spare);
+            assert_eq!(head.target, format!("/n{i}"));
+            assert_eq!(head.requestline, format!("GET /n{i} HTTP/1.1"));
+            assert_eq!(
+                head.raw_requestline,
+                format!("GET /n{i} HTTP/1.1\r\n").as_bytes()
+            );
+            assert_eq!(head.headers.len(), 2, "no field of an earlier head is left");
+            assert_eq!(head.headers["host"], "two");
+            assert!(head.headers.get("x-kept").is_none());
+            spare.keep(head);
+        }
+        assert_eq!(kept, "alpha");
+    }
+
+    #[test]
+    fn spare_storage_that_grew_large_is_freed() {
+        let mut spare = Spare::default();
+        let long = format!("/{}", "a".repeat(4000));
+        let raw = format!("GET {long} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let limits = Limits {
+            max_request_line: 8192,
+            ..Limits::default()
+        };
+        let head = parse_head(Bytes::from(raw), &mut spare, &limits).unwrap();
+        assert_eq!(head.target, long);
+        spare.keep(head);
+        assert_eq!(spare.target.capacity(), 0);
+        assert_eq!(spare.raw_requestline.capacity(), 0);
+        assert!(spare.headers.capacity() > 0, "a usual header map is kept");
     }
 
     #[test]
