@@ -1,22 +1,54 @@
-//! Counts the heap allocations of our server per request: `bench/run --only allocations`.
+//! Counts the heap allocations of our server per request, in every server mode:
+//! `bench/run --only allocations`, or on its own as a check.
 //!
 //! ```text
-//! bench-alloc [--requests N] [--warmup N]
+//! bench-alloc [--requests N] [--warmup N] [--max-per-request X]
 //! ```
 //!
 //! Starts the server in this process, as `bench/server` builds it for `/hello` (an
-//! `HttpServer` on `EventLoop::new(0)`: requests run on the loop's own thread), with a
-//! one-call handler (`req.respond(200, "text/plain", "Hello, world!")`). A counting global
-//! allocator counts only on the server's thread: a thread-local flag, set there before
-//! `serve_forever`, says which allocations are the server's; the client (this thread) is
-//! never counted. For each shape, on a connection of its own: `--warmup` requests, a mark,
-//! `--requests` requests, a mark; the figures are the difference over the requests.
+//! `HttpServer`, `PROTOCOL_VERSION` HTTP/1.1), with a one-call handler
+//! (`req.respond(200, "text/plain", "Hello, world!")`), once per mode and shape:
 //!
-//! - `keep_alive`: one request, its whole response, the next request (as wrk's `hello`).
+//! - `event_loop`: `EventLoop::new(0)`, requests on the loop's own thread (`bench/server`'s);
+//! - `event_loop_workers`: `EventLoop::new(2)`; the handler does not `may_block`, so its
+//!   requests still run on the loop's thread, and the run fails if one does not;
+//! - `threading`: `Threading::new()`, a thread per connection;
+//! - `thread_pool`: `ThreadPool::new(2, 16)`, the connection on a worker.
+//!
+//! and the shapes:
+//!
+//! - `keep_alive`: one request, its whole response, the next request (as wrk's `hello`);
 //! - `pipelined`: 16 requests written together, their 16 responses read (as `pipelined`).
 //!
-//! It prints a line per shape and a last line `BENCH_ALLOC {json}` for the harness. It
-//! fails on nothing but a broken exchange: the counts are figures, not a test (yet).
+//! A counting global allocator counts only on threads whose thread-local flag is set, and
+//! the handler sets it, on its first call on a thread. The handler's thread is the
+//! request's thread in every mode (the loop's, the connection's thread, the worker's): it
+//! reads the request, parses it, runs the handler and writes the answer, so its
+//! allocations are the request's. What a thread does before its first request (building
+//! the server, starting the thread, accepting) is not counted, which is right: that is
+//! set-up, warm-up at most. The client (the main thread) never runs the handler and is
+//! never counted; nor is the thread that only accepts (`Threading`'s, the pool's).
+//!
+//! Each mode and shape gets a server of its own and one connection: the first request
+//! (which gives the responses' length), `--warmup` requests, a mark, `--requests`
+//! requests, a mark; the figures are the differences over the requests. The client takes
+//! the marks between batches, when it has read every response sent so far: the server's
+//! last few steps after the last warm-up response (back to waiting) may fall after the
+//! first mark, as those after the last measured response may fall after the second; in
+//! the steady state they are alike, so the difference is the cost of `--requests` whole
+//! requests. The window must hold nothing else, so the run fails (a broken measurement,
+//! not a figure) unless every request in it reached the handler, on the one thread that
+//! had run it before the window (a thread starting in the window would have its
+//! request's start uncounted), the loop's thread in an event loop mode. Then the client
+//! closes its connection and the server is shut down and closed (which joins its threads)
+//! before the next one starts, so no connection's end lands in another's window.
+//!
+//! It prints a line per mode and shape and a last line `BENCH_ALLOC {json}` for the
+//! harness: `{mode: {shape: {...}}}`. With `--max-per-request X` it is a test: it exits 1,
+//! after its figures, naming each mode and shape whose allocations per request
+//! (allocations and reallocations together) are above `X`; `--max-per-request 0` is issue
+//! 15's "a warm request allocates nothing". Without it (`bench/run`) it only records. A
+//! broken exchange or measurement exits 1 as well; bad arguments exit 2.
 
 #![deny(unsafe_code)]
 
@@ -26,14 +58,20 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
 
-use socketserver::http::{HttpHandler, HttpRequest, HttpServer, Version};
-use socketserver::{EventLoop, HandlerResult, Server, TcpTransport};
+use socketserver::http::{HttpHandler, HttpRequest, Version};
+use socketserver::{
+    Concurrency, EventLoop, HandlerResult, Server, ServerHandle, TcpTransport, ThreadPool,
+    Threading,
+};
 
 const HELLO: &[u8] = b"Hello, world!";
 const REQUEST: &[u8] = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 const DEPTH: usize = 16;
+/// The name of the thread that calls `serve_forever`: an event loop's thread.
+const SERVING_THREAD: &str = "serve";
 
 /// The system allocator, counting what the threads that asked for it allocate.
 struct Counting;
@@ -43,10 +81,16 @@ static REALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Whether this thread's allocations count: set on the server's thread only. A const
-    /// initializer and no destructor: reading it never allocates.
+    /// Whether this thread's allocations count: set by the handler, on its first call on
+    /// the thread. A const initializer and no destructor: reading it never allocates.
     static COUNTED: Cell<bool> = const { Cell::new(false) };
 }
+
+/// The names of the threads that have run the handler, of the server running now, in the
+/// order of their first call.
+static HANDLER_THREADS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Calls of the handler.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 fn counted() -> bool {
     // After the thread's locals are gone (its exit), nothing counts.
@@ -99,6 +143,8 @@ struct Counts {
     allocations: u64,
     reallocations: u64,
     bytes: u64,
+    calls: u64,
+    handler_threads: usize,
 }
 
 fn mark() -> Counts {
@@ -106,7 +152,15 @@ fn mark() -> Counts {
         allocations: ALLOCATIONS.load(Relaxed),
         reallocations: REALLOCATIONS.load(Relaxed),
         bytes: BYTES.load(Relaxed),
+        calls: CALLS.load(Relaxed),
+        handler_threads: handler_threads().len(),
     }
+}
+
+fn handler_threads() -> std::sync::MutexGuard<'static, Vec<String>> {
+    HANDLER_THREADS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// bench/server's `/hello`, in the one call a handler that answers it needs.
@@ -117,38 +171,104 @@ impl HttpHandler for Hello {
     const PROTOCOL_VERSION: Version = Version::HTTP_11;
 
     fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        if !COUNTED.with(Cell::get) {
+            // This thread's first request: from here on its allocations are requests'.
+            // (Naming it allocates, before the flag is set.)
+            let name = thread::current().name().unwrap_or("unnamed").to_owned();
+            handler_threads().push(name);
+            COUNTED.with(|c| c.set(true));
+        }
+        CALLS.fetch_add(1, Relaxed);
         req.respond(200, "text/plain", HELLO)
     }
 }
 
-/// Starts the server on a thread of its own, counted; returns its address.
-fn start() -> io::Result<SocketAddr> {
+/// A server mode: how its concurrency is made.
+struct Mode {
+    name: &'static str,
+    concurrency: &'static str,
+    /// Whether the handler must run on the serving thread (an event loop's).
+    on_loop_thread: bool,
+    start: fn() -> io::Result<Running>,
+}
+
+const MODES: [Mode; 4] = [
+    Mode {
+        name: "event_loop",
+        concurrency: "EventLoop::new(0)",
+        on_loop_thread: true,
+        start: || start(EventLoop::new(0)?),
+    },
+    Mode {
+        name: "event_loop_workers",
+        concurrency: "EventLoop::new(2)",
+        on_loop_thread: true,
+        start: || start(EventLoop::new(2)?),
+    },
+    Mode {
+        name: "threading",
+        concurrency: "Threading::new()",
+        on_loop_thread: false,
+        start: || start(Threading::new()),
+    },
+    Mode {
+        name: "thread_pool",
+        concurrency: "ThreadPool::new(2, 16)",
+        on_loop_thread: false,
+        start: || start(ThreadPool::new(2, 16)),
+    },
+];
+
+/// A server serving on a thread of its own.
+struct Running {
+    address: SocketAddr,
+    handle: ServerHandle,
+    thread: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops and closes the server (which joins its threads), and joins its thread.
+    fn stop(self) -> io::Result<()> {
+        self.handle.shutdown();
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the server thread panicked"))
+    }
+}
+
+/// Starts the server on a thread of its own, `SERVING_THREAD`.
+fn start<C: Concurrency>(concurrency: C) -> io::Result<Running> {
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("server".into())
+    let thread = thread::Builder::new()
+        .name(SERVING_THREAD.into())
         .spawn(move || {
-            let built = Server::<TcpTransport, _, EventLoop>::builder(
+            // `builder` starts from a default strategy (any will do: `Threading`'s costs
+            // nothing to make) that `concurrency` replaces.
+            let built = Server::<TcpTransport, Hello, Threading>::builder(
                 SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
                 Hello,
             )
-            .concurrency(match EventLoop::new(0) {
-                Ok(event_loop) => event_loop,
-                Err(err) => return tx.send(Err(err)).unwrap_or(()),
-            })
+            .concurrency(concurrency)
             .build();
-            let server: HttpServer<Hello> = match built {
+            let server = match built {
                 Ok(server) => server,
                 Err(err) => return tx.send(Err(err)).unwrap_or(()),
             };
             let address = server.server_address().inet().expect("a TCP server");
-            COUNTED.with(|c| c.set(true));
-            let _ = tx.send(Ok(address));
+            let _ = tx.send(Ok((address, server.handle())));
             if let Err(err) = server.serve_forever() {
                 eprintln!("bench-alloc: the server stopped: {err}");
             }
+            server.server_close();
         })?;
-    rx.recv()
-        .map_err(|_| io::Error::other("the server thread ended before it listened"))?
+    let (address, handle) = rx
+        .recv()
+        .map_err(|_| io::Error::other("the server thread ended before it listened"))??;
+    Ok(Running {
+        address,
+        handle,
+        thread,
+    })
 }
 
 /// One connection's client: writes requests, reads exactly the responses' bytes.
@@ -222,92 +342,223 @@ struct Shape {
     depth: usize,
 }
 
-fn measure(
+const SHAPES: [Shape; 2] = [
+    Shape {
+        name: "keep_alive",
+        depth: 1,
+    },
+    Shape {
+        name: "pipelined",
+        depth: DEPTH,
+    },
+];
+
+/// One mode and shape's figures.
+struct Figures {
+    mode: &'static str,
+    shape: &'static str,
+    requests: usize,
+    /// Allocations and reallocations: per request, what `--max-per-request` bounds.
+    allocations: u64,
+    reallocations: u64,
+    json: String,
+}
+
+impl Figures {
+    fn per_request(&self) -> f64 {
+        (self.allocations + self.reallocations) as f64 / self.requests as f64
+    }
+}
+
+/// Counts one shape against a server of its own in one mode.
+fn measure(mode: &Mode, shape: &Shape, warmup: usize, requests: usize) -> io::Result<Figures> {
+    handler_threads().clear();
+    let server = (mode.start)()?;
+    let measured = measure_on(server.address, mode, shape, warmup, requests);
+    // The client is closed by now: a `Threading` server's close waits for its thread.
+    server.stop()?;
+    measured
+}
+
+fn measure_on(
     address: SocketAddr,
+    mode: &Mode,
     shape: &Shape,
     warmup: usize,
     requests: usize,
-) -> io::Result<String> {
+) -> io::Result<Figures> {
     let mut client = Client::connect(address)?;
     client.run(warmup, shape.depth)?;
     let before = mark();
     client.run(requests, shape.depth)?;
     let after = mark();
+    drop(client);
+
+    // The window holds the requests, all of them, on the one thread counted before it.
+    let calls = after.calls - before.calls;
+    if calls != requests as u64 {
+        return Err(io::Error::other(format!(
+            "{calls} calls of the handler for {requests} requests"
+        )));
+    }
+    let threads = handler_threads().clone();
+    if after.handler_threads != before.handler_threads || threads.len() != 1 {
+        return Err(io::Error::other(format!(
+            "the handler ran on {threads:?}, {} of them first inside the window: not one \
+             thread counted from before the window",
+            after.handler_threads - before.handler_threads
+        )));
+    }
+    let thread = &threads[0];
+    if mode.on_loop_thread && thread != SERVING_THREAD {
+        return Err(io::Error::other(format!(
+            "the handler ran on {thread:?}, not on the loop's thread: the loop's share of \
+             each request was not counted"
+        )));
+    }
+
+    let allocations = after.allocations - before.allocations;
+    let reallocations = after.reallocations - before.reallocations;
+    let bytes = after.bytes - before.bytes;
     let n = requests as f64;
-    let allocations = (after.allocations - before.allocations) as f64 / n;
-    let reallocations = (after.reallocations - before.reallocations) as f64 / n;
-    let bytes = (after.bytes - before.bytes) as f64 / n;
-    println!(
-        "{:<10} {} requests ({} deep) after {} of warm-up: {:.2} allocations, {:.2} \
-         reallocations, {:.0} bytes per request",
-        shape.name, requests, shape.depth, warmup, allocations, reallocations, bytes
+    let (allocations_pr, reallocations_pr, bytes_pr) = (
+        allocations as f64 / n,
+        reallocations as f64 / n,
+        bytes as f64 / n,
     );
-    Ok(format!(
+    println!(
+        "{:<18} {:<10} {} requests ({} deep) after {} of warm-up: {:.2} allocations, {:.2} \
+         reallocations, {:.0} bytes per request (handler on {thread})",
+        mode.name,
+        shape.name,
+        requests,
+        shape.depth,
+        warmup,
+        allocations_pr,
+        reallocations_pr,
+        bytes_pr
+    );
+    let json = format!(
         "\"{}\": {{\"depth\": {}, \"requests\": {}, \"warmup\": {}, \
          \"allocations\": {}, \"reallocations\": {}, \"bytes\": {}, \
          \"allocations_per_request\": {:.4}, \"reallocations_per_request\": {:.4}, \
-         \"bytes_per_request\": {:.1}}}",
+         \"bytes_per_request\": {:.1}, \"concurrency\": \"{}\", \"handler_thread\": \"{}\"}}",
         shape.name,
         shape.depth,
         requests,
         warmup,
-        after.allocations - before.allocations,
-        after.reallocations - before.reallocations,
-        after.bytes - before.bytes,
         allocations,
         reallocations,
-        bytes
-    ))
+        bytes,
+        allocations_pr,
+        reallocations_pr,
+        bytes_pr,
+        mode.concurrency,
+        thread.escape_default()
+    );
+    Ok(Figures {
+        mode: mode.name,
+        shape: shape.name,
+        requests,
+        allocations,
+        reallocations,
+        json,
+    })
 }
 
-fn parse_args() -> Result<(usize, usize), String> {
-    let (mut requests, mut warmup) = (20_000, 2_000);
+struct Args {
+    requests: usize,
+    warmup: usize,
+    max_per_request: Option<f64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        requests: 20_000,
+        warmup: 2_000,
+        max_per_request: None,
+    };
     let mut argv = std::env::args().skip(1);
     while let Some(flag) = argv.next() {
         let value = argv.next().ok_or(format!("{flag} needs a value"))?;
-        let number = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
-            "--requests" if number > 0 => requests = number,
-            "--warmup" => warmup = number,
-            _ => return Err(format!("bad argument {flag} {value}")),
+            "--requests" => match value.parse() {
+                Ok(0) => return Err(bad(&"must be at least 1")),
+                Ok(n) => args.requests = n,
+                Err(e) => return Err(bad(&e)),
+            },
+            "--warmup" => args.warmup = value.parse().map_err(|e| bad(&e))?,
+            "--max-per-request" => match value.parse::<f64>() {
+                Ok(x) if x >= 0.0 => args.max_per_request = Some(x),
+                Ok(_) => return Err(bad(&"must be 0 or more")),
+                Err(e) => return Err(bad(&e)),
+            },
+            _ => return Err(format!("unknown argument {flag}")),
         }
     }
-    Ok((requests, warmup))
+    Ok(args)
 }
 
 fn main() -> ExitCode {
-    let (requests, warmup) = match parse_args() {
+    let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
-            eprintln!("bench-alloc: {message}; usage: bench-alloc [--requests N] [--warmup N]");
+            eprintln!(
+                "bench-alloc: {message}; usage: bench-alloc [--requests N] [--warmup N] \
+                 [--max-per-request X]"
+            );
             return ExitCode::from(2);
         }
     };
-    let shapes = [
-        Shape {
-            name: "keep_alive",
-            depth: 1,
-        },
-        Shape {
-            name: "pipelined",
-            depth: DEPTH,
-        },
-    ];
-    let run = || -> io::Result<Vec<String>> {
-        let address = start()?;
-        shapes
-            .iter()
-            .map(|shape| measure(address, shape, warmup, requests))
-            .collect()
+    let mut figures = Vec::new();
+    for mode in &MODES {
+        for shape in &SHAPES {
+            match measure(mode, shape, args.warmup, args.requests) {
+                Ok(f) => figures.push(f),
+                Err(err) => {
+                    eprintln!("bench-alloc: {} {}: {err}", mode.name, shape.name);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let modes: Vec<String> = MODES
+        .iter()
+        .map(|mode| {
+            let shapes: Vec<&str> = figures
+                .iter()
+                .filter(|f| f.mode == mode.name)
+                .map(|f| f.json.as_str())
+                .collect();
+            format!("\"{}\": {{{}}}", mode.name, shapes.join(", "))
+        })
+        .collect();
+    println!("BENCH_ALLOC {{{}}}", modes.join(", "));
+
+    let Some(max) = args.max_per_request else {
+        return ExitCode::SUCCESS;
     };
-    match run() {
-        Ok(parts) => {
-            println!("BENCH_ALLOC {{{}}}", parts.join(", "));
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("bench-alloc: {err}");
-            ExitCode::FAILURE
-        }
+    let over: Vec<&Figures> = figures.iter().filter(|f| f.per_request() > max).collect();
+    for f in &over {
+        eprintln!(
+            "bench-alloc: FAIL: {} {}: {} allocations + {} reallocations over {} requests, \
+             {} per request > --max-per-request {max}",
+            f.mode,
+            f.shape,
+            f.allocations,
+            f.reallocations,
+            f.requests,
+            f.per_request()
+        );
+    }
+    if over.is_empty() {
+        println!(
+            "bench-alloc: every mode and shape at most {max} allocations per request \
+             (reallocations included)"
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
