@@ -238,7 +238,7 @@ fn send_coded_body(
     request.send_response(StatusCode::OK)?;
     request.send_header("Content-Type", &entity.content_type)?;
     request.send_header("Content-Encoding", encoding)?;
-    request.send_header("Content-Length", entity.len)?;
+    request.send_content_length(entity.len)?;
     request.send_header("Last-Modified", &entity.last_modified)?;
     request.send_header("ETag", &entity.validators.etag)?;
     request.end_headers()?;

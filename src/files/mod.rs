@@ -493,7 +493,7 @@ impl<F: FormHandler> SimpleHttpHandler<F> {
         };
         request.send_response(200)?;
         request.send_header("Content-Type", content_type)?;
-        request.send_header("Content-Length", body.len())?;
+        request.send_content_length(body.len() as u64)?;
         // The same URL answers HTML or JSON by `Accept`: caches must keep them apart.
         request.send_header("Vary", "Accept")?;
         request.end_headers()?;
@@ -575,7 +575,7 @@ fn send_entity(request: &mut HttpRequest<'_>, entity: &Entity, body: Source<'_>)
         RangeRequest::Unsatisfiable => {
             request.send_response(StatusCode::RANGE_NOT_SATISFIABLE)?;
             request.send_header("Content-Range", format_args!("bytes */{len}"))?;
-            request.send_header("Content-Length", 0)?;
+            request.send_content_length(0)?;
             request.end_headers()?;
             Ok(())
         }
@@ -593,7 +593,7 @@ fn send_range(
 ) -> HandlerResult {
     request.send_response(status)?;
     request.send_header("Content-Type", &entity.content_type)?;
-    request.send_header("Content-Length", count)?;
+    request.send_content_length(count)?;
     if status == StatusCode::PARTIAL_CONTENT {
         request.send_header(
             "Content-Range",
@@ -619,7 +619,7 @@ fn send_multipart(
     let multipart = Multipart::new(boundary, ranges, &entity.content_type, entity.len)?;
     request.send_response(StatusCode::PARTIAL_CONTENT)?;
     request.send_header("Content-Type", multipart.content_type())?;
-    request.send_header("Content-Length", multipart.content_length())?;
+    request.send_content_length(multipart.content_length())?;
     send_validators(request, entity)?;
     request.end_headers()?;
     if request.command == http::Method::HEAD {
@@ -714,7 +714,7 @@ fn redirect_to_directory(
     }
     request.send_response(StatusCode::MOVED_PERMANENTLY)?;
     request.send_header("Location", location)?;
-    request.send_header("Content-Length", 0)?;
+    request.send_content_length(0)?;
     request.end_headers()?;
     Ok(())
 }

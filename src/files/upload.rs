@@ -691,7 +691,7 @@ fn send_placed(request: &mut HttpRequest<'_>, placed: Placed, link: &str) -> io:
     request.send_response(StatusCode::CREATED)?;
     request.send_header("Location", link)?;
     request.send_header("Content-Type", "text/plain; charset=utf-8")?;
-    request.send_header("Content-Length", text.len())?;
+    request.send_content_length(text.len() as u64)?;
     request.end_headers()?;
     request.wfile.write_all(text.as_bytes())
 }
@@ -775,7 +775,7 @@ pub(super) fn options(site: &Site<'_>, request: &mut HttpRequest<'_>) -> Handler
     };
     request.send_response(StatusCode::OK)?;
     request.send_header("Allow", allowed(site.uploads, directory))?;
-    request.send_header("Content-Length", 0)?;
+    request.send_content_length(0)?;
     request.end_headers()?;
     Ok(())
 }
@@ -1030,7 +1030,7 @@ fn send_summary(
     if wants_html(request) {
         request.send_response(StatusCode::SEE_OTHER)?;
         request.send_header("Location", dir_link)?;
-        request.send_header("Content-Length", 0)?;
+        request.send_content_length(0)?;
         return request.end_headers();
     }
     let mut json = String::from("{\"files\":[");
@@ -1061,7 +1061,7 @@ fn send_summary(
     json.push_str("]}\n");
     request.send_response(StatusCode::CREATED)?;
     request.send_header("Content-Type", "application/json")?;
-    request.send_header("Content-Length", json.len())?;
+    request.send_content_length(json.len() as u64)?;
     request.end_headers()?;
     request.wfile.write_all(json.as_bytes())
 }

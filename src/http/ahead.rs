@@ -384,9 +384,10 @@ pub(super) fn dispatch<H: HttpHandler>(
         io.spare.keep(into_head(request));
         return Dispatch::Answered(answered);
     }
-    let began = Instant::now();
     let answered = answer(handler, &mut request, false, limits);
-    let took = began.elapsed();
+    // Measured from the head, a moment before the handler began: the time its response's
+    // completion took too, which is what the loop's other connections waited.
+    let took = request.answered_in();
     if took >= SLOW_ON_LOOP {
         let message = format!(
             "\"{}\" took {} ms on the event loop's thread, and every other connection \

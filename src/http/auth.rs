@@ -306,7 +306,7 @@ impl<H: HttpHandler> BasicAuth<H> {
         request.send_response(StatusCode::UNAUTHORIZED)?;
         request.send_header("WWW-Authenticate", &self.config.challenge)?;
         request.send_header("Content-Type", H::ERROR_CONTENT_TYPE)?;
-        request.send_header("Content-Length", page.len())?;
+        request.send_content_length(page.len() as u64)?;
         request.end_headers()?;
         request.wfile.write_all(page)?;
         Ok(())

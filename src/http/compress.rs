@@ -456,7 +456,7 @@ impl HttpRequest<'_> {
         self.send_response(status)?;
         self.send_header("Content-Type", content_type)?;
         self.send_header("Content-Encoding", encoding)?;
-        self.send_header("Content-Length", compressed.len())?;
+        self.send_content_length(compressed.len() as u64)?;
         self.end_headers()?;
         self.wfile.write_all(&compressed)?;
         Ok(())

@@ -2,7 +2,10 @@
 //! rather than per response.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::time::{clock_gettime, ClockId};
 
 thread_local! {
     /// The second it was formatted for, and the text.
@@ -27,15 +30,31 @@ pub(crate) fn with_log_now<R>(f: impl FnOnce(&str) -> R) -> R {
 
 /// Calls `f` with the current time as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub(crate) fn with_now<R>(f: impl FnOnce(&str) -> R) -> R {
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let second = unix_second();
     NOW.with(|cached| {
         let mut cached = cached.borrow_mut();
         if cached.0 != second {
-            *cached = (second, httpdate::fmt_http_date(now));
+            let (at, text) = &mut *cached;
+            *at = second;
+            text.clear();
+            // Into the text's own room: a new date each second allocates nothing.
+            let time = UNIX_EPOCH + Duration::from_secs(second);
+            let _ = write!(text, "{}", httpdate::HttpDate::from(time));
         }
         f(&cached.1)
     })
+}
+
+/// The current second since the epoch, from the clock the kernel updates at each tick: a
+/// date of whole seconds needs no finer one, and reading it costs a fraction of reading
+/// the precise clock, once per response.
+fn unix_second() -> u64 {
+    match clock_gettime(ClockId::CLOCK_REALTIME_COARSE) {
+        Ok(now) => now.tv_sec().max(0) as u64,
+        Err(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
 }
 
 #[cfg(test)]

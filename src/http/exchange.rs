@@ -316,7 +316,7 @@ pub(super) fn complete(request: &mut HttpRequest<'_>) -> bool {
     }
     // Counted here, with the access line: every answer passes, rejections included.
     if let Some(status) = request.status() {
-        let took = request.received().elapsed();
+        let took = request.answered_in();
         let bytes = request.wfile.body_bytes();
         request.server.stats().http().record(status, bytes, took);
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -344,9 +344,11 @@ pub(crate) fn check_added_name(name: &str) -> io::Result<()> {
 
 /// Whether a header value holds no control character but tab (so no line break).
 pub(crate) fn is_clean_value(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    // Every byte looked at, without stopping at the first bad one: a loop with no early
+    // exit runs many bytes at a time, and values are short and almost always clean.
+    value.iter().fold(true, |clean, &b| {
+        clean & (b == b'\t' || (b >= 0x20 && b != 0x7f))
+    })
 }
 
 /// `status`, if it is a final one: an interim (1xx) response is sent with
@@ -435,6 +437,8 @@ pub struct HttpRequest<'a> {
     remote_user: Option<String>,
     /// When the head was parsed, for the access log's time taken.
     received: Instant,
+    /// From `received` to the response's completion, once complete.
+    answered_in: Option<Duration>,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -469,6 +473,7 @@ impl<'a> HttpRequest<'a> {
             added_headers: Vec::new(),
             remote_user: None,
             received: Instant::now(),
+            answered_in: None,
         };
         request.close_connection = !request.wants_keep_alive();
         request
@@ -594,7 +599,7 @@ impl<'a> HttpRequest<'a> {
         }
         self.send_response(status)?;
         self.send_header("Content-Type", content_type)?;
-        self.send_header("Content-Length", body.len())?;
+        self.send_content_length(body.len() as u64)?;
         self.end_headers()?;
         self.wfile.write_all(body)?;
         Ok(())
@@ -620,7 +625,7 @@ impl<'a> HttpRequest<'a> {
         let location = utf8_percent_encode(location, LOCATION);
         self.send_response(status)?;
         self.send_header("Location", location)?;
-        self.send_header("Content-Length", 0)?;
+        self.send_content_length(0)?;
         self.end_headers()?;
         Ok(())
     }
@@ -631,7 +636,7 @@ impl<'a> HttpRequest<'a> {
         let status = final_status(status)?;
         self.send_response(status)?;
         if !status::ends_with_head(status) {
-            self.send_header("Content-Length", 0)?;
+            self.send_content_length(0)?;
         }
         self.end_headers()?;
         Ok(())
@@ -752,6 +757,12 @@ impl<'a> HttpRequest<'a> {
         self.push_header(keyword, |head| {
             let _ = write!(HeadWriter(head), "{value}");
         })
+    }
+
+    /// `send_header("Content-Length", length)`, its digits written without the
+    /// formatting machinery: every response with a body sends one.
+    pub(crate) fn send_content_length(&mut self, length: u64) -> io::Result<()> {
+        self.push_header("Content-Length", |head| push_decimal(head, length))
     }
 
     /// Adds a header whose value `write_value` appends to the head: the checks and
@@ -932,7 +943,7 @@ impl<'a> HttpRequest<'a> {
         });
         if let Some(body) = &body {
             self.send_header("Content-Type", self.attributes.error_content_type)?;
-            self.send_header("Content-Length", body.len())?;
+            self.send_content_length(body.len() as u64)?;
         }
         self.end_headers()?;
         if let Some(body) = body {
@@ -1022,9 +1033,12 @@ impl<'a> HttpRequest<'a> {
         self.close_connection = true;
     }
 
-    /// When the request's head was parsed: where its time taken begins.
-    pub(crate) fn received(&self) -> Instant {
-        self.received
+    /// How long the request took, from its head to its response's completion (measured
+    /// once, when the response completes).
+    pub(crate) fn answered_in(&mut self) -> Duration {
+        *self
+            .answered_in
+            .get_or_insert_with(|| self.received.elapsed())
     }
 
     /// The access line of this request's response, to be written once the response has
@@ -1090,6 +1104,21 @@ impl fmt::Debug for RedactedHeaders<'_> {
 }
 
 /// A decimal number of up to 19 digits (so it fits a `u64`), spaces around it allowed.
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 fn parse_decimal(bytes: &[u8]) -> Option<u64> {
     let digits = bytes.trim_ascii();
     if digits.is_empty() || digits.len() > 19 {
@@ -1153,5 +1182,40 @@ pub fn server_name(address: &ServerAddress) -> String {
             .unwrap_or_else(|| addr.ip().to_string()),
         ServerAddress::Inet(addr) => addr.ip().to_string(),
         ServerAddress::Unix(path) => path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            13,
+            99,
+            100,
+            4096,
+            1 << 20,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = b"Content-Length: ".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("Content-Length: {n}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn clean_values_have_no_control_character_but_tab() {
+        assert!(is_clean_value(b"text/plain; charset=utf-8\tx"));
+        assert!(is_clean_value("caf\u{e9}".as_bytes()));
+        for bad in [&b"a\r\nb"[..], b"a\nb", b"\0", b"x\x7f", b"\x1b[0m"] {
+            assert!(!is_clean_value(bad), "{bad:?}");
+        }
     }
 }
