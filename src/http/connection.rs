@@ -24,8 +24,8 @@ use super::exchange::{
 };
 use super::handler::{Attributes, HttpHandler};
 use super::head::{
-    expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, Rejection,
-    Spare,
+    expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, ParsedHead,
+    Rejection, Spare,
 };
 use super::limits::Limits;
 use super::socket::TimedSocket;
@@ -672,8 +672,8 @@ fn parse_request(
     spare: &mut Spare,
     limits: &Limits,
 ) -> Result<Parsed, Rejection> {
-    let head = parse_head(buf.split().freeze(), spare, limits)?;
-    let framing = framing(&head)?;
+    let ParsedHead { head, fields } = parse_head(buf.split().freeze(), spare, limits)?;
+    let framing = framing(&head, fields)?;
     if let Framing::Length(n) = framing {
         if n > limits.max_body_size {
             let mut rejection = Rejection::new(
@@ -687,7 +687,7 @@ fn parse_request(
             return Err(rejection);
         }
     }
-    let expect = expects_continue(&head)?;
+    let expect = expects_continue(&head, fields)?;
     Ok(Parsed {
         head,
         framing,

@@ -344,11 +344,22 @@ pub(crate) fn check_added_name(name: &str) -> io::Result<()> {
 
 /// Whether a header value holds no control character but tab (so no line break).
 pub(crate) fn is_clean_value(value: &[u8]) -> bool {
-    // Every byte looked at, without stopping at the first bad one: a loop with no early
-    // exit runs many bytes at a time, and values are short and almost always clean.
-    value.iter().fold(true, |clean, &b| {
-        clean & (b == b'\t' || (b >= 0x20 && b != 0x7f))
-    })
+    // Eight bytes at a time (every response checks its few values): a word with no byte
+    // below 0x20 and none equal to 0x7f is clean; one with a tab is looked at byte by byte.
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let clean_byte = |b: &u8| *b == b'\t' || (*b >= 0x20 && *b != 0x7f);
+    let mut words = value.chunks_exact(8);
+    for word in &mut words {
+        let x = u64::from_ne_bytes(word.try_into().expect("eight bytes"));
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let del = x ^ (ONES * 0x7f);
+        let is_del = del.wrapping_sub(ONES) & !del & HIGH;
+        if below_space | is_del != 0 && !word.iter().all(clean_byte) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(clean_byte)
 }
 
 /// `status`, if it is a final one: an interim (1xx) response is sent with
@@ -709,9 +720,7 @@ impl<'a> HttpRequest<'a> {
             head.push(b' ');
             head.extend_from_slice(sys.as_bytes());
         })?;
-        super::date::with_now(|date| {
-            self.push_header("Date", |head| head.extend_from_slice(date.as_bytes()))
-        })
+        super::date::with_now(|date| self.push_own_header(b"Date: ", date.as_bytes()))
     }
 
     /// Sends only the status line: Python's `send_response_only`. `message` defaults to the
@@ -762,7 +771,27 @@ impl<'a> HttpRequest<'a> {
     /// `send_header("Content-Length", length)`, its digits written without the
     /// formatting machinery: every response with a body sends one.
     pub(crate) fn send_content_length(&mut self, length: u64) -> io::Result<()> {
-        self.push_header("Content-Length", |head| push_decimal(head, length))
+        let mut digits = [0u8; 20];
+        self.push_own_header(b"Content-Length: ", decimal(&mut digits, length))?;
+        self.response.content_length = Some(length);
+        Ok(())
+    }
+
+    /// A header whose name and value the library wrote, and so knows to be clean: the
+    /// checks of [`push_header`](Self::push_header) about the response's state only. Not
+    /// for a framing header but `Content-Length`, whose caller records it.
+    fn push_own_header(&mut self, name_colon: &'static [u8], value: &[u8]) -> io::Result<()> {
+        if self.response.headers_ended {
+            return Err(invalid("send_header after end_headers"));
+        }
+        if !self.response.line_sent {
+            return Err(invalid("send_header before send_response"));
+        }
+        let head = self.wfile.head_mut();
+        head.extend_from_slice(name_colon);
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n");
+        Ok(())
     }
 
     /// Adds a header whose value `write_value` appends to the head: the checks and
@@ -1104,9 +1133,8 @@ impl fmt::Debug for RedactedHeaders<'_> {
 }
 
 /// A decimal number of up to 19 digits (so it fits a `u64`), spaces around it allowed.
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -1116,7 +1144,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    &digits[start..]
 }
 
 fn parse_decimal(bytes: &[u8]) -> Option<u64> {
@@ -1204,9 +1232,8 @@ mod tests {
             u64::MAX - 1,
             u64::MAX,
         ] {
-            let mut out = b"Content-Length: ".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("Content-Length: {n}").as_bytes());
+            let mut digits = [0u8; 20];
+            assert_eq!(decimal(&mut digits, n), n.to_string().as_bytes());
         }
     }
 
@@ -1216,6 +1243,17 @@ mod tests {
         assert!(is_clean_value("caf\u{e9}".as_bytes()));
         for bad in [&b"a\r\nb"[..], b"a\nb", b"\0", b"x\x7f", b"\x1b[0m"] {
             assert!(!is_clean_value(bad), "{bad:?}");
+        }
+        // Every byte, at every place of a word and of the tail, against the plain rule.
+        for len in [1, 7, 8, 9, 16, 23] {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut value = vec![b'a'; len];
+                    value[at] = b;
+                    let clean = b == b'\t' || (b >= 0x20 && b != 0x7f);
+                    assert_eq!(is_clean_value(&value), clean, "{b:#x} at {at} of {len}");
+                }
+            }
         }
     }
 }

@@ -75,6 +75,38 @@ impl Spare {
     }
 }
 
+/// Which of the fields that decide a request's framing its head holds: noted as the
+/// header map is built, so that the usual head, one `Host` and none of the others, needs no
+/// lookup in the map to be checked.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FramingFields {
+    hosts: usize,
+    content_length: bool,
+    transfer_encoding: bool,
+    expect: bool,
+}
+
+impl FramingFields {
+    fn note(&mut self, name: &HeaderName) {
+        if *name == HOST {
+            self.hosts += 1;
+        } else if *name == CONTENT_LENGTH {
+            self.content_length = true;
+        } else if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if *name == EXPECT {
+            self.expect = true;
+        }
+    }
+}
+
+/// A head as [`parse_head`] leaves it: the head, and what its framing depends on.
+#[derive(Debug)]
+pub(crate) struct ParsedHead {
+    pub head: Head,
+    pub fields: FramingFields,
+}
+
 /// How the request's body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {
@@ -283,7 +315,7 @@ pub(crate) fn parse_head(
     buf: Bytes,
     spare: &mut Spare,
     limits: &Limits,
-) -> Result<Head, Rejection> {
+) -> Result<ParsedHead, Rejection> {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let mut raw_requestline = std::mem::take(&mut spare.raw_requestline);
     raw_requestline.extend_from_slice(&buf[..(line_end + 1).min(buf.len())]);
@@ -337,9 +369,11 @@ pub(crate) fn parse_head(
     };
     let mut headers = std::mem::take(&mut spare.headers);
     headers.reserve(request.headers.len());
+    let mut fields = FramingFields::default();
     for header in request.headers.iter() {
         let name = HeaderName::from_bytes(header.name.as_bytes())
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header name".into()))?;
+        fields.note(&name);
         let start = header.value.as_ptr().addr() - buf.as_ptr().addr();
         let value = HeaderValue::from_maybe_shared(buf.slice(start..start + header.value.len()))
             .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header value".into()))?;
@@ -356,14 +390,15 @@ pub(crate) fn parse_head(
         Ok(line) => requestline.push_str(line),
         Err(_) => requestline.push_str(&String::from_utf8_lossy(line)),
     }
-    Ok(Head {
+    let head = Head {
         method,
         target: path,
         version,
         raw_requestline,
         requestline,
         headers,
-    })
+    };
+    Ok(ParsedHead { head, fields })
 }
 
 /// Checks the version of a request line before `httparse` sees it, to tell an unsupported
@@ -427,14 +462,14 @@ fn check_target(method: &Method, target: &str) -> Result<(), String> {
 /// Applies the framing and `Host` rules of RFC 9112 to a parsed head. Every ambiguity is a
 /// 400 (or 501 for a transfer coding we do not decode): a proxy in front of this server
 /// might read the message differently, which is what request smuggling exploits.
-pub(crate) fn framing(head: &Head) -> Result<Framing, Rejection> {
+pub(crate) fn framing(head: &Head, fields: FramingFields) -> Result<Framing, Rejection> {
     let reject = |status, message: &str| Rejection {
         status,
         message: message.into(),
         requestline: head.requestline.clone(),
         head: false,
     };
-    let hosts = head.headers.get_all(HOST).iter().count();
+    let hosts = fields.hosts;
     if hosts > 1 {
         return Err(reject(StatusCode::BAD_REQUEST, "Multiple Host headers"));
     }
@@ -442,8 +477,8 @@ pub(crate) fn framing(head: &Head) -> Result<Framing, Rejection> {
         return Err(reject(StatusCode::BAD_REQUEST, "Missing Host header"));
     }
 
-    let has_length = head.headers.contains_key(CONTENT_LENGTH);
-    if head.headers.contains_key(TRANSFER_ENCODING) {
+    let has_length = fields.content_length;
+    if fields.transfer_encoding {
         if head.version == Version::HTTP_10 {
             return Err(reject(
                 StatusCode::BAD_REQUEST,
@@ -495,7 +530,10 @@ pub(crate) fn framing(head: &Head) -> Result<Framing, Rejection> {
 }
 
 /// Whether the client sent `Expect: 100-continue`; other expectations get 417.
-pub(crate) fn expects_continue(head: &Head) -> Result<bool, Rejection> {
+pub(crate) fn expects_continue(head: &Head, fields: FramingFields) -> Result<bool, Rejection> {
+    if !fields.expect {
+        return Ok(false);
+    }
     let Some(expect) = head.headers.get(EXPECT) else {
         return Ok(false);
     };
@@ -544,9 +582,13 @@ fn parse_length(value: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn head(raw: &str) -> Result<Head, Rejection> {
+    fn parsed(raw: &str) -> Result<ParsedHead, Rejection> {
         let buf = Bytes::copy_from_slice(raw.as_bytes());
         parse_head(buf, &mut Spare::default(), &Limits::default())
+    }
+
+    fn head(raw: &str) -> Result<Head, Rejection> {
+        parsed(raw).map(|parsed| parsed.head)
     }
 
     #[test]
@@ -564,7 +606,8 @@ mod tests {
         let (mut buf, mut spare) = (BytesMut::with_capacity(64), Spare::default());
         let mut next = |raw: &str, spare: &mut Spare| {
             buf.extend_from_slice(raw.as_bytes());
-            parse_head(buf.split().freeze(), spare, &Limits::default()).unwrap()
+            let parsed = parse_head(buf.split().freeze(), spare, &Limits::default());
+            parsed.unwrap().head
         };
         let first = next(
             "GET /first HTTP/1.1\r\nHost: one\r\nX-Kept: alpha\r\n\r\n",
@@ -598,7 +641,9 @@ mod tests {
             max_request_line: 8192,
             ..Limits::default()
         };
-        let head = parse_head(Bytes::from(raw), &mut spare, &limits).unwrap();
+        let head = parse_head(Bytes::from(raw), &mut spare, &limits)
+            .unwrap()
+            .head;
         assert_eq!(head.target, long);
         spare.keep(head);
         assert_eq!(spare.target.capacity(), 0);
@@ -628,7 +673,10 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        let framing_of = |raw: &str| framing(&head(raw).unwrap()).map_err(|r| r.status);
+        let framing_of = |raw: &str| {
+            let parsed = parsed(raw).unwrap();
+            framing(&parsed.head, parsed.fields).map_err(|r| r.status)
+        };
         assert_eq!(framing_of("GET / HTTP/1.0\r\n\r\n"), Ok(Framing::Length(0)));
         assert_eq!(
             framing_of("GET / HTTP/1.1\r\n\r\n"),

@@ -19,7 +19,7 @@
 //! `SO_REUSEPORT` socket of its own; each loop has its own `--workers`. It stops on SIGTERM (the default action: no
 //! handler is installed, so nothing runs at exit that the benchmark would count).
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -68,12 +68,9 @@ impl HttpHandler for BenchHandler {
         if req.path != "/hello" {
             return self.files.dispatch(req);
         }
-        req.send_response(200)?;
-        req.send_header("Content-Type", "text/plain")?;
-        req.send_header("Content-Length", HELLO.len())?;
-        req.end_headers()?;
-        req.wfile.write_all(HELLO)?;
-        Ok(())
+        // The one-call API: the same bytes as send_response, two send_headers,
+        // end_headers and a write.
+        req.respond(200, "text/plain", HELLO)
     }
 
     fn fallback(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
