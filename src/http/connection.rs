@@ -14,7 +14,6 @@
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use http::StatusCode;
 
 use super::ahead::{answer_expect, dispatch, BodyStep, Dispatch, Pending, Ready};
@@ -24,8 +23,8 @@ use super::exchange::{
 };
 use super::handler::{Attributes, HttpHandler};
 use super::head::{
-    expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, ParsedHead,
-    Rejection, Spare,
+    expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, HeadStorage,
+    ParsedHead, Rejection,
 };
 use super::limits::Limits;
 use super::socket::TimedSocket;
@@ -146,10 +145,10 @@ impl<H: HttpHandler> RequestHandler for Configured<H> {
 /// (then kept with the parked connection).
 pub(crate) struct ConnectionState {
     socket: TimedSocket,
-    /// The head being read; a parsed head's header values share it (see [`parse_head`]).
-    head: BytesMut,
-    /// The storage of the last request's head, for the next.
-    spare: Spare,
+    /// The head being read (a parsed head's header values share its buffer, see
+    /// [`parse_head`]), and the storage of the last request's head, for the next. Given
+    /// back to the thread's pool while the connection is idle on an event loop.
+    head: HeadStorage,
     /// No request served yet: the idle time is the head timeout.
     first: bool,
     /// When a head that has begun must be complete.
@@ -174,8 +173,7 @@ impl ConnectionState {
     fn new(connection: StreamSocket) -> Self {
         ConnectionState {
             socket: TimedSocket::new(connection),
-            head: BytesMut::with_capacity(1024),
-            spare: Spare::default(),
+            head: HeadStorage::default(),
             first: true,
             head_deadline: None,
             pending: None,
@@ -236,7 +234,7 @@ fn io<'s>(stream: &'s mut StreamRequest, state: &'s mut ConnectionState) -> Io<'
         rfile: &mut stream.rfile,
         socket: &mut state.socket,
         output: &mut stream.output,
-        spare: &mut state.spare,
+        spare: &mut state.head.spare,
     }
 }
 
@@ -249,6 +247,9 @@ fn serve_blocking<H: HttpHandler>(
     state: &mut ConnectionState,
 ) -> HandlerResult {
     let limits = &context.limits;
+    if !state.head.is_held() {
+        state.head = HeadStorage::take();
+    }
     loop {
         let idle = state.idle_timeout(limits);
         // Between requests of a keep-alive connection a graceful shutdown may close it.
@@ -264,13 +265,13 @@ fn serve_blocking<H: HttpHandler>(
         let read = read_head(
             &mut stream.rfile,
             &mut state.socket,
-            &mut state.head,
+            &mut state.head.buf,
             limits,
             idle,
             &mut begun,
         );
         let parsed = match read {
-            Ok(()) => parse_request(&mut state.head, &mut state.spare, limits),
+            Ok(()) => parse_request(&mut state.head, limits),
             Err(HeadError::Closed | HeadError::Idle) => return Ok(()),
             Err(HeadError::TimedOut) => Err(head_timed_out()),
             Err(HeadError::Rejected(rejection)) => Err(rejection),
@@ -324,7 +325,7 @@ fn serve_parked<H: HttpHandler>(
             Some(pending) => pending,
             None => match next_head(stream, state, limits, timed_out, may_read)? {
                 HeadStep::Here => {
-                    let parsed = parse_request(&mut state.head, &mut state.spare, limits);
+                    let parsed = parse_request(&mut state.head, limits);
                     state.first = false;
                     match parsed {
                         // The usual case: the body, if any, came with the head.
@@ -345,14 +346,14 @@ fn serve_parked<H: HttpHandler>(
                     }
                 }
                 HeadStep::Refused(rejection) => {
-                    state.head.clear();
+                    state.head.buf.clear();
                     let exchanged = reject(context, io(stream, state), rejection)?;
                     return close(stream, state, limits, exchanged);
                 }
                 HeadStep::Wait(deadline) => {
                     // Between requests of a keep-alive connection a graceful shutdown may
                     // close it.
-                    let idle = !state.first && state.head.is_empty();
+                    let idle = !state.first && state.head.buf.is_empty();
                     stream.open.set_idle(idle);
                     return finish_step(
                         stream,
@@ -450,7 +451,10 @@ fn next_head(
 ) -> io::Result<HeadStep> {
     let mut received = false;
     loop {
-        match take_head(&mut stream.rfile, &mut state.head, limits) {
+        if !state.head.is_held() && !stream.rfile.buffer().is_empty() {
+            state.head = HeadStorage::take();
+        }
+        match take_head(&mut stream.rfile, &mut state.head.buf, limits) {
             Ok(true) => {
                 state.head_deadline = None;
                 return Ok(HeadStep::Here);
@@ -479,7 +483,7 @@ fn next_head(
         // cannot keep an idle connection open with a line end every few seconds.
         state.head_deadline.get_or_insert(now + limits.head_timeout);
     }
-    if state.head.is_empty() && state.head_deadline.is_none() {
+    if state.head.buf.is_empty() && state.head_deadline.is_none() {
         if timed_out {
             return Ok(HeadStep::Closed);
         }
@@ -612,6 +616,9 @@ fn finish_step(
             if wake == Wake::Readable {
                 // An idle connection keeps no buffer: ten thousand of them cost nothing.
                 stream.output.release_buffer();
+                if state.head.buf.is_empty() {
+                    std::mem::take(&mut state.head).give();
+                }
             }
             // Output waiting for a worker's turn is sent first, as for a Writable park: a
             // client that stops reading must not keep it parked without a deadline.
@@ -627,10 +634,13 @@ fn finish_step(
             });
             Ok(())
         }
-        Next::Close => match state.closing.take() {
-            Some(closing) => closing.failure.into_result(),
-            None => Ok(()),
-        },
+        Next::Close => {
+            std::mem::take(&mut state.head).give();
+            match state.closing.take() {
+                Some(closing) => closing.failure.into_result(),
+                None => Ok(()),
+            }
+        }
     }
 }
 
@@ -666,13 +676,10 @@ fn linger(socket: &mut TimedSocket) {
     }
 }
 
-/// Parses and checks the head read into `buf`, leaving `buf` empty for the next.
-fn parse_request(
-    buf: &mut BytesMut,
-    spare: &mut Spare,
-    limits: &Limits,
-) -> Result<Parsed, Rejection> {
-    let ParsedHead { head, fields } = parse_head(buf.split().freeze(), spare, limits)?;
+/// Parses and checks the head read into `storage`, leaving its buffer empty for the next.
+fn parse_request(storage: &mut HeadStorage, limits: &Limits) -> Result<Parsed, Rejection> {
+    let buf = storage.buf.split().freeze();
+    let ParsedHead { head, fields } = parse_head(buf, &mut storage.spare, limits)?;
     let framing = framing(&head, fields)?;
     if let Framing::Length(n) = framing {
         if n > limits.max_body_size {

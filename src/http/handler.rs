@@ -609,7 +609,9 @@ impl<'a> HttpRequest<'a> {
             return self.send_empty(status);
         }
         self.send_response(status)?;
-        self.send_header("Content-Type", content_type)?;
+        self.push_header("Content-Type", |head| {
+            head.extend_from_slice(content_type.as_bytes())
+        })?;
         self.send_content_length(body.len() as u64)?;
         self.end_headers()?;
         self.wfile.write_all(body)?;

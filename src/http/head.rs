@@ -32,7 +32,9 @@ pub(crate) struct Head {
 /// The storage of a connection's last head, emptied, for the next to fill: the strings,
 /// and the header map with its tables. A keep-alive connection's requests reuse it, so
 /// that one answered by the one-call API allocates nothing once the first has been (the
-/// header values share the connection's head buffer, see [`parse_head`]).
+/// header values share the connection's head buffer, see [`parse_head`]). Between
+/// requests, on an event loop, it goes to a pool of the thread's with the head buffer
+/// ([`HeadStorage`]).
 #[derive(Debug, Default)]
 pub(crate) struct Spare {
     target: String,
@@ -151,6 +153,61 @@ pub(crate) enum HeadError {
     Io(io::Error),
 }
 
+/// What a connection reads and parses its heads with: the buffer a head is read into, and
+/// the [`Spare`] storage of the last one. An idle connection on an event loop gives it to
+/// its thread's pool, and the next connection with a head to read takes it from there, so
+/// that ten thousand idle connections hold none, and a loop that answers each connection's
+/// request before the next one's (its own thread) allocates none.
+#[derive(Debug, Default)]
+pub(crate) struct HeadStorage {
+    pub buf: BytesMut,
+    pub spare: Spare,
+}
+
+thread_local! {
+    /// Storage given back by idle connections on this thread.
+    static POOL: std::cell::RefCell<Vec<HeadStorage>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl HeadStorage {
+    /// The pool's bound: a loop's thread needs one at a time; workers a few each.
+    const POOLED: usize = 16;
+    /// A new head buffer's room: a browser's head fits.
+    const BUFFER: usize = 1024;
+
+    /// Storage for a connection that has a head to read: the pool's, or new.
+    pub(crate) fn take() -> HeadStorage {
+        POOL.try_with(|pool| pool.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| HeadStorage {
+                buf: BytesMut::with_capacity(Self::BUFFER),
+                spare: Spare::default(),
+            })
+    }
+
+    /// Whether this holds memory (storage a connection has not given back).
+    pub(crate) fn is_held(&self) -> bool {
+        self.buf.capacity() > 0
+    }
+
+    /// Gives the storage of a connection with no head begun to the pool (or frees it, if
+    /// the pool is full).
+    pub(crate) fn give(self) {
+        if !self.is_held() || !self.buf.is_empty() {
+            return;
+        }
+        // `try_with`: storage given back as the thread ends is freed with it.
+        let _ = POOL.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < Self::POOLED {
+                pool.push(self);
+            }
+        });
+    }
+}
+
 /// Reads one request head into `buf` (cleared first), consuming exactly the head from
 /// `input` so that the body and any pipelined requests stay buffered there.
 ///
@@ -241,16 +298,14 @@ fn is_timeout(err: &io::Error) -> bool {
 /// The index just past the blank line that ends a head (`\n\n` or `\n\r\n`), searching
 /// from `from`.
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(offset) = buf[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + offset;
+    memchr::memchr_iter(b'\n', &buf[from..]).find_map(|offset| {
+        let nl = from + offset;
         match buf.get(nl + 1..) {
-            Some([b'\n', ..]) => return Some(nl + 2),
-            Some([b'\r', b'\n', ..]) => return Some(nl + 3),
-            _ => i = nl + 1,
+            Some([b'\n', ..]) => Some(nl + 2),
+            Some([b'\r', b'\n', ..]) => Some(nl + 3),
+            _ => None,
         }
-    }
-    None
+    })
 }
 
 /// Whether `input` holds a whole request head, after the blank lines that may precede it.
@@ -279,14 +334,14 @@ fn skip_blank_lines(input: &mut Rfile) -> bool {
 /// An HTTP/0.9-style request is one line without a version: it has no blank line to wait
 /// for, so its line ends the head (and gets its 505 at once).
 fn versionless_line_end(buf: &[u8]) -> Option<usize> {
-    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let nl = memchr::memchr(b'\n', buf)?;
     let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
     let words = line.split(|&b| b == b' ').count();
     (words < 3).then_some(nl + 1)
 }
 
 fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
-    let line_len = match buf.iter().position(|&b| b == b'\n') {
+    let line_len = match memchr::memchr(b'\n', buf) {
         Some(nl) => nl + 1,
         None => buf.len(),
     };
@@ -316,7 +371,7 @@ pub(crate) fn parse_head(
     spare: &mut Spare,
     limits: &Limits,
 ) -> Result<ParsedHead, Rejection> {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line_end = memchr::memchr(b'\n', &buf).unwrap_or(buf.len());
     let mut raw_requestline = std::mem::take(&mut spare.raw_requestline);
     raw_requestline.extend_from_slice(&buf[..(line_end + 1).min(buf.len())]);
     let line = raw_requestline

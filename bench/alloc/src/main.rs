@@ -18,7 +18,10 @@
 //! and the shapes:
 //!
 //! - `keep_alive`: one request, its whole response, the next request (as wrk's `hello`);
-//! - `pipelined`: 16 requests written together, their 16 responses read (as `pipelined`).
+//! - `pipelined`: 16 requests written together, their 16 responses read (as `pipelined`);
+//! - `keep_alive_64`: 64 connections, one request to each in turn (event-loop modes only):
+//!   each connection parks idle between its requests and gives its head storage to the
+//!   thread's pool, from which the next connection's request takes it.
 //!
 //! A counting global allocator counts only on threads whose thread-local flag is set, and
 //! the handler sets it, on its first call on a thread. The handler's thread is the
@@ -29,7 +32,7 @@
 //! set-up, warm-up at most. The client (the main thread) never runs the handler and is
 //! never counted; nor is the thread that only accepts (`Threading`'s, the pool's).
 //!
-//! Each mode and shape gets a server of its own and one connection: the first request
+//! Each mode and shape gets a server of its own and its connections: the first request
 //! (which gives the responses' length), `--warmup` requests, a mark, `--requests`
 //! requests, a mark; the figures are the differences over the requests. The client takes
 //! the marks between batches, when it has read every response sent so far: the server's
@@ -340,18 +343,45 @@ impl Client {
 struct Shape {
     name: &'static str,
     depth: usize,
+    /// Connections, each sent a batch in turn. More than one only where one thread serves
+    /// them all (the event loop's): the check that an idle connection's head storage,
+    /// given back to the thread's pool, serves the next connection's request.
+    connections: usize,
 }
 
-const SHAPES: [Shape; 2] = [
+const SHAPES: [Shape; 3] = [
     Shape {
         name: "keep_alive",
         depth: 1,
+        connections: 1,
     },
     Shape {
         name: "pipelined",
         depth: DEPTH,
+        connections: 1,
+    },
+    Shape {
+        name: "keep_alive_64",
+        depth: 1,
+        connections: 64,
     },
 ];
+
+/// `requests` requests over `clients`, a batch of `depth` to each in turn.
+fn run_all(clients: &mut [Client], requests: usize, depth: usize) -> io::Result<()> {
+    let mut left = requests;
+    while left > 0 {
+        for client in clients.iter_mut() {
+            let n = left.min(depth);
+            if n == 0 {
+                break;
+            }
+            client.run(n, depth)?;
+            left -= n;
+        }
+    }
+    Ok(())
+}
 
 /// One mode and shape's figures.
 struct Figures {
@@ -387,12 +417,14 @@ fn measure_on(
     warmup: usize,
     requests: usize,
 ) -> io::Result<Figures> {
-    let mut client = Client::connect(address)?;
-    client.run(warmup, shape.depth)?;
+    let mut clients = (0..shape.connections)
+        .map(|_| Client::connect(address))
+        .collect::<io::Result<Vec<_>>>()?;
+    run_all(&mut clients, warmup, shape.depth)?;
     let before = mark();
-    client.run(requests, shape.depth)?;
+    run_all(&mut clients, requests, shape.depth)?;
     let after = mark();
-    drop(client);
+    drop(clients);
 
     // The window holds the requests, all of them, on the one thread counted before it.
     let calls = after.calls - before.calls;
@@ -427,7 +459,7 @@ fn measure_on(
         bytes as f64 / n,
     );
     println!(
-        "{:<18} {:<10} {} requests ({} deep) after {} of warm-up: {:.2} allocations, {:.2} \
+        "{:<18} {:<13} {} requests ({} deep) after {} of warm-up: {:.2} allocations, {:.2} \
          reallocations, {:.0} bytes per request (handler on {thread})",
         mode.name,
         shape.name,
@@ -514,6 +546,10 @@ fn main() -> ExitCode {
     let mut figures = Vec::new();
     for mode in &MODES {
         for shape in &SHAPES {
+            if shape.connections > 1 && !mode.on_loop_thread {
+                // A thread per connection keeps its storage: nothing to pool.
+                continue;
+            }
             match measure(mode, shape, args.warmup, args.requests) {
                 Ok(f) => figures.push(f),
                 Err(err) => {
