@@ -27,6 +27,8 @@ use crate::handler::Rfile;
 /// A request whose head is here, kept while its body arrives.
 pub(super) struct Pending {
     head: Head,
+    /// When the server began on it (see [`Parsed`]).
+    received: Instant,
     framing: Framing,
     /// `Expect: 100-continue`, not answered yet.
     expect: bool,
@@ -72,6 +74,7 @@ pub(super) enum Dispatch {
 /// or a spool.
 pub(super) struct Ready {
     head: Head,
+    received: Instant,
     framing: Framing,
     spool: Option<Box<Spool>>,
 }
@@ -90,6 +93,7 @@ impl Ready {
     pub(super) fn new(parsed: Parsed) -> Ready {
         Ready {
             head: parsed.head,
+            received: parsed.received,
             framing: parsed.framing,
             spool: None,
         }
@@ -113,6 +117,7 @@ impl Pending {
         };
         Pending {
             head: parsed.head,
+            received: parsed.received,
             framing: parsed.framing,
             expect: parsed.expect,
             body,
@@ -256,6 +261,7 @@ impl Pending {
         };
         Ready {
             head: self.head,
+            received: self.received,
             framing: self.framing,
             spool,
         }
@@ -270,6 +276,7 @@ impl Pending {
         };
         Pending {
             head: ready.head,
+            received: ready.received,
             framing: ready.framing,
             expect: false,
             body,
@@ -289,6 +296,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
 ) -> Result<Pending, Exchanged> {
     let Pending {
         head,
+        received,
         framing,
         body: ahead,
         deadline,
@@ -307,7 +315,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
     )
     .held();
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, head, body, wfile);
+    let mut request = new_request(context, head, received, body, wfile);
     let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle_expect_100(&mut request)));
     if matches!(outcome, Ok(Ok(true))) && request.status().is_none() {
         // The hook may have sent its own interim response (Python's default does).
@@ -322,6 +330,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
         let _ = io.output.send_now(context.connection);
         return Ok(Pending {
             head,
+            received,
             framing,
             expect: false,
             body: ahead,
@@ -351,6 +360,7 @@ pub(super) fn dispatch<H: HttpHandler>(
 ) -> Dispatch {
     let Ready {
         head,
+        received,
         framing,
         mut spool,
     } = ready;
@@ -369,24 +379,26 @@ pub(super) fn dispatch<H: HttpHandler>(
         body = body.spooled(spool);
     }
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, head, body, wfile);
+    let mut request = new_request(context, head, received, body, wfile);
     if hand_off && handler.may_block(&request) {
         let head = into_head(request);
         let ready = Ready {
             head,
+            received,
             framing,
             spool,
         };
         return Dispatch::HandedOff(Box::new(Pending::of_ready(ready)));
     }
     if !context.inline {
-        let answered = answer(handler, &mut request, false, limits);
+        let answered = answer(handler, &mut request, false, context);
+        *io.answered = Some(request.completed());
         io.spare.keep(into_head(request));
         return Dispatch::Answered(answered);
     }
-    let answered = answer(handler, &mut request, false, limits);
-    // Measured from the head, a moment before the handler began: the time its response's
-    // completion took too, which is what the loop's other connections waited.
+    let answered = answer(handler, &mut request, false, context);
+    // From when the server began on it (a moment before the handler did) to its
+    // response's completion: what the loop's other connections waited.
     let took = request.answered_in();
     if took >= SLOW_ON_LOOP {
         let message = format!(
@@ -403,6 +415,7 @@ pub(super) fn dispatch<H: HttpHandler>(
             request.log_error(&message);
         }
     }
+    *io.answered = Some(request.completed());
     io.spare.keep(into_head(request));
     Dispatch::Answered(answered)
 }

@@ -151,6 +151,9 @@ pub(crate) struct ConnectionState {
     head: HeadStorage,
     /// No request served yet: the idle time is the head timeout.
     first: bool,
+    /// When this run's last answer completed, unless a read came since: the time the
+    /// server began on a pipelined request that was already here.
+    answered: Option<Instant>,
     /// When a head that has begun must be complete.
     head_deadline: Option<Instant>,
     /// A request whose head is read and whose body is awaited (here or on a worker).
@@ -175,6 +178,7 @@ impl ConnectionState {
             socket: TimedSocket::new(connection),
             head: HeadStorage::default(),
             first: true,
+            answered: None,
             head_deadline: None,
             pending: None,
             closing: None,
@@ -235,6 +239,7 @@ fn io<'s>(stream: &'s mut StreamRequest, state: &'s mut ConnectionState) -> Io<'
         socket: &mut state.socket,
         output: &mut stream.output,
         spare: &mut state.head.spare,
+        answered: &mut state.answered,
     }
 }
 
@@ -271,7 +276,7 @@ fn serve_blocking<H: HttpHandler>(
             &mut begun,
         );
         let parsed = match read {
-            Ok(()) => parse_request(&mut state.head, limits),
+            Ok(()) => parse_request(&mut state.head, limits, Instant::now()),
             Err(HeadError::Closed | HeadError::Idle) => return Ok(()),
             Err(HeadError::TimedOut) => Err(head_timed_out()),
             Err(HeadError::Rejected(rejection)) => Err(rejection),
@@ -325,7 +330,8 @@ fn serve_parked<H: HttpHandler>(
             Some(pending) => pending,
             None => match next_head(stream, state, limits, timed_out, may_read)? {
                 HeadStep::Here => {
-                    let parsed = parse_request(&mut state.head, limits);
+                    let received = state.answered.take().unwrap_or_else(Instant::now);
+                    let parsed = parse_request(&mut state.head, limits, received);
                     state.first = false;
                     match parsed {
                         // The usual case: the body, if any, came with the head.
@@ -469,6 +475,8 @@ fn next_head(
             Ok(0) => return Ok(HeadStep::Closed),
             Ok(_) => {
                 received = true;
+                // What the head holds now arrived now, not by the last answer.
+                state.answered = None;
                 continue;
             }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -610,6 +618,8 @@ fn finish_step(
 ) -> HandlerResult {
     match next {
         Next::Park(wake, deadline) => {
+            // The next run begins with a read: no answer of this one is its start.
+            state.answered = None;
             if stream.rfile.buffer().is_empty() {
                 stream.rfile.release();
             }
@@ -677,7 +687,11 @@ fn linger(socket: &mut TimedSocket) {
 }
 
 /// Parses and checks the head read into `storage`, leaving its buffer empty for the next.
-fn parse_request(storage: &mut HeadStorage, limits: &Limits) -> Result<Parsed, Rejection> {
+fn parse_request(
+    storage: &mut HeadStorage,
+    limits: &Limits,
+    received: Instant,
+) -> Result<Parsed, Rejection> {
     let buf = storage.buf.split().freeze();
     let ParsedHead { head, fields } = parse_head(buf, &mut storage.spare, limits)?;
     let framing = framing(&head, fields)?;
@@ -699,5 +713,6 @@ fn parse_request(storage: &mut HeadStorage, limits: &Limits) -> Result<Parsed, R
         head,
         framing,
         expect,
+        received,
     })
 }

@@ -9,6 +9,7 @@ use std::any::Any;
 use std::io::{self, Write};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode, Version};
 
@@ -54,6 +55,8 @@ pub(super) struct Io<'s> {
     pub(super) output: &'s mut Output,
     /// Where an answered request's head storage goes, for the next request to fill.
     pub(super) spare: &'s mut Spare,
+    /// When the last answer completed, for a pipelined request already here then.
+    pub(super) answered: &'s mut Option<Instant>,
 }
 
 /// A request head, parsed and checked.
@@ -62,6 +65,9 @@ pub(super) struct Parsed {
     pub(super) framing: Framing,
     /// The client sent `Expect: 100-continue`.
     pub(super) expect: bool,
+    /// When the server began on it: its head's arrival, or for a pipelined request that
+    /// was here already, the previous answer's completion (as nginx counts).
+    pub(super) received: Instant,
 }
 
 /// How an exchange left the connection.
@@ -97,6 +103,7 @@ impl Failure {
 pub(super) fn new_request<'r>(
     context: &ConnectionContext<'_>,
     head: Head,
+    received: Instant,
     body: Body<'r>,
     wfile: ResponseWriter<'r>,
 ) -> HttpRequest<'r> {
@@ -112,6 +119,7 @@ pub(super) fn new_request<'r>(
         body,
         wfile,
         context.attributes,
+        received,
     )
 }
 
@@ -148,7 +156,7 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
         &started,
     );
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, parsed.head, body, wfile);
+    let mut request = new_request(context, parsed.head, parsed.received, body, wfile);
     // `100 Continue` goes straight to the socket when the handler first reads the body, so
     // the answers to earlier pipelined requests still buffered must leave before it.
     if parsed.expect && request.wfile.flush().is_err() {
@@ -159,7 +167,8 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
             failure: Failure::None,
         };
     }
-    let exchanged = answer(handler, &mut request, parsed.expect, limits);
+    let exchanged = answer(handler, &mut request, parsed.expect, context);
+    *io.answered = Some(request.completed());
     io.spare.keep(into_head(request));
     exchanged
 }
@@ -169,10 +178,10 @@ pub(super) fn answer<H: HttpHandler>(
     handler: &mut H,
     request: &mut HttpRequest<'_>,
     expect_continue: bool,
-    limits: &Limits,
+    context: &ConnectionContext<'_>,
 ) -> Exchanged {
-    let server = request.server.clone();
-    let _in_flight = server.stats().request_in_flight();
+    let limits = &context.limits;
+    let _in_flight = context.server.stats().request_in_flight();
     let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
         if expect_continue && !handler.handle_expect_100(request)? {
             return Ok(());
@@ -223,7 +232,7 @@ pub(super) fn reject(
         &started,
     );
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, head, body, wfile);
+    let mut request = new_request(context, head, Instant::now(), body, wfile);
     request.close_connection = true;
     request.error_response(rejection.status, Some(rejection.message.as_str()), None)?;
     complete(&mut request);

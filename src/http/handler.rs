@@ -446,10 +446,10 @@ pub struct HttpRequest<'a> {
     added_headers: Vec<u8>,
     /// The authenticated user, for the access log.
     remote_user: Option<String>,
-    /// When the head was parsed, for the access log's time taken.
+    /// When the server began on the request, for the access log's time taken.
     received: Instant,
-    /// From `received` to the response's completion, once complete.
-    answered_in: Option<Duration>,
+    /// When its response completed, once it has.
+    completed: Option<Instant>,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -466,6 +466,7 @@ impl<'a> HttpRequest<'a> {
         rfile: Body<'a>,
         wfile: ResponseWriter<'a>,
         attributes: Attributes,
+        received: Instant,
     ) -> Self {
         let mut request = HttpRequest {
             command,
@@ -483,8 +484,8 @@ impl<'a> HttpRequest<'a> {
             response: ResponseState::default(),
             added_headers: Vec::new(),
             remote_user: None,
-            received: Instant::now(),
-            answered_in: None,
+            received,
+            completed: None,
         };
         request.close_connection = !request.wants_keep_alive();
         request
@@ -1064,12 +1065,14 @@ impl<'a> HttpRequest<'a> {
         self.close_connection = true;
     }
 
-    /// How long the request took, from its head to its response's completion (measured
-    /// once, when the response completes).
+    /// When the response completed: the clock read once, when it does.
+    pub(crate) fn completed(&mut self) -> Instant {
+        *self.completed.get_or_insert_with(Instant::now)
+    }
+
+    /// How long the request took, from its receipt to its response's completion.
     pub(crate) fn answered_in(&mut self) -> Duration {
-        *self
-            .answered_in
-            .get_or_insert_with(|| self.received.elapsed())
+        self.completed().saturating_duration_since(self.received)
     }
 
     /// The access line of this request's response, to be written once the response has
