@@ -346,6 +346,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
         keep_alive: false,
         unread_input: true,
         failure,
+        held_back: false,
     })
 }
 

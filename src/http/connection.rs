@@ -18,8 +18,7 @@ use http::StatusCode;
 
 use super::ahead::{answer_expect, dispatch, BodyStep, Dispatch, Pending, Ready};
 use super::exchange::{
-    exchange_streamed, holds_back, is_disconnect, reject, ConnectionContext, Exchanged, Failure,
-    Io, Parsed,
+    exchange_streamed, is_disconnect, reject, ConnectionContext, Exchanged, Failure, Io, Parsed,
 };
 use super::handler::{Attributes, HttpHandler};
 use super::head::{
@@ -426,7 +425,7 @@ fn serve_ready<H: HttpHandler>(
     if let Err(err) = exchanged.failure.into_result() {
         return Some(Err(err));
     }
-    if !stream.output.is_empty() && !holds_back(&stream.output, stream.rfile.buffer()) {
+    if !stream.output.is_empty() && !exchanged.held_back {
         // The socket took only part of the answer: send the rest before reading on.
         let deadline = Instant::now() + limits.send_timeout;
         let next = Next::Park(Wake::Writable, Some(deadline));
@@ -542,6 +541,7 @@ fn close_after_output(
         keep_alive: false,
         unread_input: false,
         failure: Failure::None,
+        held_back: false,
     };
     close(stream, state, limits, quietly)
 }

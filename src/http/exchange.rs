@@ -79,6 +79,16 @@ pub(super) struct Exchanged {
     pub(super) unread_input: bool,
     /// What the handler left to report.
     pub(super) failure: Failure,
+    /// The answer waits in the output for the next pipelined request's ([`holds_back`]).
+    pub(super) held_back: bool,
+}
+
+/// How [`complete`] left a response.
+pub(super) struct Completed {
+    /// The connection can carry the next request.
+    pub(super) keep_alive: bool,
+    /// The response was not sent: it waits for the next pipelined answer.
+    pub(super) held_back: bool,
 }
 
 /// What the handler left to report once the response is complete.
@@ -165,6 +175,7 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
             keep_alive: false,
             unread_input: false,
             failure: Failure::None,
+            held_back: false,
         };
     }
     let exchanged = answer(handler, &mut request, parsed.expect, context);
@@ -195,12 +206,13 @@ pub(super) fn answer<H: HttpHandler>(
             request.close_connection = true;
         }
     }
-    let keep_alive = complete(request);
+    let completed = complete(request);
     let unread_input = !request.rfile.wire_complete() || !request.rfile.input_buffer().is_empty();
     Exchanged {
-        keep_alive,
+        keep_alive: completed.keep_alive,
         unread_input,
         failure,
+        held_back: completed.held_back,
     }
 }
 
@@ -240,6 +252,7 @@ pub(super) fn reject(
         keep_alive: false,
         unread_input: true,
         failure: Failure::None,
+        held_back: false,
     })
 }
 
@@ -311,11 +324,11 @@ pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
 }
 
 /// Sends what is buffered (unless [held back](holds_back) for the next pipelined answer),
-/// and arranges for the access line to be written once the response has left. `true` if
-/// the connection stays open.
-pub(super) fn complete(request: &mut HttpRequest<'_>) -> bool {
+/// and arranges for the access line to be written once the response has left.
+pub(super) fn complete(request: &mut HttpRequest<'_>) -> Completed {
     let mut keep_alive = !request.close_connection && !request.wfile.failed();
-    if !keep_alive || !request.wfile.holds_back(request.rfile.input_buffer()) {
+    let held_back = keep_alive && request.wfile.holds_back(request.rfile.input_buffer());
+    if !held_back {
         if let Err(err) = request.wfile.flush() {
             if !is_disconnect(&err) {
                 request.log_error(&format!("cannot send the response: {err}"));
@@ -336,7 +349,10 @@ pub(super) fn complete(request: &mut HttpRequest<'_>) -> bool {
             .wfile
             .when_sent(Box::new(move |sent| record.write(sent)));
     }
-    keep_alive
+    Completed {
+        keep_alive,
+        held_back,
+    }
 }
 
 pub(super) fn is_disconnect(err: &io::Error) -> bool {
