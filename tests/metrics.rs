@@ -101,6 +101,7 @@ macro_rules! on_every_strategy {
 
 on_every_strategy!(
     counts_answers_by_class_bytes_and_time,
+    counts_each_of_pipelined_answers_sent_together,
     counts_idle_keep_alive_connections_open_and_parked,
     counts_a_request_in_flight_while_its_handler_runs,
     two_servers_keep_their_own_counts,
@@ -594,6 +595,38 @@ fn counts_answers_by_class_bytes_and_time(strategy: Strategy) {
     wait_until("the page counted", || {
         stats.stats().http().snapshot().requests_by_class[1] == 5
     });
+}
+
+/// Answers to pipelined requests leave together, and are counted together: each of them,
+/// the last one's rejection included, with its own class and bytes.
+fn counts_each_of_pipelined_answers_sent_together(strategy: Strategy) {
+    let served = Served::start(strategy);
+    let request =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: yes\r\n\r\n");
+    let batch = [
+        request("/ok"),
+        request("/ok"),
+        request("/missing"),
+        request("/ok"),
+        // Malformed: answered with 400, and the connection closes.
+        "GET /ok HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n".to_string(),
+    ]
+    .concat();
+    let mut client = connect(served.addr);
+    client.write_all(batch.as_bytes()).unwrap();
+    let responses: Vec<Response> = (0..5).map(|_| read_response(&mut client)).collect();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 404, 200, 400]);
+    let body_bytes: usize = responses.iter().map(|r| r.body.len()).sum();
+
+    let handle = served.handle();
+    wait_until("5 answers counted", || {
+        handle.stats().http().snapshot().requests() == 5
+    });
+    let http = handle.stats().http().snapshot();
+    assert_eq!(http.requests_by_class, [0, 3, 0, 2, 0], "{http:?}");
+    assert_eq!(http.response_bytes, body_bytes as u64, "{http:?}");
+    assert_eq!(handle.stats().requests_in_flight(), 0);
 }
 
 fn counts_idle_keep_alive_connections_open_and_parked(strategy: Strategy) {

@@ -341,7 +341,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
     let failure = settle(&mut request, outcome);
     // The client holds its body back: the connection cannot carry another request.
     request.close_connection = true;
-    complete(&mut request);
+    complete(&mut request, io.tally);
     Err(Exchanged {
         keep_alive: false,
         unread_input: true,
@@ -392,12 +392,12 @@ pub(super) fn dispatch<H: HttpHandler>(
         return Dispatch::HandedOff(Box::new(Pending::of_ready(ready)));
     }
     if !context.inline {
-        let answered = answer(handler, &mut request, false, context);
+        let answered = answer(handler, &mut request, false, context, io.tally);
         *io.answered = Some(request.completed());
         io.spare.keep(into_head(request));
         return Dispatch::Answered(answered);
     }
-    let answered = answer(handler, &mut request, false, context);
+    let answered = answer(handler, &mut request, false, context, io.tally);
     // From when the server began on it (a moment before the handler did) to its
     // response's completion: what the loop's other connections waited.
     let took = request.answered_in();

@@ -26,9 +26,11 @@ use super::head::{
     ParsedHead, Rejection,
 };
 use super::limits::Limits;
+use super::metrics::Tally;
 use super::socket::TimedSocket;
 use super::Version;
 use crate::handler::{HandlerResult, Park, RequestHandler, StreamRequest, Wake};
+use crate::server::Tracked;
 use crate::socket::StreamSocket;
 
 /// Every [`HttpHandler`] serves connections of a stream server: the request loop of
@@ -153,6 +155,8 @@ pub(crate) struct ConnectionState {
     /// When this run's last answer completed, unless a read came since: the time the
     /// server began on a pipelined request that was already here.
     answered: Option<Instant>,
+    /// Answers counted, for the server's metrics once they have left.
+    tally: Tally,
     /// When a head that has begun must be complete.
     head_deadline: Option<Instant>,
     /// A request whose head is read and whose body is awaited (here or on a worker).
@@ -178,6 +182,7 @@ impl ConnectionState {
             head: HeadStorage::default(),
             first: true,
             answered: None,
+            tally: Tally::default(),
             head_deadline: None,
             pending: None,
             closing: None,
@@ -226,6 +231,8 @@ fn serve_connection<H: HttpHandler>(
     } else {
         serve_blocking(handler, &context, stream, &mut state)
     };
+    // Whatever way the run ended, nothing it counted is left out.
+    state.tally.add_to(server.stats().http());
     if stream.parking.requested.is_some() {
         stream.parking.http = Some(state);
     }
@@ -239,6 +246,7 @@ fn io<'s>(stream: &'s mut StreamRequest, state: &'s mut ConnectionState) -> Io<'
         output: &mut stream.output,
         spare: &mut state.head.spare,
         answered: &mut state.answered,
+        tally: &mut state.tally,
     }
 }
 
@@ -324,6 +332,9 @@ fn serve_parked<H: HttpHandler>(
     // only if the last read filled the buffer. Not reading when it cannot saves a read that
     // would only say "nothing yet" before every park.
     let mut may_read = true;
+    // On the loop's own thread the requests of this run count as one in flight while it
+    // runs (it never waits), rather than each paying for the gauge.
+    let mut in_flight = None;
     loop {
         let mut pending = match state.pending.take() {
             Some(pending) => pending,
@@ -337,6 +348,7 @@ fn serve_parked<H: HttpHandler>(
                         Ok(parsed) if Ready::is_here(&parsed, stream.rfile.buffer()) => {
                             timed_out = false;
                             let ready = Ready::new(parsed);
+                            count_in_flight(&mut in_flight, context);
                             if let Some(end) = serve_ready(handler, context, stream, state, ready) {
                                 return end;
                             }
@@ -393,10 +405,19 @@ fn serve_parked<H: HttpHandler>(
             }
         }
         timed_out = false;
+        count_in_flight(&mut in_flight, context);
         if let Some(end) = serve_ready(handler, context, stream, state, pending.into_ready()) {
             return end;
         }
         may_read = !stream.rfile.drained();
+    }
+}
+
+/// Counts this run of an event loop's own thread in flight, from its first answer on
+/// (a worker's answers count themselves, see [`answer`]).
+fn count_in_flight<'c>(slot: &mut Option<Tracked<'c>>, context: &ConnectionContext<'c>) {
+    if context.inline && slot.is_none() {
+        *slot = Some(context.server.stats().request_in_flight());
     }
 }
 

@@ -18,6 +18,7 @@ use super::handler::{Attributes, HttpHandler, HttpRequest};
 use super::head::{head_follows, Framing, Head, Rejection, Spare};
 use super::limits::Limits;
 use super::log::LOG_TARGET;
+use super::metrics::Tally;
 use super::response::{ResponseWriter, OUTPUT_BUFFER};
 use super::socket::TimedSocket;
 use crate::address::ClientAddress;
@@ -57,6 +58,8 @@ pub(super) struct Io<'s> {
     pub(super) spare: &'s mut Spare,
     /// When the last answer completed, for a pipelined request already here then.
     pub(super) answered: &'s mut Option<Instant>,
+    /// The answers counted and not yet added to the server's metrics.
+    pub(super) tally: &'s mut Tally,
 }
 
 /// A request head, parsed and checked.
@@ -178,7 +181,7 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
             held_back: false,
         };
     }
-    let exchanged = answer(handler, &mut request, parsed.expect, context);
+    let exchanged = answer(handler, &mut request, parsed.expect, context, io.tally);
     *io.answered = Some(request.completed());
     io.spare.keep(into_head(request));
     exchanged
@@ -190,9 +193,11 @@ pub(super) fn answer<H: HttpHandler>(
     request: &mut HttpRequest<'_>,
     expect_continue: bool,
     context: &ConnectionContext<'_>,
+    tally: &mut Tally,
 ) -> Exchanged {
     let limits = &context.limits;
-    let _in_flight = context.server.stats().request_in_flight();
+    // On the loop's own thread the connection's run is counted instead (`serve_parked`).
+    let _in_flight = (!context.inline).then(|| context.server.stats().request_in_flight());
     let outcome = catch_unwind(AssertUnwindSafe(|| -> HandlerResult {
         if expect_continue && !handler.handle_expect_100(request)? {
             return Ok(());
@@ -206,7 +211,7 @@ pub(super) fn answer<H: HttpHandler>(
             request.close_connection = true;
         }
     }
-    let completed = complete(request);
+    let completed = complete(request, tally);
     let unread_input = !request.rfile.wire_complete() || !request.rfile.input_buffer().is_empty();
     Exchanged {
         keep_alive: completed.keep_alive,
@@ -247,7 +252,7 @@ pub(super) fn reject(
     let mut request = new_request(context, head, Instant::now(), body, wfile);
     request.close_connection = true;
     request.error_response(rejection.status, Some(rejection.message.as_str()), None)?;
-    complete(&mut request);
+    complete(&mut request, io.tally);
     Ok(Exchanged {
         keep_alive: false,
         unread_input: true,
@@ -324,8 +329,10 @@ pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
 }
 
 /// Sends what is buffered (unless [held back](holds_back) for the next pipelined answer),
-/// and arranges for the access line to be written once the response has left.
-pub(super) fn complete(request: &mut HttpRequest<'_>) -> Completed {
+/// counts the answer in `tally` (added to the server's metrics with the answers held back
+/// before it, once they have been sent), and arranges for the access line to be written
+/// once the response has left.
+pub(super) fn complete(request: &mut HttpRequest<'_>, tally: &mut Tally) -> Completed {
     let mut keep_alive = !request.close_connection && !request.wfile.failed();
     let held_back = keep_alive && request.wfile.holds_back(request.rfile.input_buffer());
     if !held_back {
@@ -339,8 +346,10 @@ pub(super) fn complete(request: &mut HttpRequest<'_>) -> Completed {
     // Counted here, with the access line: every answer passes, rejections included.
     if let Some(status) = request.status() {
         let took = request.answered_in();
-        let bytes = request.wfile.body_bytes();
-        request.server.stats().http().record(status, bytes, took);
+        tally.record(status, request.wfile.body_bytes(), took);
+    }
+    if !held_back {
+        tally.add_to(request.server.stats().http());
     }
     // Formatting costs as much as a small response: only when a line may be written.
     if log::log_enabled!(target: LOG_TARGET, log::Level::Warn) {

@@ -39,10 +39,11 @@
 //! | `process_open_fds` | gauge | open descriptors |
 //! | `process_cpu_seconds_total` | counter | user and system CPU time |
 //!
-//! An answer is counted once it is made, when the access line of the log is (a rejected
-//! request's 400, 408, 413 ... too), with the body bytes written for it: on an event loop
-//! its last bytes may still be on their way, and a client that goes away meanwhile gets
-//! less. A page does not count itself (it is made before its own answer is), but is one of
+//! An answer is counted once it is made and handed to the socket, when the access line of
+//! the log is (a rejected request's 400, 408, 413 ... too), with the body bytes written
+//! for it: on an event loop its last bytes may still be on their way, and a client that
+//! goes away meanwhile gets less. The answers to pipelined requests, which leave in one
+//! write, are counted together as it is made. A page does not count itself (it is made before its own answer is), but is one of
 //! the requests in flight.
 //!
 //! [text exposition format]: https://prometheus.io/docs/instrumenting/exposition_formats/
@@ -102,18 +103,13 @@ impl HttpMetrics {
     /// Counts one answer: its status, the body bytes sent with it, and the time it took.
     /// A status outside 100..=599 is not counted.
     pub fn record(&self, status: StatusCode, body_bytes: u64, took: Duration) {
-        let Some(class) = (status.as_u16() / 100).checked_sub(1) else {
+        let Some(answer) = Answer::of(status, took) else {
             return;
         };
-        let Some(counter) = self.classes.get(usize::from(class)) else {
-            return;
-        };
-        counter.fetch_add(1, Relaxed);
+        self.classes[answer.class].fetch_add(1, Relaxed);
         self.response_bytes.fetch_add(body_bytes, Relaxed);
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let bucket = BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
-        self.buckets[bucket].fetch_add(1, Relaxed);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.buckets[answer.bucket].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(answer.nanos, Relaxed);
     }
 
     /// The figures, read now.
@@ -124,6 +120,78 @@ impl HttpMetrics {
             duration_buckets: self.buckets.each_ref().map(|b| b.load(Relaxed)),
             duration_sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
         }
+    }
+}
+
+/// Where one answer is counted: its status class and latency bucket.
+struct Answer {
+    class: usize,
+    bucket: usize,
+    nanos: u64,
+}
+
+impl Answer {
+    /// `None` for a status outside 100..=599, which is not counted.
+    fn of(status: StatusCode, took: Duration) -> Option<Answer> {
+        let class = usize::from((status.as_u16() / 100).checked_sub(1)?);
+        if class >= CLASSES.len() {
+            return None;
+        }
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS_NANOS.partition_point(|&bound| bound < nanos);
+        Some(Answer {
+            class,
+            bucket,
+            nanos,
+        })
+    }
+}
+
+/// The answers of one connection counted and not yet added to its server's
+/// [`HttpMetrics`]: the answers to a pipelined batch leave in one write, and are added in
+/// one go just before it ([`add_to`](Tally::add_to)), a few atomic additions for the batch
+/// instead of four per answer.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    answers: u64,
+    classes: [u64; 5],
+    response_bytes: u64,
+    buckets: [u64; 15],
+    sum_nanos: u64,
+}
+
+impl Tally {
+    /// Counts one answer, as [`HttpMetrics::record`] does.
+    pub(crate) fn record(&mut self, status: StatusCode, body_bytes: u64, took: Duration) {
+        let Some(answer) = Answer::of(status, took) else {
+            return;
+        };
+        self.answers += 1;
+        self.classes[answer.class] += 1;
+        self.response_bytes += body_bytes;
+        self.buckets[answer.bucket] += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(answer.nanos);
+    }
+
+    /// Adds what was counted to `metrics`, and starts again from nothing.
+    pub(crate) fn add_to(&mut self, metrics: &HttpMetrics) {
+        if self.answers == 0 {
+            return;
+        }
+        let add = |counter: &AtomicU64, n: u64| {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
+            }
+        };
+        for (counter, n) in metrics.classes.iter().zip(self.classes) {
+            add(counter, n);
+        }
+        add(&metrics.response_bytes, self.response_bytes);
+        for (counter, n) in metrics.buckets.iter().zip(self.buckets) {
+            add(counter, n);
+        }
+        add(&metrics.sum_nanos, self.sum_nanos);
+        *self = Tally::default();
     }
 }
 
@@ -413,6 +481,33 @@ mod tests {
         assert_eq!(total.response_bytes, 7);
         assert_eq!(total.requests(), 2);
         assert_eq!(total.duration_sum, Duration::from_millis(32));
+    }
+
+    #[test]
+    fn a_tally_adds_what_record_would_have() {
+        let (direct, tallied) = (HttpMetrics::default(), HttpMetrics::default());
+        let mut tally = Tally::default();
+        let answers = [
+            (200, 13, Duration::from_micros(3)),
+            (200, 13, Duration::from_millis(7)),
+            (404, 0, Duration::from_secs(20)),
+            (600, 5, Duration::ZERO),
+        ];
+        for (code, bytes, took) in answers {
+            let status = StatusCode::from_u16(code).unwrap();
+            direct.record(status, bytes, took);
+            tally.record(status, bytes, took);
+        }
+        assert_eq!(
+            tallied.snapshot(),
+            HttpSnapshot::default(),
+            "nothing before add_to"
+        );
+        tally.add_to(&tallied);
+        assert_eq!(tallied.snapshot(), direct.snapshot());
+        // Emptied: adding again adds nothing.
+        tally.add_to(&tallied);
+        assert_eq!(tallied.snapshot(), direct.snapshot());
     }
 
     #[test]

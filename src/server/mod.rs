@@ -33,6 +33,7 @@ pub use builder::{ServerBuilder, ToAddress};
 pub use control::ServerHandle;
 pub use hooks::{NoHooks, ServerHooks};
 pub use inet::{TcpTransport, UdpTransport};
+pub(crate) use stats::Tracked;
 pub use stats::{ServerStats, StatsSnapshot};
 pub use transport::{SocketOptions, Transport};
 pub use unix::{UnixDatagramTransport, UnixStreamTransport};

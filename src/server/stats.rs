@@ -34,7 +34,8 @@ pub struct StatsSnapshot {
     /// Of those, the connections waiting between runs of their handler (parked, on an
     /// event loop: idle keep-alive connections, answers waiting for the socket to drain).
     pub connections_parked: u64,
-    /// HTTP requests whose handler runs or whose answer is being completed.
+    /// HTTP requests whose handler runs or whose answer is being completed (on an event
+    /// loop's own thread, the requests one run of a connection answers count as one).
     pub requests_in_flight: u64,
     /// The HTTP answers.
     pub http: HttpSnapshot,
@@ -52,7 +53,9 @@ impl ServerStats {
         self.connections_parked.load(Relaxed) as u64
     }
 
-    /// HTTP requests whose handler runs, or whose answer is being completed.
+    /// HTTP requests whose handler runs, or whose answer is being completed. On an event
+    /// loop's own thread, the pipelined requests a connection's run answers one after the
+    /// other count as one, from the first answer to the end of the run.
     pub fn requests_in_flight(&self) -> u64 {
         self.requests_in_flight.load(Relaxed) as u64
     }
