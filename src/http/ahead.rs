@@ -14,19 +14,19 @@ use http::StatusCode;
 use super::body::Body;
 use super::chunked::ChunkedDecoder;
 use super::exchange::{
-    answer, complete, into_head, new_request, settle, ConnectionContext, Exchanged, Io, Parsed,
+    answer, complete, into_head, new_request, retire, settle, ConnectionContext, Exchanged, Io,
+    Parsed,
 };
 use super::handler::HttpHandler;
-use super::head::{Framing, Head, Rejection};
+use super::head::{Framing, Rejection};
 use super::limits::Limits;
 use super::log::escape_control;
 use super::response::ResponseWriter;
 use super::spool::Spool;
 use crate::handler::Rfile;
 
-/// A request whose head is here, kept while its body arrives.
+/// A request whose head is here (in the connection's head), kept while its body arrives.
 pub(super) struct Pending {
-    head: Head,
     /// When the server began on it (see [`Parsed`]).
     received: Instant,
     framing: Framing,
@@ -70,10 +70,9 @@ pub(super) enum Dispatch {
     HandedOff(Box<Pending>),
 }
 
-/// A request all here, for its handler: the head, and the body in the connection's buffer
-/// or a spool.
+/// A request all here, for its handler: the head in the connection's, and the body in its
+/// read buffer or a spool.
 pub(super) struct Ready {
-    head: Head,
     received: Instant,
     framing: Framing,
     spool: Option<Box<Spool>>,
@@ -92,7 +91,6 @@ impl Ready {
     /// The request of `parsed`, which [is here](Ready::is_here).
     pub(super) fn new(parsed: Parsed) -> Ready {
         Ready {
-            head: parsed.head,
             received: parsed.received,
             framing: parsed.framing,
             spool: None,
@@ -116,7 +114,6 @@ impl Pending {
             },
         };
         Pending {
-            head: parsed.head,
             received: parsed.received,
             framing: parsed.framing,
             expect: parsed.expect,
@@ -125,15 +122,9 @@ impl Pending {
         }
     }
 
-    /// The request line, for the log of a refusal.
-    fn requestline(&self) -> String {
-        self.head.requestline.clone()
-    }
-
+    /// A refusal of the body (whose request line the caller knows, for the log).
     fn refuse(&self, status: StatusCode, message: &str) -> BodyStep {
-        let mut rejection = Rejection::new(status, message);
-        rejection.requestline = self.requestline();
-        BodyStep::Refused(rejection)
+        BodyStep::Refused(Rejection::new(status, message))
     }
 
     /// Reads what has arrived of the body, without waiting. `timed_out`: this run is for
@@ -260,7 +251,6 @@ impl Pending {
             Ahead::Spooling { .. } => unreachable!("a body still arriving is not ready"),
         };
         Ready {
-            head: self.head,
             received: self.received,
             framing: self.framing,
             spool,
@@ -275,7 +265,6 @@ impl Pending {
             (None, Framing::Chunked) => unreachable!("a chunked body is spooled"),
         };
         Pending {
-            head: ready.head,
             received: ready.received,
             framing: ready.framing,
             expect: false,
@@ -295,7 +284,6 @@ pub(super) fn answer_expect<H: HttpHandler>(
     pending: Pending,
 ) -> Result<Pending, Exchanged> {
     let Pending {
-        head,
         received,
         framing,
         body: ahead,
@@ -315,12 +303,13 @@ pub(super) fn answer_expect<H: HttpHandler>(
     )
     .held();
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, head, received, body, wfile);
+    let mut request = new_request(context, io.head, received, body, wfile);
     let outcome = catch_unwind(AssertUnwindSafe(|| handler.handle_expect_100(&mut request)));
     if matches!(outcome, Ok(Ok(true))) && request.status().is_none() {
         // The hook may have sent its own interim response (Python's default does).
         let interim_sent = request.wfile.started();
-        let head = into_head(request);
+        // The head goes back as it was (the hook may have changed it) for the handler.
+        *io.head = into_head(request);
         if !interim_sent {
             io.output
                 .bytes
@@ -329,7 +318,6 @@ pub(super) fn answer_expect<H: HttpHandler>(
         // An error is remembered by the output; the connection ends at the next step.
         let _ = io.output.send_now(context.connection);
         return Ok(Pending {
-            head,
             received,
             framing,
             expect: false,
@@ -342,6 +330,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
     // The client holds its body back: the connection cannot carry another request.
     request.close_connection = true;
     complete(&mut request, io.tally);
+    io.head.retire(into_head(request));
     Err(Exchanged {
         keep_alive: false,
         unread_input: true,
@@ -360,7 +349,6 @@ pub(super) fn dispatch<H: HttpHandler>(
     hand_off: bool,
 ) -> Dispatch {
     let Ready {
-        head,
         received,
         framing,
         mut spool,
@@ -380,11 +368,11 @@ pub(super) fn dispatch<H: HttpHandler>(
         body = body.spooled(spool);
     }
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, head, received, body, wfile);
+    let mut request = new_request(context, io.head, received, body, wfile);
     if hand_off && handler.may_block(&request) {
-        let head = into_head(request);
+        // The head goes back as the request had it, for the worker to lend it again.
+        *io.head = into_head(request);
         let ready = Ready {
-            head,
             received,
             framing,
             spool,
@@ -393,8 +381,7 @@ pub(super) fn dispatch<H: HttpHandler>(
     }
     if !context.inline {
         let answered = answer(handler, &mut request, false, context, io.tally);
-        *io.answered = Some(request.completed());
-        io.spare.keep(into_head(request));
+        retire(request, io.head, io.answered);
         return Dispatch::Answered(answered);
     }
     let answered = answer(handler, &mut request, false, context, io.tally);
@@ -416,8 +403,7 @@ pub(super) fn dispatch<H: HttpHandler>(
             request.log_error(&message);
         }
     }
-    *io.answered = Some(request.completed());
-    io.spare.keep(into_head(request));
+    retire(request, io.head, io.answered);
     Dispatch::Answered(answered)
 }
 

@@ -23,7 +23,7 @@ use super::exchange::{
 use super::handler::{Attributes, HttpHandler};
 use super::head::{
     expects_continue, framing, parse_head, read_head, take_head, Framing, HeadError, HeadStorage,
-    ParsedHead, Rejection,
+    Rejection,
 };
 use super::limits::Limits;
 use super::metrics::Tally;
@@ -244,7 +244,7 @@ fn io<'s>(stream: &'s mut StreamRequest, state: &'s mut ConnectionState) -> Io<'
         rfile: &mut stream.rfile,
         socket: &mut state.socket,
         output: &mut stream.output,
-        spare: &mut state.head.spare,
+        head: &mut state.head.head,
         answered: &mut state.answered,
         tally: &mut state.tally,
     }
@@ -399,7 +399,8 @@ fn serve_parked<H: HttpHandler>(
                 let next = Next::Park(Wake::Readable, Some(deadline));
                 return finish_step(stream, state, limits, next);
             }
-            BodyStep::Refused(rejection) => {
+            BodyStep::Refused(mut rejection) => {
+                rejection.requestline = state.head.head.requestline.clone();
                 let exchanged = reject(context, io(stream, state), rejection)?;
                 return close(stream, state, limits, exchanged);
             }
@@ -647,8 +648,9 @@ fn finish_step(
             if wake == Wake::Readable {
                 // An idle connection keeps no buffer: ten thousand of them cost nothing.
                 stream.output.release_buffer();
-                if state.head.buf.is_empty() {
-                    std::mem::take(&mut state.head).give();
+                // Not while a request waits for its body: its head is in the storage.
+                if state.pending.is_none() {
+                    HeadStorage::give(&mut state.head);
                 }
             }
             // Output waiting for a worker's turn is sent first, as for a Writable park: a
@@ -666,7 +668,7 @@ fn finish_step(
             Ok(())
         }
         Next::Close => {
-            std::mem::take(&mut state.head).give();
+            HeadStorage::give(&mut state.head);
             match state.closing.take() {
                 Some(closing) => closing.failure.into_result(),
                 None => Ok(()),
@@ -714,8 +716,9 @@ fn parse_request(
     received: Instant,
 ) -> Result<Parsed, Rejection> {
     let buf = storage.buf.split().freeze();
-    let ParsedHead { head, fields } = parse_head(buf, &mut storage.spare, limits)?;
-    let framing = framing(&head, fields)?;
+    let head = &mut storage.head;
+    let fields = parse_head(buf, head, limits)?;
+    let framing = framing(head, fields)?;
     if let Framing::Length(n) = framing {
         if n > limits.max_body_size {
             let mut rejection = Rejection::new(
@@ -725,13 +728,12 @@ fn parse_request(
                     limits.max_body_size
                 ),
             );
-            rejection.requestline = head.requestline;
+            rejection.requestline = head.requestline.clone();
             return Err(rejection);
         }
     }
-    let expect = expects_continue(&head, fields)?;
+    let expect = expects_continue(head, fields)?;
     Ok(Parsed {
-        head,
         framing,
         expect,
         received,

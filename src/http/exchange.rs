@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, StatusCode, Version};
 
 use super::body::Body;
 use super::handler::{Attributes, HttpHandler, HttpRequest};
-use super::head::{head_follows, Framing, Head, Rejection, Spare};
+use super::head::{head_follows, Framing, Head, Rejection};
 use super::limits::Limits;
 use super::log::LOG_TARGET;
 use super::metrics::Tally;
@@ -54,17 +54,17 @@ pub(super) struct Io<'s> {
     pub(super) rfile: &'s mut Rfile,
     pub(super) socket: &'s mut TimedSocket,
     pub(super) output: &'s mut Output,
-    /// Where an answered request's head storage goes, for the next request to fill.
-    pub(super) spare: &'s mut Spare,
+    /// The connection's head: the request's, lent to it, and given back once it is
+    /// answered for the next to be parsed into.
+    pub(super) head: &'s mut Head,
     /// When the last answer completed, for a pipelined request already here then.
     pub(super) answered: &'s mut Option<Instant>,
     /// The answers counted and not yet added to the server's metrics.
     pub(super) tally: &'s mut Tally,
 }
 
-/// A request head, parsed and checked.
+/// A request head, parsed (into the connection's [`Head`]) and checked.
 pub(super) struct Parsed {
-    pub(super) head: Head,
     pub(super) framing: Framing,
     /// The client sent `Expect: 100-continue`.
     pub(super) expect: bool,
@@ -112,23 +112,24 @@ impl Failure {
     }
 }
 
-/// The request a handler answers, made of its head.
+/// The request a handler answers, made of the parts of `head`, which it borrows until it
+/// is [retired](retire) (or [taken apart](into_head)).
 pub(super) fn new_request<'r>(
-    context: &ConnectionContext<'_>,
-    head: Head,
+    context: &ConnectionContext<'r>,
+    head: &mut Head,
     received: Instant,
     body: Body<'r>,
     wfile: ResponseWriter<'r>,
 ) -> HttpRequest<'r> {
     HttpRequest::new(
-        head.method,
-        head.target,
+        std::mem::take(&mut head.method),
+        std::mem::take(&mut head.target),
         head.version,
-        head.raw_requestline,
-        head.requestline,
-        head.headers,
+        std::mem::take(&mut head.raw_requestline),
+        std::mem::take(&mut head.requestline),
+        std::mem::take(&mut head.headers),
         context.client_address(),
-        context.server.clone(),
+        context.server,
         body,
         wfile,
         context.attributes,
@@ -137,7 +138,7 @@ pub(super) fn new_request<'r>(
 }
 
 /// The head back out of a request: one not answered here (it goes to a worker), or one
-/// answered, whose storage the next request reuses ([`Spare`]).
+/// answered, whose storage the next request reuses ([`retire`]).
 pub(super) fn into_head(request: HttpRequest<'_>) -> Head {
     Head {
         method: request.command,
@@ -147,6 +148,17 @@ pub(super) fn into_head(request: HttpRequest<'_>) -> Head {
         requestline: request.requestline,
         headers: request.headers,
     }
+}
+
+/// Ends a request that was answered: its completion is when a pipelined request that was
+/// here already began, and its parts go back to the connection's head for the next.
+pub(super) fn retire(
+    mut request: HttpRequest<'_>,
+    head: &mut Head,
+    answered: &mut Option<Instant>,
+) {
+    *answered = Some(request.completed());
+    head.retire(into_head(request));
 }
 
 /// Answers a request whose body is read from the connection as the handler asks for it
@@ -169,11 +181,12 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
         &started,
     );
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, parsed.head, parsed.received, body, wfile);
+    let mut request = new_request(context, io.head, parsed.received, body, wfile);
     // `100 Continue` goes straight to the socket when the handler first reads the body, so
     // the answers to earlier pipelined requests still buffered must leave before it.
     if parsed.expect && request.wfile.flush().is_err() {
         // The client is gone or not reading: there is nobody to answer.
+        io.head.retire(into_head(request));
         return Exchanged {
             keep_alive: false,
             unread_input: false,
@@ -182,8 +195,7 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
         };
     }
     let exchanged = answer(handler, &mut request, parsed.expect, context, io.tally);
-    *io.answered = Some(request.completed());
-    io.spare.keep(into_head(request));
+    retire(request, io.head, io.answered);
     exchanged
 }
 
@@ -231,7 +243,7 @@ pub(super) fn reject(
     // Only the method matters for the answer: a HEAD gets the error's head, no page.
     let head = rejection.head || rejection.requestline.starts_with("HEAD ");
     let method = if head { Method::HEAD } else { Method::GET };
-    let head = Head {
+    let mut head = Head {
         method,
         target: String::new(),
         version: Version::HTTP_10,
@@ -249,7 +261,7 @@ pub(super) fn reject(
         &started,
     );
     let wfile = ResponseWriter::new(context.connection, io.output, &started, context.inline);
-    let mut request = new_request(context, head, Instant::now(), body, wfile);
+    let mut request = new_request(context, &mut head, Instant::now(), body, wfile);
     request.close_connection = true;
     request.error_response(rejection.status, Some(rejection.message.as_str()), None)?;
     complete(&mut request, io.tally);

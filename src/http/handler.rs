@@ -385,6 +385,9 @@ pub(crate) struct Attributes {
     pub protocol_version: Version,
     pub error_message_format: &'static str,
     pub error_content_type: &'static str,
+    /// `server_version` and `sys_version` make a valid `Server` value, checked once per
+    /// connection rather than with every response.
+    pub server_is_clean: bool,
 }
 
 impl Attributes {
@@ -395,6 +398,8 @@ impl Attributes {
             protocol_version,
             error_message_format: H::ERROR_MESSAGE_FORMAT,
             error_content_type: H::ERROR_CONTENT_TYPE,
+            server_is_clean: is_clean_value(H::SERVER_VERSION.as_bytes())
+                && is_clean_value(H::SYS_VERSION.as_bytes()),
         }
     }
 }
@@ -432,8 +437,9 @@ pub struct HttpRequest<'a> {
     pub headers: HeaderMap,
     /// The client.
     pub client_address: ClientAddress,
-    /// The server (to shut it down, or for its address).
-    pub server: ServerHandle,
+    /// The server (to shut it down, or for its address); `clone()` it to keep it past the
+    /// request.
+    pub server: &'a ServerHandle,
     /// Whether the connection closes after this request (Python's `close_connection`).
     pub close_connection: bool,
     /// The request body, bounded to this request (Python's `rfile`).
@@ -462,7 +468,7 @@ impl<'a> HttpRequest<'a> {
         requestline: String,
         headers: HeaderMap,
         client_address: ClientAddress,
-        server: ServerHandle,
+        server: &'a ServerHandle,
         rfile: Body<'a>,
         wfile: ResponseWriter<'a>,
         attributes: Attributes,
@@ -718,12 +724,18 @@ impl<'a> HttpRequest<'a> {
     ) -> io::Result<()> {
         self.send_response_only(code, message)?;
         let (server, sys) = (self.attributes.server_version, self.attributes.sys_version);
-        self.push_header("Server", |head| {
-            head.extend_from_slice(server.as_bytes());
-            head.push(b' ');
-            head.extend_from_slice(sys.as_bytes());
-        })?;
-        super::date::with_now(|date| self.push_own_header(b"Date: ", date.as_bytes()))
+        if self.attributes.server_is_clean {
+            let value = [server.as_bytes(), b" ", sys.as_bytes()];
+            self.push_own_header(b"Server: ", &value)?;
+        } else {
+            // Refused there, with the reason.
+            self.push_header("Server", |head| {
+                head.extend_from_slice(server.as_bytes());
+                head.push(b' ');
+                head.extend_from_slice(sys.as_bytes());
+            })?;
+        }
+        super::date::with_now(|date| self.push_own_header(b"Date: ", &[date.as_bytes()]))
     }
 
     /// Sends only the status line: Python's `send_response_only`. `message` defaults to the
@@ -775,15 +787,15 @@ impl<'a> HttpRequest<'a> {
     /// formatting machinery: every response with a body sends one.
     pub(crate) fn send_content_length(&mut self, length: u64) -> io::Result<()> {
         let mut digits = [0u8; 20];
-        self.push_own_header(b"Content-Length: ", decimal(&mut digits, length))?;
+        self.push_own_header(b"Content-Length: ", &[decimal(&mut digits, length)])?;
         self.response.content_length = Some(length);
         Ok(())
     }
 
-    /// A header whose name and value the library wrote, and so knows to be clean: the
-    /// checks of [`push_header`](Self::push_header) about the response's state only. Not
-    /// for a framing header but `Content-Length`, whose caller records it.
-    fn push_own_header(&mut self, name_colon: &'static [u8], value: &[u8]) -> io::Result<()> {
+    /// A header whose name and value (in parts) the library wrote or checked, and so knows
+    /// to be clean: the checks of [`push_header`](Self::push_header) about the response's
+    /// state only. Not for a framing header but `Content-Length`, whose caller records it.
+    fn push_own_header(&mut self, name_colon: &'static [u8], value: &[&[u8]]) -> io::Result<()> {
         if self.response.headers_ended {
             return Err(invalid("send_header after end_headers"));
         }
@@ -792,7 +804,9 @@ impl<'a> HttpRequest<'a> {
         }
         let head = self.wfile.head_mut();
         head.extend_from_slice(name_colon);
-        head.extend_from_slice(value);
+        for part in value {
+            head.extend_from_slice(part);
+        }
         head.extend_from_slice(b"\r\n");
         Ok(())
     }
@@ -1221,6 +1235,30 @@ pub fn server_name(address: &ServerAddress) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_version_with_a_line_break_never_reaches_the_wire() {
+        #[derive(Clone)]
+        struct Injecting;
+        impl HttpHandler for Injecting {
+            const SERVER_VERSION: &'static str = "evil/1.0\r\nSet-Cookie: x=1";
+            fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+                let refused = req.send_response(200).unwrap_err();
+                assert!(refused.to_string().contains("Server"), "{refused}");
+                Err(refused.into())
+            }
+        }
+        let raw = crate::http::TestRequest::get("/").run_raw(&Injecting);
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(!raw.contains("Set-Cookie"), "{raw:?}");
+        assert!(!raw.contains("evil"), "{raw:?}");
+        let attributes = Attributes::of::<Injecting>(Version::HTTP_11);
+        assert!(!attributes.server_is_clean);
+        #[derive(Clone)]
+        struct Plain;
+        impl HttpHandler for Plain {}
+        assert!(Attributes::of::<Plain>(Version::HTTP_11).server_is_clean);
+    }
 
     #[test]
     fn decimals_are_written_as_display_writes_them() {

@@ -17,8 +17,13 @@ use super::limits::Limits;
 use super::socket::TimedSocket;
 use crate::handler::Rfile;
 
-/// A parsed request head.
-#[derive(Debug)]
+/// A parsed request head. A connection parses each of its heads in place into the one its
+/// [`HeadStorage`] keeps, and takes the parts back from the request they were lent to
+/// ([`Head::retire`]): a keep-alive connection's requests reuse the strings and the header
+/// map, so that one answered by the one-call API allocates nothing once the first has
+/// been (the header values share the connection's head buffer, see [`parse_head`]), and
+/// the head is never moved whole on its way to the handler.
+#[derive(Debug, Default)]
 pub(crate) struct Head {
     pub method: Method,
     pub target: String,
@@ -29,51 +34,52 @@ pub(crate) struct Head {
     pub headers: HeaderMap,
 }
 
-/// The storage of a connection's last head, emptied, for the next to fill: the strings,
-/// and the header map with its tables. A keep-alive connection's requests reuse it, so
-/// that one answered by the one-call API allocates nothing once the first has been (the
-/// header values share the connection's head buffer, see [`parse_head`]). Between
-/// requests, on an event loop, it goes to a pool of the thread's with the head buffer
-/// ([`HeadStorage`]).
-#[derive(Debug, Default)]
-pub(crate) struct Spare {
-    target: String,
-    raw_requestline: Vec<u8>,
-    requestline: String,
-    headers: HeaderMap,
-}
-
-impl Spare {
+impl Head {
     /// Strings longer than this are freed rather than kept: one long URL must not cost an
     /// idle connection its memory for good.
     const MAX_STRING: usize = 1024;
     /// Header maps with room for more fields than this are freed rather than kept.
     const MAX_HEADERS: usize = 64;
 
-    /// Keeps what `head` allocated, emptied, for the next head.
-    pub(crate) fn keep(&mut self, head: Head) {
-        fn emptied(mut s: String) -> String {
+    /// Takes back the parts of a request this head was lent to, emptied, for the next
+    /// head to be parsed into.
+    pub(crate) fn retire(&mut self, used: Head) {
+        fn emptied_string(mut s: String) -> String {
             s.clear();
-            if s.capacity() > Spare::MAX_STRING {
+            if s.capacity() > Head::MAX_STRING {
                 String::new()
             } else {
                 s
             }
         }
-        self.target = emptied(head.target);
-        self.requestline = emptied(head.requestline);
-        let mut line = head.raw_requestline;
-        line.clear();
-        if line.capacity() <= Spare::MAX_STRING {
-            self.raw_requestline = line;
+        fn emptied_bytes(mut v: Vec<u8>) -> Vec<u8> {
+            v.clear();
+            if v.capacity() > Head::MAX_STRING {
+                Vec::new()
+            } else {
+                v
+            }
         }
-        let mut headers = head.headers;
-        if headers.capacity() <= Spare::MAX_HEADERS {
-            // Drops the values, and with them their share of the head buffer, which the
-            // buffer can then reuse.
-            headers.clear();
-            self.headers = headers;
-        }
+        self.target = emptied_string(used.target);
+        self.requestline = emptied_string(used.requestline);
+        self.raw_requestline = emptied_bytes(used.raw_requestline);
+        let mut headers = used.headers;
+        // Drops the values, and with them their share of the head buffer, which the
+        // buffer can then reuse.
+        headers.clear();
+        self.headers = if headers.capacity() > Head::MAX_HEADERS {
+            HeaderMap::new()
+        } else {
+            headers
+        };
+    }
+
+    /// Empties the head for the next to be parsed into, keeping its storage.
+    fn clear(&mut self) {
+        self.target.clear();
+        self.raw_requestline.clear();
+        self.requestline.clear();
+        self.headers.clear();
     }
 }
 
@@ -100,13 +106,6 @@ impl FramingFields {
             self.expect = true;
         }
     }
-}
-
-/// A head as [`parse_head`] leaves it: the head, and what its framing depends on.
-#[derive(Debug)]
-pub(crate) struct ParsedHead {
-    pub head: Head,
-    pub fields: FramingFields,
 }
 
 /// How the request's body is delimited.
@@ -154,14 +153,14 @@ pub(crate) enum HeadError {
 }
 
 /// What a connection reads and parses its heads with: the buffer a head is read into, and
-/// the [`Spare`] storage of the last one. An idle connection on an event loop gives it to
+/// the [`Head`] it is parsed into. An idle connection on an event loop gives it to
 /// its thread's pool, and the next connection with a head to read takes it from there, so
 /// that ten thousand idle connections hold none, and a loop that answers each connection's
 /// request before the next one's (its own thread) allocates none.
 #[derive(Debug, Default)]
 pub(crate) struct HeadStorage {
     pub buf: BytesMut,
-    pub spare: Spare,
+    pub head: Head,
 }
 
 thread_local! {
@@ -183,7 +182,7 @@ impl HeadStorage {
             .flatten()
             .unwrap_or_else(|| HeadStorage {
                 buf: BytesMut::with_capacity(Self::BUFFER),
-                spare: Spare::default(),
+                head: Head::default(),
             })
     }
 
@@ -193,16 +192,20 @@ impl HeadStorage {
     }
 
     /// Gives the storage of a connection with no head begun to the pool (or frees it, if
-    /// the pool is full).
-    pub(crate) fn give(self) {
-        if !self.is_held() || !self.buf.is_empty() {
+    /// the pool is full); a connection with part of a head keeps its storage.
+    pub(crate) fn give(storage: &mut HeadStorage) {
+        if !storage.is_held() || !storage.buf.is_empty() {
             return;
         }
+        let mut storage = std::mem::take(storage);
+        // Whatever the head still holds (a request closed before its body came) is let go.
+        let used = std::mem::take(&mut storage.head);
+        storage.head.retire(used);
         // `try_with`: storage given back as the thread ends is freed with it.
         let _ = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
             if pool.len() < Self::POOLED {
-                pool.push(self);
+                pool.push(storage);
             }
         });
     }
@@ -363,21 +366,22 @@ fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Parses a complete head (as [`read_head`] leaves it in `buf`), into the storage of
-/// `spare`. The header values are slices of `buf`, which they share instead of taking a
-/// copy each.
+/// Parses a complete head (as [`read_head`] leaves it in `buf`) into `head`, in place,
+/// and says what its framing depends on. The header values are slices of `buf`, which they
+/// share instead of taking a copy each.
 pub(crate) fn parse_head(
     buf: Bytes,
-    spare: &mut Spare,
+    head: &mut Head,
     limits: &Limits,
-) -> Result<ParsedHead, Rejection> {
+) -> Result<FramingFields, Rejection> {
+    head.clear();
     let line_end = memchr::memchr(b'\n', &buf).unwrap_or(buf.len());
-    let mut raw_requestline = std::mem::take(&mut spare.raw_requestline);
+    let raw_requestline = &mut head.raw_requestline;
     raw_requestline.extend_from_slice(&buf[..(line_end + 1).min(buf.len())]);
     let line = raw_requestline
         .strip_suffix(b"\n")
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .unwrap_or(&raw_requestline);
+        .unwrap_or(raw_requestline);
     let reject = |status: StatusCode, message: String| Rejection {
         status,
         message,
@@ -422,7 +426,7 @@ pub(crate) fn parse_head(
     } else {
         Version::HTTP_11
     };
-    let mut headers = std::mem::take(&mut spare.headers);
+    let headers = &mut head.headers;
     headers.reserve(request.headers.len());
     let mut fields = FramingFields::default();
     for header in request.headers.iter() {
@@ -435,25 +439,17 @@ pub(crate) fn parse_head(
         headers.append(name, value);
     }
     check_target(&method, target).map_err(|message| reject(StatusCode::BAD_REQUEST, message))?;
-    let mut path = std::mem::take(&mut spare.target);
-    path.push_str(target);
-    let mut requestline = std::mem::take(&mut spare.requestline);
-    let line = raw_requestline.trim_ascii_end();
+    head.target.push_str(target);
+    let line = head.raw_requestline.trim_ascii_end();
     // Request lines are ASCII: the plain check is several times faster than the lossy
     // conversion's, which only the odd line needs.
     match std::str::from_utf8(line) {
-        Ok(line) => requestline.push_str(line),
-        Err(_) => requestline.push_str(&String::from_utf8_lossy(line)),
+        Ok(line) => head.requestline.push_str(line),
+        Err(_) => head.requestline.push_str(&String::from_utf8_lossy(line)),
     }
-    let head = Head {
-        method,
-        target: path,
-        version,
-        raw_requestline,
-        requestline,
-        headers,
-    };
-    Ok(ParsedHead { head, fields })
+    head.method = method;
+    head.version = version;
+    Ok(fields)
 }
 
 /// Checks the version of a request line before `httparse` sees it, to tell an unsupported
@@ -637,13 +633,14 @@ fn parse_length(value: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn parsed(raw: &str) -> Result<ParsedHead, Rejection> {
+    fn parsed(raw: &str) -> Result<(Head, FramingFields), Rejection> {
         let buf = Bytes::copy_from_slice(raw.as_bytes());
-        parse_head(buf, &mut Spare::default(), &Limits::default())
+        let mut head = Head::default();
+        parse_head(buf, &mut head, &Limits::default()).map(|fields| (head, fields))
     }
 
     fn head(raw: &str) -> Result<Head, Rejection> {
-        parsed(raw).map(|parsed| parsed.head)
+        parsed(raw).map(|(head, _)| head)
     }
 
     #[test]
@@ -656,23 +653,28 @@ mod tests {
     #[test]
     fn a_reused_head_buffer_leaves_the_values_a_handler_kept_intact() {
         // Heads read into one buffer, one after the other, as a keep-alive connection reads
-        // them, with the storage of each going to the next: a value kept from the first
-        // must still read as it came once the buffer holds the second.
-        let (mut buf, mut spare) = (BytesMut::with_capacity(64), Spare::default());
-        let mut next = |raw: &str, spare: &mut Spare| {
+        // them, each parsed into the one head the connection keeps: a value kept from the
+        // first must still read as it came once the buffer holds the second.
+        let (mut buf, mut head) = (BytesMut::with_capacity(64), Head::default());
+        let mut next = |raw: &str, head: &mut Head| {
             buf.extend_from_slice(raw.as_bytes());
-            let parsed = parse_head(buf.split().freeze(), spare, &Limits::default());
-            parsed.unwrap().head
+            parse_head(buf.split().freeze(), head, &Limits::default()).unwrap();
         };
-        let first = next(
-            "GET /first HTTP/1.1\r\nHost: one\r\nX-Kept: alpha\r\n\r\n",
-            &mut spare,
+        next(
+            "POST /first HTTP/1.1\r\nHost: one\r\nX-Kept: alpha\r\n\r\n",
+            &mut head,
         );
-        let kept = first.headers.get("x-kept").unwrap().clone();
-        spare.keep(first);
+        let kept = head.headers.get("x-kept").unwrap().clone();
+        // Lent to a request and given back, as the connection does; or not, as when a
+        // request is refused: the next head is parsed over what is left.
         for i in 0..8 {
+            if i % 2 == 0 {
+                let used = std::mem::take(&mut head);
+                head.retire(used);
+            }
             let raw = format!("GET /n{i} HTTP/1.1\r\nHost: two\r\nX-Other: {i:->40}\r\n\r\n");
-            let head = next(&raw, &mut spare);
+            next(&raw, &mut head);
+            assert_eq!(head.method, Method::GET);
             assert_eq!(head.target, format!("/n{i}"));
             assert_eq!(head.requestline, format!("GET /n{i} HTTP/1.1"));
             assert_eq!(
@@ -682,28 +684,28 @@ mod tests {
             assert_eq!(head.headers.len(), 2, "no field of an earlier head is left");
             assert_eq!(head.headers["host"], "two");
             assert!(head.headers.get("x-kept").is_none());
-            spare.keep(head);
         }
         assert_eq!(kept, "alpha");
     }
 
     #[test]
-    fn spare_storage_that_grew_large_is_freed() {
-        let mut spare = Spare::default();
+    fn head_storage_that_grew_large_is_freed() {
+        let mut head = Head::default();
         let long = format!("/{}", "a".repeat(4000));
         let raw = format!("GET {long} HTTP/1.1\r\nHost: a\r\n\r\n");
         let limits = Limits {
             max_request_line: 8192,
             ..Limits::default()
         };
-        let head = parse_head(Bytes::from(raw), &mut spare, &limits)
-            .unwrap()
-            .head;
+        parse_head(Bytes::from(raw), &mut head, &limits).unwrap();
         assert_eq!(head.target, long);
-        spare.keep(head);
-        assert_eq!(spare.target.capacity(), 0);
-        assert_eq!(spare.raw_requestline.capacity(), 0);
-        assert!(spare.headers.capacity() > 0, "a usual header map is kept");
+        let used = std::mem::take(&mut head);
+        head.retire(used);
+        assert_eq!(head.target.capacity(), 0);
+        assert_eq!(head.raw_requestline.capacity(), 0);
+        assert_eq!(head.requestline.capacity(), 0);
+        assert!(head.headers.capacity() > 0, "a usual header map is kept");
+        assert!(head.headers.is_empty());
     }
 
     #[test]
@@ -729,8 +731,8 @@ mod tests {
     #[test]
     fn framing_rules() {
         let framing_of = |raw: &str| {
-            let parsed = parsed(raw).unwrap();
-            framing(&parsed.head, parsed.fields).map_err(|r| r.status)
+            let (head, fields) = parsed(raw).unwrap();
+            framing(&head, fields).map_err(|r| r.status)
         };
         assert_eq!(framing_of("GET / HTTP/1.0\r\n\r\n"), Ok(Framing::Length(0)));
         assert_eq!(

@@ -330,7 +330,7 @@ impl<H: HttpHandler> Endpoints<H> {
             }
             Endpoint::Health => request.send_text(200, "ok\n"),
             Endpoint::Metrics => {
-                let page = metrics::render(&self.servers.with(&request.server));
+                let page = metrics::render(&self.servers.with(request.server));
                 request.respond(200, metrics::CONTENT_TYPE, page)
             }
         }
