@@ -11,11 +11,12 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 
 use super::body::Body;
 use super::handler::{Attributes, HttpHandler, HttpRequest};
 use super::head::{head_follows, Framing, Head, Rejection};
+use super::headers::RequestHeaders;
 use super::limits::Limits;
 use super::log::LOG_TARGET;
 use super::metrics::Tally;
@@ -249,7 +250,7 @@ pub(super) fn reject(
         version: Version::HTTP_10,
         raw_requestline: rejection.requestline.as_bytes().to_vec(),
         requestline: rejection.requestline,
-        headers: HeaderMap::new(),
+        headers: RequestHeaders::default(),
     };
     let body = Body::new(
         io.rfile,

@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::body::Body;
+use super::headers::RequestHeaders;
 use super::limits::Limits;
 use super::log::{log_line, AccessRecord, LOG_TARGET};
 use super::response::{
@@ -433,8 +434,9 @@ pub struct HttpRequest<'a> {
     pub raw_requestline: Vec<u8>,
     /// The request line without its line ending (Python's `requestline`).
     pub requestline: String,
-    /// The request headers; names are case-insensitive, repeated fields are kept.
-    pub headers: HeaderMap,
+    /// The request headers: a [`HeaderMap`] (names case-insensitive, repeated fields kept),
+    /// made the first time it is read ([`RequestHeaders`]).
+    pub headers: RequestHeaders,
     /// The client.
     pub client_address: ClientAddress,
     /// The server (to shut it down, or for its address); `clone()` it to keep it past the
@@ -466,7 +468,7 @@ impl<'a> HttpRequest<'a> {
         request_version: Version,
         raw_requestline: Vec<u8>,
         requestline: String,
-        headers: HeaderMap,
+        headers: RequestHeaders,
         client_address: ClientAddress,
         server: &'a ServerHandle,
         rfile: Body<'a>,
@@ -514,11 +516,11 @@ impl<'a> HttpRequest<'a> {
     fn wants_keep_alive(&self) -> bool {
         let ours = self.attributes.protocol_version >= Version::HTTP_11;
         let mut keep = ours && self.request_version >= Version::HTTP_11;
+        // Asked of the noted fields: the map is made only if the handler reads it.
         for token in self
             .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .raw_strs(http::header::CONNECTION.as_str())
+            .flatten()
             .flat_map(|v| v.split(','))
             .map(str::trim)
         {

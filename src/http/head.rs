@@ -10,19 +10,20 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use http::{HeaderName, Method, StatusCode, Version};
 
 use super::handler::is_token_byte;
+use super::headers::RequestHeaders;
 use super::limits::Limits;
 use super::socket::TimedSocket;
 use crate::handler::Rfile;
 
 /// A parsed request head. A connection parses each of its heads in place into the one its
 /// [`HeadStorage`] keeps, and takes the parts back from the request they were lent to
-/// ([`Head::retire`]): a keep-alive connection's requests reuse the strings and the header
-/// map, so that one answered by the one-call API allocates nothing once the first has
-/// been (the header values share the connection's head buffer, see [`parse_head`]), and
-/// the head is never moved whole on its way to the handler.
+/// ([`Head::retire`]): a keep-alive connection's requests reuse the strings, the fields'
+/// notes and the header map, so that one answered by the one-call API allocates nothing
+/// once the first has been (the header values share the connection's head buffer, see
+/// [`parse_head`]), and the head is never moved whole on its way to the handler.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     pub method: Method,
@@ -31,16 +32,13 @@ pub(crate) struct Head {
     pub raw_requestline: Vec<u8>,
     /// The request line without its line ending.
     pub requestline: String,
-    pub headers: HeaderMap,
+    pub headers: RequestHeaders,
 }
 
 impl Head {
     /// Strings longer than this are freed rather than kept: one long URL must not cost an
     /// idle connection its memory for good.
     const MAX_STRING: usize = 1024;
-    /// Header maps with room for more fields than this are freed rather than kept.
-    const MAX_HEADERS: usize = 64;
-
     /// Takes back the parts of a request this head was lent to, emptied, for the next
     /// head to be parsed into.
     pub(crate) fn retire(&mut self, used: Head) {
@@ -64,14 +62,10 @@ impl Head {
         self.requestline = emptied_string(used.requestline);
         self.raw_requestline = emptied_bytes(used.raw_requestline);
         let mut headers = used.headers;
-        // Drops the values, and with them their share of the head buffer, which the
-        // buffer can then reuse.
-        headers.clear();
-        self.headers = if headers.capacity() > Head::MAX_HEADERS {
-            HeaderMap::new()
-        } else {
-            headers
-        };
+        // Drops the head and the values, and with them their shares of the head buffer,
+        // which the buffer can then reuse.
+        headers.recycle();
+        self.headers = headers;
     }
 
     /// Empties the head for the next to be parsed into, keeping its storage.
@@ -79,13 +73,13 @@ impl Head {
         self.target.clear();
         self.raw_requestline.clear();
         self.requestline.clear();
-        self.headers.clear();
+        self.headers.recycle();
     }
 }
 
 /// Which of the fields that decide a request's framing its head holds: noted as the
-/// header map is built, so that the usual head, one `Host` and none of the others, needs no
-/// lookup in the map to be checked.
+/// fields are, so that the usual head, one `Host` and none of the others, is checked
+/// without making the header map.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct FramingFields {
     hosts: usize,
@@ -95,15 +89,14 @@ pub(crate) struct FramingFields {
 }
 
 impl FramingFields {
-    fn note(&mut self, name: &HeaderName) {
-        if *name == HOST {
-            self.hosts += 1;
-        } else if *name == CONTENT_LENGTH {
-            self.content_length = true;
-        } else if *name == TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-        } else if *name == EXPECT {
-            self.expect = true;
+    fn note(&mut self, name: &[u8]) {
+        let is = |known: &HeaderName| name.eq_ignore_ascii_case(known.as_str().as_bytes());
+        match name.len() {
+            4 if is(&HOST) => self.hosts += 1,
+            14 if is(&CONTENT_LENGTH) => self.content_length = true,
+            17 if is(&TRANSFER_ENCODING) => self.transfer_encoding = true,
+            6 if is(&EXPECT) => self.expect = true,
+            _ => {}
         }
     }
 }
@@ -367,8 +360,9 @@ fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
 }
 
 /// Parses a complete head (as [`read_head`] leaves it in `buf`) into `head`, in place,
-/// and says what its framing depends on. The header values are slices of `buf`, which they
-/// share instead of taking a copy each.
+/// and says what its framing depends on. The header fields are noted, not made into a map
+/// ([`RequestHeaders`]): their values will be slices of `buf`, which they share instead of
+/// taking a copy each.
 pub(crate) fn parse_head(
     buf: Bytes,
     head: &mut Head,
@@ -426,19 +420,15 @@ pub(crate) fn parse_head(
     } else {
         Version::HTTP_11
     };
+    check_target(&method, target).map_err(|message| reject(StatusCode::BAD_REQUEST, message))?;
+    // Nothing fails from here on. The map is made when a handler reads it: here the fields are only noted.
     let headers = &mut head.headers;
     headers.reserve(request.headers.len());
     let mut fields = FramingFields::default();
     for header in request.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header name".into()))?;
-        fields.note(&name);
-        let start = header.value.as_ptr().addr() - buf.as_ptr().addr();
-        let value = HeaderValue::from_maybe_shared(buf.slice(start..start + header.value.len()))
-            .map_err(|_| reject(StatusCode::BAD_REQUEST, "Invalid header value".into()))?;
-        headers.append(name, value);
+        fields.note(header.name.as_bytes());
+        headers.note(&buf, header.name.as_bytes(), header.value);
     }
-    check_target(&method, target).map_err(|message| reject(StatusCode::BAD_REQUEST, message))?;
     head.target.push_str(target);
     let line = head.raw_requestline.trim_ascii_end();
     // Request lines are ASCII: the plain check is several times faster than the lossy
@@ -449,6 +439,7 @@ pub(crate) fn parse_head(
     }
     head.method = method;
     head.version = version;
+    head.headers.set_head(buf);
     Ok(fields)
 }
 
@@ -542,7 +533,7 @@ pub(crate) fn framing(head: &Head, fields: FramingFields) -> Result<Framing, Rej
                 "Both Content-Length and Transfer-Encoding",
             ));
         }
-        let codings = list_elements(head.headers.get_all(TRANSFER_ENCODING))
+        let codings = list_elements(head.headers.raw_strs(TRANSFER_ENCODING.as_str()))
             .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "Malformed Transfer-Encoding"))?;
         let chunked = |c: &str| c.eq_ignore_ascii_case("chunked");
         let chunked_count = codings.iter().filter(|c| chunked(c)).count();
@@ -561,7 +552,7 @@ pub(crate) fn framing(head: &Head, fields: FramingFields) -> Result<Framing, Rej
         return Ok(Framing::Chunked);
     }
     if has_length {
-        let values = list_elements(head.headers.get_all(CONTENT_LENGTH))
+        let values = list_elements(head.headers.raw_strs(CONTENT_LENGTH.as_str()))
             .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "Malformed Content-Length"))?;
         let mut length = None;
         for value in values {
@@ -585,14 +576,14 @@ pub(crate) fn expects_continue(head: &Head, fields: FramingFields) -> Result<boo
     if !fields.expect {
         return Ok(false);
     }
-    let Some(expect) = head.headers.get(EXPECT) else {
+    let Some(expect) = head.headers.raw_values(EXPECT.as_str()).next() else {
         return Ok(false);
     };
     if head.version == Version::HTTP_10 {
         // RFC 9110 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request.
         return Ok(false);
     }
-    if expect.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+    if expect.eq_ignore_ascii_case(b"100-continue") {
         Ok(true)
     } else {
         Err(Rejection {
@@ -604,12 +595,12 @@ pub(crate) fn expects_continue(head: &Head, fields: FramingFields) -> Result<boo
     }
 }
 
-/// The elements of a comma-separated header list over all its fields, or `None` if any
-/// element is empty or not a token.
-fn list_elements<'a>(values: http::header::GetAll<'a, HeaderValue>) -> Option<Vec<&'a str>> {
+/// The elements of a comma-separated header list over all its fields (`None` for a value
+/// that is not visible ASCII), or `None` if any element is empty or not a token.
+fn list_elements<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Option<Vec<&'a str>> {
     let mut elements = Vec::new();
     for value in values {
-        let value = value.to_str().ok()?;
+        let value = value?;
         for element in value.split(',') {
             let element = element.trim_matches([' ', '\t']);
             if element.is_empty() || !element.bytes().all(is_token_byte) {
@@ -699,6 +690,8 @@ mod tests {
         };
         parse_head(Bytes::from(raw), &mut head, &limits).unwrap();
         assert_eq!(head.target, long);
+        // Read, as a handler reads it: the map is made.
+        assert_eq!(head.headers["host"], "a");
         let used = std::mem::take(&mut head);
         head.retire(used);
         assert_eq!(head.target.capacity(), 0);
@@ -706,6 +699,27 @@ mod tests {
         assert_eq!(head.requestline.capacity(), 0);
         assert!(head.headers.capacity() > 0, "a usual header map is kept");
         assert!(head.headers.is_empty());
+        assert!(head.headers.is_built());
+    }
+
+    #[test]
+    fn a_usual_head_is_checked_without_making_its_header_map() {
+        let (head, fields) = parsed("GET /x HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n").unwrap();
+        assert_eq!(framing(&head, fields).unwrap(), Framing::Length(0));
+        assert!(!expects_continue(&head, fields).unwrap());
+        assert!(!head.headers.is_built());
+        assert_eq!(head.headers.len(), 2, "made when read");
+        // Nor that of a head with a body.
+        let raw = "POST / HTTP/1.1\r\nhOsT: a\r\ncontent-LENGTH: 5\r\nExpect: 100-Continue\r\n\r\n";
+        let (head, fields) = parsed(raw).unwrap();
+        assert_eq!(framing(&head, fields).unwrap(), Framing::Length(5));
+        assert!(expects_continue(&head, fields).unwrap());
+        assert!(!head.headers.is_built());
+        let (head, fields) = parsed("GET / HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n").unwrap();
+        assert_eq!(
+            framing(&head, fields).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

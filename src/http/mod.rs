@@ -28,6 +28,7 @@ mod forwarded;
 pub mod fuzz;
 mod handler;
 mod head;
+mod headers;
 mod limits;
 mod log;
 pub mod metrics;
@@ -45,6 +46,7 @@ pub(crate) use connection::ConnectionState as HttpConnection;
 pub use form::parse_qsl;
 pub(crate) use handler::is_token_byte;
 pub use handler::{server_name, HttpHandler, HttpRequest, IntoStatus, Message};
+pub use headers::RequestHeaders;
 pub use limits::Limits;
 pub use log::{
     escape_control, log_date_time_string, log_json_to_stderr, log_to_stderr, LOG_TARGET,
