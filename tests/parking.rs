@@ -53,6 +53,14 @@ impl HttpHandler for Hello {
         req.wfile.write_all(&body)?;
         Ok(())
     }
+
+    /// Answers with what it was sent: path, `X-Tag` and body.
+    fn do_post(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+        let tag = req.header("x-tag").unwrap_or("-").to_string();
+        let body = req.body_text()?;
+        let text = format!("{} {tag} {body}", req.path);
+        req.send_text(200, &text)
+    }
 }
 
 fn hello_server(workers: usize) -> Server<TcpTransport, Hello, EventLoop> {
@@ -120,6 +128,41 @@ fn a_thousand_idle_keep_alive_connections_hold_no_thread() {
     for reader in clients.iter_mut().step_by(97) {
         assert_eq!(get(reader, "/hello"), b"Hello, world!");
     }
+    stop(&server, thread);
+}
+
+/// A request parked while its body comes keeps its head, while the loop serves other
+/// connections whose head storage comes from and goes back to the loop's pool.
+#[test]
+fn a_request_waiting_for_its_body_keeps_its_head_meanwhile() {
+    let (server, thread) = serve(hello_server(0));
+    let mut waiting = client(&server);
+    let head = "POST /waiting HTTP/1.1\r\nHost: a\r\nX-Tag: alpha\r\n\
+                Content-Length: 10\r\nExpect: 100-continue\r\n\r\n";
+    waiting.get_mut().write_all(head.as_bytes()).unwrap();
+    // The 100 says the head was read and the request waits, parked, for its body.
+    let mut line = String::new();
+    waiting.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    waiting.read_line(&mut line).unwrap();
+    let mut others: Vec<_> = (0..3).map(|_| client(&server)).collect();
+    for (i, other) in others.iter_mut().enumerate() {
+        let request = format!(
+            "POST /other{i} HTTP/1.1\r\nHost: a\r\nX-Tag: t{i}\r\nContent-Length: 2\r\n\r\nok"
+        );
+        other.get_mut().write_all(request.as_bytes()).unwrap();
+        let answer = read_response(other);
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("/other{i} t{i} ok")
+        );
+    }
+    waiting.get_mut().write_all(b"0123456789").unwrap();
+    let answer = read_response(&mut waiting);
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        "/waiting alpha 0123456789"
+    );
     stop(&server, thread);
 }
 
