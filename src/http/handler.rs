@@ -363,6 +363,28 @@ pub(crate) fn is_clean_value(value: &[u8]) -> bool {
     words.remainder().iter().all(clean_byte)
 }
 
+/// Python's rule: persistent when both sides speak HTTP/1.1, unless `Connection: close`;
+/// an HTTP/1.0 client may ask with `Connection: keep-alive` if we (`ours`) speak HTTP/1.1.
+fn wants_keep_alive(ours: Version, theirs: Version, headers: &RequestHeaders) -> bool {
+    let ours = ours >= Version::HTTP_11;
+    let mut keep = ours && theirs >= Version::HTTP_11;
+    // Asked of the noted fields: the map is made only if the handler reads it.
+    for token in headers
+        .raw_strs(http::header::CONNECTION.as_str())
+        .flatten()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        if token.eq_ignore_ascii_case("close") {
+            return false;
+        }
+        if token.eq_ignore_ascii_case("keep-alive") && ours {
+            keep = true;
+        }
+    }
+    keep
+}
+
 /// `status`, if it is a final one: an interim (1xx) response is sent with
 /// `send_response_only` and `end_headers`, never as a whole response.
 fn final_status(status: impl IntoStatus) -> io::Result<StatusCode> {
@@ -476,7 +498,11 @@ impl<'a> HttpRequest<'a> {
         attributes: Attributes,
         received: Instant,
     ) -> Self {
-        let mut request = HttpRequest {
+        // Decided before the request is made, so that it is made where it is returned
+        // rather than made and then copied (it is some 600 bytes, made per request).
+        let close_connection =
+            !wants_keep_alive(attributes.protocol_version, request_version, &headers);
+        HttpRequest {
             command,
             path,
             request_version,
@@ -485,7 +511,7 @@ impl<'a> HttpRequest<'a> {
             headers,
             client_address,
             server,
-            close_connection: true,
+            close_connection,
             rfile,
             wfile,
             attributes,
@@ -494,9 +520,7 @@ impl<'a> HttpRequest<'a> {
             remote_user: None,
             received,
             completed: None,
-        };
-        request.close_connection = !request.wants_keep_alive();
-        request
+        }
     }
 
     /// What the TLS session of the connection negotiated, and the client's certificates
@@ -509,29 +533,6 @@ impl<'a> HttpRequest<'a> {
     /// Whether the request came over TLS (`https`).
     pub fn is_secure(&self) -> bool {
         self.wfile.connection().is_tls()
-    }
-
-    /// Python's rule: persistent when both sides speak HTTP/1.1, unless `Connection: close`;
-    /// an HTTP/1.0 client may ask with `Connection: keep-alive` if we speak HTTP/1.1.
-    fn wants_keep_alive(&self) -> bool {
-        let ours = self.attributes.protocol_version >= Version::HTTP_11;
-        let mut keep = ours && self.request_version >= Version::HTTP_11;
-        // Asked of the noted fields: the map is made only if the handler reads it.
-        for token in self
-            .headers
-            .raw_strs(http::header::CONNECTION.as_str())
-            .flatten()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-        {
-            if token.eq_ignore_ascii_case("close") {
-                return false;
-            }
-            if token.eq_ignore_ascii_case("keep-alive") && ours {
-                keep = true;
-            }
-        }
-        keep
     }
 
     /// The first value of header `name` as text, if present and visible ASCII.
@@ -761,11 +762,15 @@ impl<'a> HttpRequest<'a> {
         head.push(b' ');
         head.extend_from_slice(code.as_str().as_bytes());
         head.push(b' ');
-        head.extend(
-            reason
-                .bytes()
-                .map(|b| if b.is_ascii_control() { b' ' } else { b }),
-        );
+        match message {
+            // A standard phrase is clean: copied whole rather than byte by byte.
+            None => head.extend_from_slice(reason.as_bytes()),
+            Some(_) => head.extend(
+                reason
+                    .bytes()
+                    .map(|b| if b.is_ascii_control() { b' ' } else { b }),
+            ),
+        }
         head.extend_from_slice(b"\r\n");
         self.response = ResponseState {
             status: (!code.is_informational()).then_some(code),

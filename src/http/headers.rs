@@ -52,10 +52,12 @@ pub struct RequestHeaders {
     /// Where each field's name and value lie in `head`, in the order they came.
     fields: Vec<Field>,
     /// The map, once made of `fields`.
-    map: OnceLock<HeaderMap>,
+    map: OnceLock<Box<HeaderMap>>,
     /// An emptied map of an earlier request, for the next to be made in without
     /// allocating (locked only to take it, once per request that reads its headers).
-    spare: Mutex<HeaderMap>,
+    /// Boxed, as `map` is: a `HeaderMap` is 96 bytes, and the request that holds these
+    /// is moved on every request.
+    spare: Mutex<Option<Box<HeaderMap>>>,
 }
 
 /// Where one field lies in its head: the name's and the value's bounds.
@@ -105,7 +107,7 @@ impl RequestHeaders {
         if let Some(mut map) = self.map.take() {
             map.clear();
             if map.capacity() <= Self::MAX_KEPT {
-                *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = map;
+                *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(map);
             }
         }
     }
@@ -140,9 +142,13 @@ impl RequestHeaders {
     }
 
     /// The map, made of the fields (into the spare map's storage).
-    fn build(&self) -> HeaderMap {
-        let mut map =
-            std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+    fn build(&self) -> Box<HeaderMap> {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let mut map = spare.unwrap_or_default();
         map.reserve(self.fields.len());
         for field in &self.fields {
             let (Some(name), Some(_)) = (self.part(field.name), self.part(field.value)) else {
@@ -191,7 +197,7 @@ impl From<HeaderMap> for RequestHeaders {
     /// Fields given as a map (a request the server made up, or a test's).
     fn from(map: HeaderMap) -> Self {
         RequestHeaders {
-            map: OnceLock::from(map),
+            map: OnceLock::from(Box::new(map)),
             ..RequestHeaders::default()
         }
     }
