@@ -471,6 +471,20 @@ pub struct Rfile {
     nonblocking: bool,
     /// The last read took less than it had room for: the socket had nothing more then.
     drained: bool,
+    /// Bytes consumed since the connection opened: where `buf[pos]` lies in the stream.
+    position: u64,
+    /// What a parser found ahead in the stream and left for the next parse ([`Found`]).
+    found: Option<Found>,
+}
+
+/// A position in the stream that a parser found by searching from `from` (for HTTP, where
+/// the next request head ends): kept so that the bytes are not searched twice. The bytes of
+/// a stream never change once read, so the finding holds for as long as the reader has
+/// not moved on from `from`.
+#[derive(Clone, Copy, Debug)]
+struct Found {
+    from: u64,
+    at: u64,
 }
 
 impl Rfile {
@@ -483,6 +497,8 @@ impl Rfile {
             capacity: capacity.max(1),
             nonblocking: false,
             drained: false,
+            position: 0,
+            found: None,
         }
     }
 
@@ -498,6 +514,27 @@ impl Rfile {
     /// The bytes read from the socket and not yet consumed; never reads.
     pub fn buffer(&self) -> &[u8] {
         &self.buf[self.pos..self.filled]
+    }
+
+    /// How many bytes have been consumed since the connection opened.
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Notes that a search from the current position found `at` (a stream position), for
+    /// [`found`](Self::found) to give back.
+    pub(crate) fn set_found(&mut self, at: u64) {
+        self.found = Some(Found {
+            from: self.position,
+            at,
+        });
+    }
+
+    /// What [`set_found`](Self::set_found) noted, if it was noted at the current position.
+    pub(crate) fn found(&self) -> Option<u64> {
+        self.found
+            .filter(|found| found.from == self.position)
+            .map(|found| found.at)
     }
 
     /// Reads until end-of-file or `limit` bytes, whichever comes first.
@@ -594,7 +631,9 @@ impl Read for Rfile {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         // Large reads of an empty buffer skip the copy.
         if self.pos == self.filled && out.len() >= self.capacity {
-            return recv_into(&self.connection, out, self.nonblocking);
+            let n = recv_into(&self.connection, out, self.nonblocking)?;
+            self.position += n as u64;
+            return Ok(n);
         }
         let available = self.fill_buf()?;
         let n = available.len().min(out.len());
@@ -615,7 +654,9 @@ impl BufRead for Rfile {
     }
 
     fn consume(&mut self, amt: usize) {
-        self.pos = (self.pos + amt).min(self.filled);
+        let amt = amt.min(self.filled - self.pos);
+        self.pos += amt;
+        self.position += amt as u64;
     }
 }
 
@@ -736,5 +777,58 @@ impl RequestContext for DatagramRequest {
 
     fn of_stream(_stream: &mut StreamRequest) -> Option<&mut Self> {
         None
+    }
+}
+
+/// An [`Rfile`] whose buffer holds `input`, read from a real connection on 127.0.0.1, and
+/// the client's end of it.
+#[cfg(test)]
+pub(crate) fn buffered_rfile(input: &[u8]) -> (Rfile, std::net::TcpStream) {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    client.write_all(input).expect("send");
+    let mut rfile = Rfile::new(StreamSocket::tcp(server, None), input.len().max(64));
+    while rfile.buffer().len() < input.len() {
+        assert!(rfile.fill_more().expect("receive") > 0, "the client closed");
+    }
+    (rfile, client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finding_holds_until_the_reader_moves_on() {
+        let (mut rfile, mut client) = buffered_rfile(b"0123456789");
+        assert_eq!(rfile.found(), None);
+        rfile.set_found(7);
+        assert_eq!(rfile.found(), Some(7));
+        // More input behind it changes nothing ahead of the position.
+        client.write_all(b"abc").unwrap();
+        while rfile.buffer().len() < 13 {
+            rfile.fill_more().unwrap();
+        }
+        assert_eq!(rfile.found(), Some(7));
+        rfile.consume(3);
+        assert_eq!(rfile.position(), 3);
+        assert_eq!(
+            rfile.found(),
+            None,
+            "found from a position the reader has left"
+        );
+        let mut rest = [0u8; 20];
+        assert_eq!(rfile.read(&mut rest).unwrap(), 10);
+        assert_eq!(rfile.position(), 13);
+        // A large read of an empty buffer bypasses it, and counts all the same.
+        client.write_all(b"defgh").unwrap();
+        let mut large = [0u8; 128];
+        let mut read = 0;
+        while read < 5 {
+            read += rfile.read(&mut large[read..]).unwrap();
+        }
+        assert_eq!(rfile.position(), 18);
     }
 }

@@ -126,6 +126,11 @@ impl<'a> Body<'a> {
         self.input.buffer()
     }
 
+    /// The connection's input, for a look at what follows the body.
+    pub(crate) fn input_mut(&mut self) -> &mut Rfile {
+        self.input
+    }
+
     /// The spooled body, for a reader that wants it whole (CGI).
     pub(crate) fn spool_mut(&mut self) -> Option<&mut Spool> {
         self.spool.as_deref_mut()

@@ -1,10 +1,11 @@
 //! The `Date` header's value and the access log's date, formatted once a second per thread
-//! rather than per response.
+//! rather than per response; and the start of the usual response, which carries the date.
 
 use std::cell::RefCell;
 use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::StatusCode;
 use nix::time::{clock_gettime, ClockId};
 
 thread_local! {
@@ -12,6 +13,107 @@ thread_local! {
     static NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     /// The same for the access log's date.
     static LOG_NOW: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// The starts of the last few kinds of response sent on this thread ([`with_preamble`]).
+    static PREAMBLES: RefCell<Preambles> = const { RefCell::new(Preambles::new()) };
+}
+
+/// What the start of a response depends on, but for the date.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PreambleKind {
+    /// `"HTTP/1.1"` or `"HTTP/1.0"`.
+    pub(crate) version: &'static str,
+    pub(crate) status: StatusCode,
+    /// The `Server` header's value is `server`, a space and `sys`.
+    pub(crate) server: &'static str,
+    pub(crate) sys: &'static str,
+}
+
+/// A few response starts, each made for one second: a handful of statuses make up almost
+/// all the answers of a busy thread.
+struct Preambles {
+    entries: [Option<Preamble>; Preambles::SIZE],
+    /// The entry to make again next when none fits.
+    next: usize,
+}
+
+struct Preamble {
+    kind: KindKey,
+    second: u64,
+    text: Vec<u8>,
+}
+
+/// A [`PreambleKind`] by the addresses of its strings, which are a handler's constants:
+/// told apart in a few comparisons. (The same text at two addresses takes two entries.)
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct KindKey {
+    status: u16,
+    strings: [(usize, usize); 3],
+}
+
+impl KindKey {
+    fn of(kind: &PreambleKind) -> Self {
+        let key = |s: &'static str| (s.as_ptr() as usize, s.len());
+        KindKey {
+            status: kind.status.as_u16(),
+            strings: [key(kind.version), key(kind.server), key(kind.sys)],
+        }
+    }
+}
+
+impl Preambles {
+    const SIZE: usize = 4;
+
+    const fn new() -> Self {
+        Preambles {
+            entries: [const { None }; Preambles::SIZE],
+            next: 0,
+        }
+    }
+
+    fn get(&mut self, kind: PreambleKind, second: u64) -> &[u8] {
+        let key = KindKey::of(&kind);
+        let found = self
+            .entries
+            .iter()
+            .position(|entry| entry.as_ref().is_some_and(|entry| entry.kind == key));
+        let index = found.unwrap_or_else(|| {
+            let index = self.next;
+            self.next = (self.next + 1) % Preambles::SIZE;
+            index
+        });
+        let entry = self.entries[index].get_or_insert_with(|| Preamble {
+            kind: key,
+            second: u64::MAX,
+            text: Vec::new(),
+        });
+        if found.is_none() || entry.second != second {
+            // Into the entry's own room: a new second allocates nothing.
+            let text = &mut entry.text;
+            text.clear();
+            text.extend_from_slice(kind.version.as_bytes());
+            text.push(b' ');
+            text.extend_from_slice(kind.status.as_str().as_bytes());
+            text.push(b' ');
+            text.extend_from_slice(super::status::reason(kind.status).as_bytes());
+            text.extend_from_slice(b"\r\nServer: ");
+            text.extend_from_slice(kind.server.as_bytes());
+            text.push(b' ');
+            text.extend_from_slice(kind.sys.as_bytes());
+            text.extend_from_slice(b"\r\nDate: ");
+            with_now(|date| text.extend_from_slice(date.as_bytes()));
+            text.extend_from_slice(b"\r\n");
+            entry.kind = key;
+            entry.second = second;
+        }
+        &entry.text
+    }
+}
+
+/// Calls `f` with the start of a response of `kind` sent now: its status line with the
+/// standard reason phrase, and its `Server` and `Date` headers, each line ended.
+pub(crate) fn with_preamble<R>(kind: PreambleKind, f: impl FnOnce(&[u8]) -> R) -> R {
+    let second = unix_second();
+    PREAMBLES.with(|preambles| f(preambles.borrow_mut().get(kind, second)))
 }
 
 /// Calls `f` with the current time as Common Log Format writes it
@@ -68,5 +170,34 @@ mod tests {
         let age = SystemTime::now().duration_since(parsed).unwrap_or_default();
         assert!(age.as_secs() <= 2, "{text}");
         assert_eq!(with_now(str::to_string).len(), 29);
+    }
+
+    #[test]
+    fn a_preamble_is_the_status_line_then_server_and_date() {
+        let kind = |code| PreambleKind {
+            version: "HTTP/1.1",
+            status: StatusCode::from_u16(code).unwrap(),
+            server: "Test/1.0",
+            sys: "Rust",
+        };
+        // More kinds than are kept, and back to the first ones.
+        for code in [200, 404, 200, 500, 301, 204, 200, 418, 404] {
+            let text = with_preamble(kind(code), |p| String::from_utf8(p.to_vec()).unwrap());
+            let reason = super::super::status::reason(kind(code).status);
+            let start = format!("HTTP/1.1 {code} {reason}\r\nServer: Test/1.0 Rust\r\nDate: ");
+            let date = text
+                .strip_prefix(&start)
+                .and_then(|rest| rest.strip_suffix("\r\n"))
+                .unwrap_or_else(|| panic!("{text:?}"));
+            let parsed = httpdate::parse_http_date(date).unwrap();
+            let age = SystemTime::now().duration_since(parsed).unwrap_or_default();
+            assert!(age.as_secs() <= 2, "{text}");
+        }
+        let other_server = PreambleKind {
+            server: "Other/2",
+            ..kind(200)
+        };
+        let text = with_preamble(other_server, |p| p.to_vec());
+        assert!(text.starts_with(b"HTTP/1.1 200 OK\r\nServer: Other/2 Rust\r\n"));
     }
 }

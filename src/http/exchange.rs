@@ -337,7 +337,7 @@ pub(super) fn settle(
 /// Whether answers are held back to leave together with the answer to the next pipelined
 /// request, which is all here already: the answers to one read leave in one write. Blank
 /// lines are no request: an answer held back for them would wait for the next read.
-pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
+pub(super) fn holds_back(output: &Output, input: &mut Rfile) -> bool {
     output.file.is_none() && output.bytes.len() < OUTPUT_BUFFER / 2 && head_follows(input)
 }
 
@@ -347,7 +347,7 @@ pub(super) fn holds_back(output: &Output, input: &[u8]) -> bool {
 /// once the response has left.
 pub(super) fn complete(request: &mut HttpRequest<'_>, tally: &mut Tally) -> Completed {
     let mut keep_alive = !request.close_connection && !request.wfile.failed();
-    let held_back = keep_alive && request.wfile.holds_back(request.rfile.input_buffer());
+    let held_back = keep_alive && request.wfile.holds_back(request.rfile.input_mut());
     if !held_back {
         if let Err(err) = request.wfile.flush() {
             if !is_disconnect(&err) {

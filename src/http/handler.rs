@@ -725,8 +725,22 @@ impl<'a> HttpRequest<'a> {
         code: impl IntoStatus,
         message: Option<&str>,
     ) -> io::Result<()> {
-        self.send_response_only(code, message)?;
+        let code = code.into_status()?;
         let (server, sys) = (self.attributes.server_version, self.attributes.sys_version);
+        if message.is_none() && self.attributes.server_is_clean {
+            // The usual start, made once a second: copied whole.
+            self.start_response(code)?;
+            let kind = super::date::PreambleKind {
+                version: self.protocol_name(),
+                status: code,
+                server,
+                sys,
+            };
+            let head = self.wfile.head_mut();
+            super::date::with_preamble(kind, |preamble| head.extend_from_slice(preamble));
+            return Ok(());
+        }
+        self.send_response_only(code, message)?;
         if self.attributes.server_is_clean {
             let value = [server.as_bytes(), b" ", sys.as_bytes()];
             self.push_own_header(b"Server: ", &value)?;
@@ -749,14 +763,9 @@ impl<'a> HttpRequest<'a> {
         message: Option<&str>,
     ) -> io::Result<()> {
         let code = code.into_status()?;
-        if self.response.status.is_some() {
-            return Err(invalid("a response was already sent for this request"));
-        }
+        self.start_response(code)?;
         let reason = message.unwrap_or_else(|| status::reason(code));
-        let version = match self.attributes.protocol_version {
-            Version::HTTP_11 => "HTTP/1.1",
-            _ => "HTTP/1.0",
-        };
+        let version = self.protocol_name();
         let head = self.wfile.head_mut();
         head.extend_from_slice(version.as_bytes());
         head.push(b' ');
@@ -772,12 +781,28 @@ impl<'a> HttpRequest<'a> {
             ),
         }
         head.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// The response state of a status line about to be written, unless one was already.
+    fn start_response(&mut self, code: StatusCode) -> io::Result<()> {
+        if self.response.status.is_some() {
+            return Err(invalid("a response was already sent for this request"));
+        }
         self.response = ResponseState {
             status: (!code.is_informational()).then_some(code),
             line_sent: true,
             ..ResponseState::default()
         };
         Ok(())
+    }
+
+    /// The version on the status line.
+    fn protocol_name(&self) -> &'static str {
+        match self.attributes.protocol_version {
+            Version::HTTP_11 => "HTTP/1.1",
+            _ => "HTTP/1.0",
+        }
     }
 
     /// Adds a header: Python's `send_header`. `Connection: close` / `keep-alive` set

@@ -259,11 +259,16 @@ pub(crate) fn take_head(
     limits: &Limits,
 ) -> Result<bool, Rejection> {
     if buf.is_empty() {
+        // Where `head_follows` found it, while answering the request before.
+        let found = input.found();
         skip_blank_lines(input);
         let available = input.buffer();
+        let found = found
+            .and_then(|at| usize::try_from(at.checked_sub(input.position())?).ok())
+            .filter(|&end| end <= available.len());
         // The usual case, a whole head in the buffer: copy just the head, not the
         // pipelined requests behind it.
-        if let Some(end) = find_head_end(available, 0).or_else(|| versionless_line_end(available)) {
+        if let Some(end) = found.or_else(|| head_end(available)) {
             buf.extend_from_slice(&available[..end]);
             input.consume(end);
             check_size(buf, limits)?;
@@ -305,14 +310,28 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Whether `input` holds a whole request head, after the blank lines that may precede it.
-pub(crate) fn head_follows(input: &[u8]) -> bool {
-    let start = input
+/// Where it ends is noted in `input` for [`take_head`].
+pub(crate) fn head_follows(input: &mut Rfile) -> bool {
+    let buffered = input.buffer();
+    let start = buffered
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(input.len());
-    let input = &input[start..];
-    !input.is_empty()
-        && (find_head_end(input, 0).is_some() || versionless_line_end(input).is_some())
+        .unwrap_or(buffered.len());
+    let Some(end) = head_end(&buffered[start..]) else {
+        return false;
+    };
+    let at = input.position() + (start + end) as u64;
+    input.set_found(at);
+    true
+}
+
+/// The length of the head at the start of `buf`, if it is all there: up to its blank line,
+/// or its one line if it has no version (which ends it, see [`versionless_line_end`]).
+fn head_end(buf: &[u8]) -> Option<usize> {
+    if buf.is_empty() {
+        return None;
+    }
+    find_head_end(buf, 0).or_else(|| versionless_line_end(buf))
 }
 
 /// Drops the empty lines buffered before a request line (RFC 9112 2.2: old clients leave
@@ -337,6 +356,10 @@ fn versionless_line_end(buf: &[u8]) -> Option<usize> {
 }
 
 fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
+    if buf.len() <= limits.max_request_line.min(limits.max_header_bytes) {
+        // The usual head: neither its line nor its fields can be too long.
+        return Ok(());
+    }
     let line_len = match memchr::memchr(b'\n', buf) {
         Some(nl) => nl + 1,
         None => buf.len(),
@@ -632,6 +655,39 @@ mod tests {
 
     fn head(raw: &str) -> Result<Head, Rejection> {
         parsed(raw).map(|(head, _)| head)
+    }
+
+    #[test]
+    fn takes_the_head_that_the_look_ahead_found_and_no_more() {
+        let two = b"\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (mut input, _client) = crate::handler::buffered_rfile(two);
+        assert!(head_follows(&mut input));
+        assert_eq!(
+            input.found(),
+            Some(30),
+            "past the blank line before it, and the head"
+        );
+        let mut buf = BytesMut::new();
+        assert!(take_head(&mut input, &mut buf, &Limits::default()).unwrap());
+        assert_eq!(&buf[..], &two[2..30]);
+        // Found from where the first head began: of no use for the second.
+        assert_eq!(input.found(), None);
+        buf.clear();
+        assert!(take_head(&mut input, &mut buf, &Limits::default()).unwrap());
+        assert_eq!(&buf[..], &two[30..]);
+        assert!(!head_follows(&mut input));
+    }
+
+    #[test]
+    fn a_partial_head_is_not_one_that_follows() {
+        let (mut input, _client) = crate::handler::buffered_rfile(b"\r\n\r\nGET / HTTP/1.1\r\nHo");
+        assert!(!head_follows(&mut input));
+        assert_eq!(input.found(), None);
+        let (mut input, _client) = crate::handler::buffered_rfile(b"GET /\r\n");
+        assert!(
+            head_follows(&mut input),
+            "a line without a version ends its head"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::buffer;
+use crate::handler::Rfile;
 use crate::output::{FileRange, Output, Wait};
 use crate::socket::StreamSocket;
 
@@ -118,7 +119,7 @@ impl<'a> ResponseWriter<'a> {
 
     /// Whether the output waits for the answer to the next pipelined request (see
     /// `connection::holds_back`).
-    pub(crate) fn holds_back(&self, input: &[u8]) -> bool {
+    pub(crate) fn holds_back(&self, input: &mut Rfile) -> bool {
         super::exchange::holds_back(self.out, input)
     }
 
