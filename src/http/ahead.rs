@@ -309,7 +309,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
         // The hook may have sent its own interim response (Python's default does).
         let interim_sent = request.wfile.started();
         // The head goes back as it was (the hook may have changed it) for the handler.
-        *io.head = into_head(request);
+        *io.head = into_head(&mut request);
         if !interim_sent {
             io.output
                 .bytes
@@ -330,7 +330,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
     // The client holds its body back: the connection cannot carry another request.
     request.close_connection = true;
     complete(&mut request, io.tally);
-    io.head.retire(into_head(request));
+    io.head.retire(into_head(&mut request));
     Err(Exchanged {
         keep_alive: false,
         unread_input: true,
@@ -371,7 +371,7 @@ pub(super) fn dispatch<H: HttpHandler>(
     let mut request = new_request(context, io.head, received, body, wfile);
     if hand_off && handler.may_block(&request) {
         // The head goes back as the request had it, for the worker to lend it again.
-        *io.head = into_head(request);
+        *io.head = into_head(&mut request);
         let ready = Ready {
             received,
             framing,
@@ -381,7 +381,7 @@ pub(super) fn dispatch<H: HttpHandler>(
     }
     if !context.inline {
         let answered = answer(handler, &mut request, false, context, io.tally);
-        retire(request, io.head, io.answered);
+        retire(&mut request, io.head, io.answered);
         return Dispatch::Answered(answered);
     }
     let answered = answer(handler, &mut request, false, context, io.tally);
@@ -403,7 +403,7 @@ pub(super) fn dispatch<H: HttpHandler>(
             request.log_error(&message);
         }
     }
-    retire(request, io.head, io.answered);
+    retire(&mut request, io.head, io.answered);
     Dispatch::Answered(answered)
 }
 

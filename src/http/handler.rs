@@ -478,8 +478,8 @@ pub struct HttpRequest<'a> {
     remote_user: Option<String>,
     /// When the server began on the request, for the access log's time taken.
     received: Instant,
-    /// When its response completed, once it has.
-    completed: Option<Instant>,
+    /// When its response completed and how long it took, once it has.
+    completed: Option<(Instant, Duration)>,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -818,8 +818,15 @@ impl<'a> HttpRequest<'a> {
     /// `send_header("Content-Length", length)`, its digits written without the
     /// formatting machinery: every response with a body sends one.
     pub(crate) fn send_content_length(&mut self, length: u64) -> io::Result<()> {
-        let mut digits = [0u8; 20];
-        self.push_own_header(b"Content-Length: ", &[decimal(&mut digits, length)])?;
+        const NAME: &[u8] = b"Content-Length: ";
+        // Made whole, from the end, and copied into the head at once.
+        let mut line = [0u8; NAME.len() + 20 + 2];
+        let crlf = line.len() - 2;
+        line[crlf..].copy_from_slice(b"\r\n");
+        let start = decimal_before(&mut line, crlf, length) - NAME.len();
+        line[start..start + NAME.len()].copy_from_slice(NAME);
+        self.check_header_allowed()?;
+        self.wfile.head_mut().extend_from_slice(&line[start..]);
         self.response.content_length = Some(length);
         Ok(())
     }
@@ -828,12 +835,7 @@ impl<'a> HttpRequest<'a> {
     /// to be clean: the checks of [`push_header`](Self::push_header) about the response's
     /// state only. Not for a framing header but `Content-Length`, whose caller records it.
     fn push_own_header(&mut self, name_colon: &'static [u8], value: &[&[u8]]) -> io::Result<()> {
-        if self.response.headers_ended {
-            return Err(invalid("send_header after end_headers"));
-        }
-        if !self.response.line_sent {
-            return Err(invalid("send_header before send_response"));
-        }
+        self.check_header_allowed()?;
         let head = self.wfile.head_mut();
         head.extend_from_slice(name_colon);
         for part in value {
@@ -868,17 +870,23 @@ impl<'a> HttpRequest<'a> {
         Ok(())
     }
 
-    fn push_header(
-        &mut self,
-        keyword: &str,
-        write_value: impl FnOnce(&mut Vec<u8>),
-    ) -> io::Result<()> {
+    /// Whether a header may be sent now: after the status line, before the headers end.
+    fn check_header_allowed(&self) -> io::Result<()> {
         if self.response.headers_ended {
             return Err(invalid("send_header after end_headers"));
         }
         if !self.response.line_sent {
             return Err(invalid("send_header before send_response"));
         }
+        Ok(())
+    }
+
+    fn push_header(
+        &mut self,
+        keyword: &str,
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<()> {
+        self.check_header_allowed()?;
         if keyword.is_empty() || !keyword.bytes().all(is_token_byte) {
             return Err(invalid(format!("invalid header name {keyword:?}")));
         }
@@ -1113,12 +1121,20 @@ impl<'a> HttpRequest<'a> {
 
     /// When the response completed: the clock read once, when it does.
     pub(crate) fn completed(&mut self) -> Instant {
-        *self.completed.get_or_insert_with(Instant::now)
+        self.completion().0
     }
 
     /// How long the request took, from its receipt to its response's completion.
     pub(crate) fn answered_in(&mut self) -> Duration {
-        self.completed().saturating_duration_since(self.received)
+        self.completion().1
+    }
+
+    fn completion(&mut self) -> (Instant, Duration) {
+        let received = self.received;
+        *self.completed.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, now.saturating_duration_since(received))
+        })
     }
 
     /// The access line of this request's response, to be written once the response has
@@ -1183,21 +1199,21 @@ impl fmt::Debug for RedactedHeaders<'_> {
     }
 }
 
-/// A decimal number of up to 19 digits (so it fits a `u64`), spaces around it allowed.
-/// `n` in decimal, written at the end of `digits`.
-fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
-    let mut start = digits.len();
+/// Writes `n` in decimal into `buf`, ending at `end` (which leaves room for 20 digits),
+/// and returns where it begins.
+fn decimal_before(buf: &mut [u8], end: usize, mut n: u64) -> usize {
+    let mut start = end;
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+        buf[start] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return start;
         }
     }
-    &digits[start..]
 }
 
+/// A decimal number of up to 19 digits (so it fits a `u64`), spaces around it allowed.
 fn parse_decimal(bytes: &[u8]) -> Option<u64> {
     let digits = bytes.trim_ascii();
     if digits.is_empty() || digits.len() > 19 {
@@ -1307,8 +1323,9 @@ mod tests {
             u64::MAX - 1,
             u64::MAX,
         ] {
-            let mut digits = [0u8; 20];
-            assert_eq!(decimal(&mut digits, n), n.to_string().as_bytes());
+            let mut digits = [0u8; 24];
+            let start = decimal_before(&mut digits, 22, n);
+            assert_eq!(&digits[start..22], n.to_string().as_bytes());
         }
     }
 

@@ -406,15 +406,18 @@ pub(crate) fn parse_head(
         head: false,
     };
 
-    check_request_line(line).map_err(|(status, message)| reject(status, message))?;
-
     // Left uninitialized for httparse to fill: writing a hundred empty headers first cost
     // more than parsing the head.
     let mut storage =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; Limits::MAX_HEADERS];
     let max = limits.max_headers.min(Limits::MAX_HEADERS);
     let mut request = httparse::Request::new(&mut []);
-    match request.parse_with_uninit_headers(&buf, &mut storage[..max]) {
+    let parsed = request.parse_with_uninit_headers(&buf, &mut storage[..max]);
+    if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
+        // What httparse takes, this takes too: only a refused line needs telling why.
+        check_request_line(line).map_err(|(status, message)| reject(status, message))?;
+    }
+    match parsed {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => {
             return Err(reject(StatusCode::BAD_REQUEST, "Incomplete request".into()))
@@ -453,13 +456,18 @@ pub(crate) fn parse_head(
         headers.note(&buf, header.name.as_bytes(), header.value);
     }
     head.target.push_str(target);
-    let line = head.raw_requestline.trim_ascii_end();
-    // Request lines are ASCII: the plain check is several times faster than the lossy
-    // conversion's, which only the odd line needs.
-    match std::str::from_utf8(line) {
-        Ok(line) => head.requestline.push_str(line),
-        Err(_) => head.requestline.push_str(&String::from_utf8_lossy(line)),
-    }
+    // httparse took the line as method, one space, target, one space and version, each of
+    // them text: put together again, they need no second check of their UTF-8.
+    let requestline = &mut head.requestline;
+    requestline.push_str(request.method.unwrap_or_default());
+    requestline.push(' ');
+    requestline.push_str(target);
+    requestline.push_str(if minor == 0 { " HTTP/1.0" } else { " HTTP/1.1" });
+    debug_assert_eq!(
+        requestline.as_bytes(),
+        head.raw_requestline.trim_ascii_end(),
+        "the request line put together again"
+    );
     head.method = method;
     head.version = version;
     head.headers.set_head(buf);
