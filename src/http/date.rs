@@ -100,7 +100,8 @@ impl Preambles {
             text.push(b' ');
             text.extend_from_slice(kind.sys.as_bytes());
             text.extend_from_slice(b"\r\nDate: ");
-            with_now(|date| text.extend_from_slice(date.as_bytes()));
+            // The date of the second the entry is kept for, so that text and stamp agree.
+            let _ = std::io::Write::write_fmt(text, format_args!("{}", http_date(second)));
             text.extend_from_slice(b"\r\n");
             entry.kind = key;
             entry.second = second;
@@ -140,11 +141,15 @@ pub(crate) fn with_now<R>(f: impl FnOnce(&str) -> R) -> R {
             *at = second;
             text.clear();
             // Into the text's own room: a new date each second allocates nothing.
-            let time = UNIX_EPOCH + Duration::from_secs(second);
-            let _ = write!(text, "{}", httpdate::HttpDate::from(time));
+            let _ = write!(text, "{}", http_date(second));
         }
         f(&cached.1)
     })
+}
+
+/// `second` (since the epoch) as an HTTP date.
+fn http_date(second: u64) -> httpdate::HttpDate {
+    httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(second))
 }
 
 /// The current second since the epoch, from the clock the kernel updates at each tick: a

@@ -317,12 +317,17 @@ pub(crate) fn head_follows(input: &mut Rfile) -> bool {
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buffered.len());
-    let Some(end) = head_end(&buffered[start..]) else {
-        return false;
-    };
-    let at = input.position() + (start + end) as u64;
-    input.set_found(at);
-    true
+    let rest = &buffered[start..];
+    match find_head_end(rest, 0) {
+        Some(end) => {
+            let at = input.position() + (start + end) as u64;
+            input.set_found(at);
+            true
+        }
+        // Not noted: a line without a version ends its head only until more of it arrives,
+        // when the blank line after its fields does.
+        None => !rest.is_empty() && versionless_line_end(rest).is_some(),
+    }
 }
 
 /// The length of the head at the start of `buf`, if it is all there: up to its blank line,
@@ -435,11 +440,12 @@ pub(crate) fn parse_head(
             ))
         }
     }
-    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
+    let (Some(method_text), Some(target), Some(minor)) =
+        (request.method, request.path, request.version)
     else {
         return Err(reject(StatusCode::BAD_REQUEST, "Bad request syntax".into()));
     };
-    let method = Method::from_bytes(method.as_bytes())
+    let method = Method::from_bytes(method_text.as_bytes())
         .map_err(|_| reject(StatusCode::BAD_REQUEST, "Bad request method".into()))?;
     let version = if minor == 0 {
         Version::HTTP_10
@@ -459,7 +465,7 @@ pub(crate) fn parse_head(
     // httparse took the line as method, one space, target, one space and version, each of
     // them text: put together again, they need no second check of their UTF-8.
     let requestline = &mut head.requestline;
-    requestline.push_str(request.method.unwrap_or_default());
+    requestline.push_str(method_text);
     requestline.push(' ');
     requestline.push_str(target);
     requestline.push_str(if minor == 0 { " HTTP/1.0" } else { " HTTP/1.1" });
@@ -696,6 +702,7 @@ mod tests {
             head_follows(&mut input),
             "a line without a version ends its head"
         );
+        assert_eq!(input.found(), None, "until the rest of its head arrives");
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl<'a> ResponseWriter<'a> {
     }
 
     /// Whether the output waits for the answer to the next pipelined request (see
-    /// `connection::holds_back`).
+    /// `exchange::holds_back`).
     pub(crate) fn holds_back(&self, input: &mut Rfile) -> bool {
         super::exchange::holds_back(self.out, input)
     }
