@@ -14,8 +14,8 @@ use http::StatusCode;
 use super::body::Body;
 use super::chunked::ChunkedDecoder;
 use super::exchange::{
-    answer, complete, into_head, new_request, retire, settle, ConnectionContext, Exchanged, Io,
-    Parsed,
+    answer, complete, give_back, into_head, new_request, retire, settle, ConnectionContext,
+    Exchanged, Io, Parsed,
 };
 use super::handler::HttpHandler;
 use super::head::{Framing, Rejection};
@@ -330,7 +330,7 @@ pub(super) fn answer_expect<H: HttpHandler>(
     // The client holds its body back: the connection cannot carry another request.
     request.close_connection = true;
     complete(&mut request, io.tally);
-    io.head.retire(into_head(&mut request));
+    give_back(&mut request, io.head);
     Err(Exchanged {
         keep_alive: false,
         unread_input: true,

@@ -90,16 +90,10 @@ impl Preambles {
             // Into the entry's own room: a new second allocates nothing.
             let text = &mut entry.text;
             text.clear();
-            text.extend_from_slice(kind.version.as_bytes());
-            text.push(b' ');
-            text.extend_from_slice(kind.status.as_str().as_bytes());
-            text.push(b' ');
-            text.extend_from_slice(super::status::reason(kind.status).as_bytes());
-            text.extend_from_slice(b"\r\nServer: ");
-            text.extend_from_slice(kind.server.as_bytes());
-            text.push(b' ');
-            text.extend_from_slice(kind.sys.as_bytes());
-            text.extend_from_slice(b"\r\nDate: ");
+            let reason = super::status::reason(kind.status);
+            super::status::write_status_line(text, kind.version, kind.status, reason);
+            super::status::write_server_line(text, kind.server, kind.sys);
+            text.extend_from_slice(b"Date: ");
             // The date of the second the entry is kept for, so that text and stamp agree.
             let _ = std::io::Write::write_fmt(text, format_args!("{}", http_date(second)));
             text.extend_from_slice(b"\r\n");

@@ -114,7 +114,7 @@ impl Failure {
 }
 
 /// The request a handler answers, made of the parts of `head`, which it borrows until it
-/// is [retired](retire) (or [taken apart](into_head)).
+/// [gives them back](give_back) (or is [taken apart](into_head)).
 pub(super) fn new_request<'r>(
     context: &ConnectionContext<'r>,
     head: &mut Head,
@@ -138,9 +138,9 @@ pub(super) fn new_request<'r>(
     )
 }
 
-/// The head back out of a request: one not answered here (it goes to a worker), or one
-/// answered, whose storage the next request reuses ([`retire`]). What is left of the
-/// request is dropped where it is: moving it (some 600 bytes) would cost more.
+/// The head back out of a request not answered here, as the request has it: it goes to a
+/// worker, or back to the handler after `handle_expect_100`. What is left of the request
+/// is dropped where it is: moving it (some 600 bytes) would cost more.
 pub(super) fn into_head(request: &mut HttpRequest<'_>) -> Head {
     Head {
         method: std::mem::take(&mut request.command),
@@ -160,7 +160,18 @@ pub(super) fn retire(
     answered: &mut Option<Instant>,
 ) {
     *answered = Some(request.completed());
-    head.retire(into_head(request));
+    give_back(request, head);
+}
+
+/// Gives the parts of a request back to the connection's head, emptied, for the next
+/// request to be parsed into: swapped with the head's empty ones, so that no head is made
+/// or moved whole.
+pub(super) fn give_back(request: &mut HttpRequest<'_>, head: &mut Head) {
+    std::mem::swap(&mut head.target, &mut request.path);
+    std::mem::swap(&mut head.raw_requestline, &mut request.raw_requestline);
+    std::mem::swap(&mut head.requestline, &mut request.requestline);
+    std::mem::swap(&mut head.headers, &mut request.headers);
+    head.empty();
 }
 
 /// Answers a request whose body is read from the connection as the handler asks for it
@@ -188,7 +199,7 @@ pub(super) fn exchange_streamed<H: HttpHandler>(
     // the answers to earlier pipelined requests still buffered must leave before it.
     if parsed.expect && request.wfile.flush().is_err() {
         // The client is gone or not reading: there is nobody to answer.
-        io.head.retire(into_head(&mut request));
+        give_back(&mut request, io.head);
         return Exchanged {
             keep_alive: false,
             unread_input: false,

@@ -742,8 +742,7 @@ impl<'a> HttpRequest<'a> {
         }
         self.send_response_only(code, message)?;
         if self.attributes.server_is_clean {
-            let value = [server.as_bytes(), b" ", sys.as_bytes()];
-            self.push_own_header(b"Server: ", &value)?;
+            status::write_server_line(self.wfile.head_mut(), server, sys);
         } else {
             // Refused there, with the reason.
             self.push_header("Server", |head| {
@@ -764,23 +763,17 @@ impl<'a> HttpRequest<'a> {
     ) -> io::Result<()> {
         let code = code.into_status()?;
         self.start_response(code)?;
-        let reason = message.unwrap_or_else(|| status::reason(code));
+        let cleaned;
+        let reason = match message {
+            None => status::reason(code),
+            Some(message) if !message.bytes().any(|b| b.is_ascii_control()) => message,
+            Some(message) => {
+                cleaned = message.replace(|c: char| c.is_ascii_control(), " ");
+                &cleaned
+            }
+        };
         let version = self.protocol_name();
-        let head = self.wfile.head_mut();
-        head.extend_from_slice(version.as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(code.as_str().as_bytes());
-        head.push(b' ');
-        match message {
-            // A standard phrase is clean: copied whole rather than byte by byte.
-            None => head.extend_from_slice(reason.as_bytes()),
-            Some(_) => head.extend(
-                reason
-                    .bytes()
-                    .map(|b| if b.is_ascii_control() { b' ' } else { b }),
-            ),
-        }
-        head.extend_from_slice(b"\r\n");
+        status::write_status_line(self.wfile.head_mut(), version, code, reason);
         Ok(())
     }
 

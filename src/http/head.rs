@@ -19,8 +19,8 @@ use super::socket::TimedSocket;
 use crate::handler::Rfile;
 
 /// A parsed request head. A connection parses each of its heads in place into the one its
-/// [`HeadStorage`] keeps, and takes the parts back from the request they were lent to
-/// ([`Head::retire`]): a keep-alive connection's requests reuse the strings, the fields'
+/// [`HeadStorage`] keeps, and takes the parts back from the request they were lent to,
+/// emptied ([`Head::empty`]): a keep-alive connection's requests reuse the strings, the fields'
 /// notes and the header map, so that one answered by the one-call API allocates nothing
 /// once the first has been (the header values share the connection's head buffer, see
 /// [`parse_head`]), and the head is never moved whole on its way to the handler.
@@ -39,41 +39,39 @@ impl Head {
     /// Strings longer than this are freed rather than kept: one long URL must not cost an
     /// idle connection its memory for good.
     const MAX_STRING: usize = 1024;
-    /// Takes back the parts of a request this head was lent to, emptied, for the next
-    /// head to be parsed into.
-    pub(crate) fn retire(&mut self, used: Head) {
-        fn emptied_string(mut s: String) -> String {
-            s.clear();
-            if s.capacity() > Head::MAX_STRING {
-                String::new()
+
+    /// Empties the head for the next to be parsed into, keeping its storage unless it
+    /// grew large. Drops the fields, and with them their shares of the head buffer, which
+    /// the buffer can then reuse.
+    pub(crate) fn empty(&mut self) {
+        /// `value` emptied by `clear`, or freed if it holds more than `MAX_STRING` bytes.
+        fn empty_kept<T: Default>(capacity: usize, value: &mut T, clear: fn(&mut T)) {
+            if capacity > Head::MAX_STRING {
+                *value = T::default();
             } else {
-                s
+                clear(value);
             }
         }
-        fn emptied_bytes(mut v: Vec<u8>) -> Vec<u8> {
-            v.clear();
-            if v.capacity() > Head::MAX_STRING {
-                Vec::new()
-            } else {
-                v
-            }
-        }
-        self.target = emptied_string(used.target);
-        self.requestline = emptied_string(used.requestline);
-        self.raw_requestline = emptied_bytes(used.raw_requestline);
-        let mut headers = used.headers;
-        // Drops the head and the values, and with them their shares of the head buffer,
-        // which the buffer can then reuse.
-        headers.recycle();
-        self.headers = headers;
+        empty_kept(self.target.capacity(), &mut self.target, String::clear);
+        empty_kept(
+            self.requestline.capacity(),
+            &mut self.requestline,
+            String::clear,
+        );
+        empty_kept(
+            self.raw_requestline.capacity(),
+            &mut self.raw_requestline,
+            Vec::clear,
+        );
+        self.headers.recycle();
     }
 
-    /// Empties the head for the next to be parsed into, keeping its storage.
-    fn clear(&mut self) {
-        self.target.clear();
-        self.raw_requestline.clear();
-        self.requestline.clear();
-        self.headers.recycle();
+    /// Whether the head holds nothing of a request: as [`empty`](Self::empty) leaves it.
+    fn is_empty(&self) -> bool {
+        self.raw_requestline.is_empty()
+            && self.requestline.is_empty()
+            && self.target.is_empty()
+            && self.headers.is_recycled()
     }
 }
 
@@ -192,8 +190,7 @@ impl HeadStorage {
         }
         let mut storage = std::mem::take(storage);
         // Whatever the head still holds (a request closed before its body came) is let go.
-        let used = std::mem::take(&mut storage.head);
-        storage.head.retire(used);
+        storage.head.empty();
         // `try_with`: storage given back as the thread ends is freed with it.
         let _ = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
@@ -268,7 +265,7 @@ pub(crate) fn take_head(
             .filter(|&end| end <= available.len());
         // The usual case, a whole head in the buffer: copy just the head, not the
         // pipelined requests behind it.
-        if let Some(end) = found.or_else(|| head_end(available)) {
+        if let Some(end) = found.or_else(|| head_end(available).map(HeadEnd::len)) {
             buf.extend_from_slice(&available[..end]);
             input.consume(end);
             check_size(buf, limits)?;
@@ -317,26 +314,46 @@ pub(crate) fn head_follows(input: &mut Rfile) -> bool {
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buffered.len());
-    let rest = &buffered[start..];
-    match find_head_end(rest, 0) {
-        Some(end) => {
+    match head_end(&buffered[start..]) {
+        Some(HeadEnd::BlankLine(end)) => {
             let at = input.position() + (start + end) as u64;
             input.set_found(at);
             true
         }
         // Not noted: a line without a version ends its head only until more of it arrives,
         // when the blank line after its fields does.
-        None => !rest.is_empty() && versionless_line_end(rest).is_some(),
+        Some(HeadEnd::Versionless(_)) => true,
+        None => false,
     }
 }
 
-/// The length of the head at the start of `buf`, if it is all there: up to its blank line,
-/// or its one line if it has no version (which ends it, see [`versionless_line_end`]).
-fn head_end(buf: &[u8]) -> Option<usize> {
+/// Where a head that is all there ends, and what ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HeadEnd {
+    /// Just past the blank line after its fields.
+    BlankLine(usize),
+    /// Just past its one line, which has no version (see [`versionless_line_end`]).
+    Versionless(usize),
+}
+
+impl HeadEnd {
+    fn len(self) -> usize {
+        match self {
+            HeadEnd::BlankLine(end) | HeadEnd::Versionless(end) => end,
+        }
+    }
+}
+
+/// How the head at the start of `buf` ends, if it is all there.
+#[inline]
+fn head_end(buf: &[u8]) -> Option<HeadEnd> {
     if buf.is_empty() {
         return None;
     }
-    find_head_end(buf, 0).or_else(|| versionless_line_end(buf))
+    match find_head_end(buf, 0) {
+        Some(end) => Some(HeadEnd::BlankLine(end)),
+        None => versionless_line_end(buf).map(HeadEnd::Versionless),
+    }
 }
 
 /// Drops the empty lines buffered before a request line (RFC 9112 2.2: old clients leave
@@ -396,7 +413,10 @@ pub(crate) fn parse_head(
     head: &mut Head,
     limits: &Limits,
 ) -> Result<FramingFields, Rejection> {
-    head.clear();
+    // A head given back by its request was emptied then; one refused was not.
+    if !head.is_empty() {
+        head.empty();
+    }
     let line_end = memchr::memchr(b'\n', &buf).unwrap_or(buf.len());
     let raw_requestline = &mut head.raw_requestline;
     raw_requestline.extend_from_slice(&buf[..(line_end + 1).min(buf.len())]);
@@ -731,8 +751,7 @@ mod tests {
         // request is refused: the next head is parsed over what is left.
         for i in 0..8 {
             if i % 2 == 0 {
-                let used = std::mem::take(&mut head);
-                head.retire(used);
+                head.empty();
             }
             let raw = format!("GET /n{i} HTTP/1.1\r\nHost: two\r\nX-Other: {i:->40}\r\n\r\n");
             next(&raw, &mut head);
@@ -763,8 +782,7 @@ mod tests {
         assert_eq!(head.target, long);
         // Read, as a handler reads it: the map is made.
         assert_eq!(head.headers["host"], "a");
-        let used = std::mem::take(&mut head);
-        head.retire(used);
+        head.empty();
         assert_eq!(head.target.capacity(), 0);
         assert_eq!(head.raw_requestline.capacity(), 0);
         assert_eq!(head.requestline.capacity(), 0);

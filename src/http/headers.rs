@@ -112,6 +112,11 @@ impl RequestHeaders {
         }
     }
 
+    /// Whether [`recycle`](Self::recycle) would find nothing to let go.
+    pub(crate) fn is_recycled(&self) -> bool {
+        self.fields.is_empty() && self.head.is_empty() && self.map.get().is_none()
+    }
+
     /// The values of the fields named `name` (lowercase), as they came, without making
     /// the map: what the server itself asks of every request.
     pub(crate) fn raw_values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> {

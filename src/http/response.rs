@@ -228,6 +228,12 @@ impl Write for ResponseWriter<'_> {
         Ok(data.len())
     }
 
+    /// One [`write`](Self::write): it takes all of `data` or fails, so the loop of the
+    /// default `write_all` would only add its checks to every body written.
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write(data).map(drop)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match self.wait() {
             Wait::Never => self.out.send_now(self.connection).map(drop),

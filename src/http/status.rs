@@ -69,6 +69,26 @@ pub fn explain(code: StatusCode) -> &'static str {
     }
 }
 
+/// Appends a status line: `version` (`"HTTP/1.1"`), the code, `reason` (clean: no
+/// control characters) and the line's end.
+pub(crate) fn write_status_line(head: &mut Vec<u8>, version: &str, code: StatusCode, reason: &str) {
+    head.extend_from_slice(version.as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(code.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(reason.as_bytes());
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends the `Server` line of a handler whose `server` and `sys` versions are clean.
+pub(crate) fn write_server_line(head: &mut Vec<u8>, server: &str, sys: &str) {
+    head.extend_from_slice(b"Server: ");
+    head.extend_from_slice(server.as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(sys.as_bytes());
+    head.extend_from_slice(b"\r\n");
+}
+
 /// Whether a response with this status must not carry content (1xx, 204, 205, 304).
 pub(crate) fn forbids_body(code: StatusCode) -> bool {
     ends_with_head(code) || code.as_u16() == 205
