@@ -327,6 +327,13 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.into())
 }
 
+/// The refusal of a header value that could end its line or the head.
+fn invalid_value(name: &str) -> io::Error {
+    invalid(format!(
+        "invalid value for header {name}: control characters or line breaks"
+    ))
+}
+
 /// Whether a header named `name` may be added to the answers of a request
 /// ([`HttpRequest::add_response_header`]): a token, and not one of the framing headers,
 /// which are the response's own.
@@ -618,10 +625,16 @@ impl<'a> HttpRequest<'a> {
             }
             return self.send_empty(status);
         }
-        self.send_response(status)?;
-        self.push_header("Content-Type", |head| {
-            head.extend_from_slice(content_type.as_bytes())
-        })?;
+        if self.attributes.server_is_clean
+            && content_type.len() <= super::date::MAX_CACHED_CONTENT_TYPE
+        {
+            self.send_preamble(status, Some(content_type))?;
+        } else {
+            self.send_response(status)?;
+            self.push_header("Content-Type", |head| {
+                head.extend_from_slice(content_type.as_bytes())
+            })?;
+        }
         self.send_content_length(body.len() as u64)?;
         self.end_headers()?;
         self.wfile.write_all(body)?;
@@ -728,17 +741,7 @@ impl<'a> HttpRequest<'a> {
         let code = code.into_status()?;
         let (server, sys) = (self.attributes.server_version, self.attributes.sys_version);
         if message.is_none() && self.attributes.server_is_clean {
-            // The usual start, made once a second: copied whole.
-            self.start_response(code)?;
-            let kind = super::date::PreambleKind {
-                version: self.protocol_name(),
-                status: code,
-                server,
-                sys,
-            };
-            let head = self.wfile.head_mut();
-            super::date::with_preamble(kind, |preamble| head.extend_from_slice(preamble));
-            return Ok(());
+            return self.send_preamble(code, None);
         }
         self.send_response_only(code, message)?;
         if self.attributes.server_is_clean {
@@ -775,6 +778,36 @@ impl<'a> HttpRequest<'a> {
         let version = self.protocol_name();
         status::write_status_line(self.wfile.head_mut(), version, code, reason);
         Ok(())
+    }
+
+    /// The usual start of a response, made once a second and copied whole: the status line,
+    /// `Server` and `Date`, and `content_type` if given (refused as `send_header` refuses
+    /// a value, after the rest is sent). For a handler whose `Server` value is clean.
+    fn send_preamble(&mut self, code: StatusCode, content_type: Option<&str>) -> io::Result<()> {
+        use super::date::{with_preamble, PreambleKind};
+        self.start_response(code)?;
+        let kind = PreambleKind {
+            version: self.protocol_name(),
+            status: code,
+            server: self.attributes.server_version,
+            sys: self.attributes.sys_version,
+            content_type,
+        };
+        let head = self.wfile.head_mut();
+        let copy = |preamble: Option<&[u8]>| preamble.map(|p| head.extend_from_slice(p));
+        if with_preamble(kind, copy).is_some() {
+            return Ok(());
+        }
+        // The response goes on as `send_header` would leave it: without the header.
+        let plain = PreambleKind {
+            content_type: None,
+            ..kind
+        };
+        let head = self.wfile.head_mut();
+        with_preamble(plain, |preamble| {
+            preamble.map(|p| head.extend_from_slice(p))
+        });
+        Err(invalid_value("Content-Type"))
     }
 
     /// The response state of a status line about to be written, unless one was already.
@@ -826,7 +859,7 @@ impl<'a> HttpRequest<'a> {
 
     /// A header whose name and value (in parts) the library wrote or checked, and so knows
     /// to be clean: the checks of [`push_header`](Self::push_header) about the response's
-    /// state only. Not for a framing header but `Content-Length`, whose caller records it.
+    /// state only. Not for a framing header: those have their own bookkeeping.
     fn push_own_header(&mut self, name_colon: &'static [u8], value: &[&[u8]]) -> io::Result<()> {
         self.check_header_allowed()?;
         let head = self.wfile.head_mut();
@@ -855,9 +888,7 @@ impl<'a> HttpRequest<'a> {
         let _ = write!(HeadWriter(&mut self.added_headers), "{value}");
         if !is_clean_value(&self.added_headers[value_start..]) {
             self.added_headers.truncate(start);
-            return Err(invalid(format!(
-                "invalid value for header {name}: control characters or line breaks"
-            )));
+            return Err(invalid_value(name));
         }
         self.added_headers.extend_from_slice(b"\r\n");
         Ok(())
@@ -891,9 +922,7 @@ impl<'a> HttpRequest<'a> {
         write_value(head);
         if !is_clean_value(&head[value_start..]) {
             self.wfile.truncate_head(start);
-            return Err(invalid(format!(
-                "invalid value for header {keyword}: control characters or line breaks"
-            )));
+            return Err(invalid_value(keyword));
         }
         let value_end = self.wfile.head_mut().len();
         self.wfile.push_head(b"\r\n");
@@ -1299,6 +1328,48 @@ mod tests {
         struct Plain;
         impl HttpHandler for Plain {}
         assert!(Attributes::of::<Plain>(Version::HTTP_11).server_is_clean);
+    }
+
+    #[test]
+    fn a_content_type_with_a_line_break_never_reaches_the_wire() {
+        #[derive(Clone)]
+        struct Injecting;
+        impl HttpHandler for Injecting {
+            fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+                let value = format!("text/plain\r\nSet-Cookie: x={}", req.path.len());
+                let refused = req.respond(200, &value, "hi").unwrap_err();
+                assert!(refused.to_string().contains("Content-Type"), "{refused}");
+                // The same value again: refused again, never found in the cache.
+                let mut again = req.respond(200, &value, "hi");
+                assert!(again.is_err());
+                again = req.send_text(201, "fine");
+                assert!(again.is_err(), "a response was begun");
+                Err(refused.into())
+            }
+        }
+        for _ in 0..2 {
+            let raw = crate::http::TestRequest::get("/").run_raw(&Injecting);
+            let raw = String::from_utf8_lossy(&raw);
+            assert!(
+                raw.lines()
+                    .next()
+                    .is_some_and(|line| line.contains(" 500 ")),
+                "{raw:?}"
+            );
+            assert!(!raw.contains("Set-Cookie"), "{raw:?}");
+        }
+        // A clean value after the refused one is cached and sent.
+        #[derive(Clone)]
+        struct Clean;
+        impl HttpHandler for Clean {
+            fn do_get(&mut self, req: &mut HttpRequest<'_>) -> HandlerResult {
+                req.respond(200, "text/x-clean", "hi")
+            }
+        }
+        let response = crate::http::TestRequest::get("/").run(&Clean);
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.header("content-type"), Some("text/x-clean"));
+        assert_eq!(response.text(), "hi");
     }
 
     #[test]

@@ -377,11 +377,18 @@ fn versionless_line_end(buf: &[u8]) -> Option<usize> {
     (words < 3).then_some(nl + 1)
 }
 
+#[inline]
 fn check_size(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
     if buf.len() <= limits.max_request_line.min(limits.max_header_bytes) {
         // The usual head: neither its line nor its fields can be too long.
         return Ok(());
     }
+    check_long_head(buf, limits)
+}
+
+/// [`check_size`] for a head longer than the shorter limit.
+#[cold]
+fn check_long_head(buf: &[u8], limits: &Limits) -> Result<(), Rejection> {
     let line_len = match memchr::memchr(b'\n', buf) {
         Some(nl) => nl + 1,
         None => buf.len(),
