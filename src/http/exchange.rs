@@ -116,7 +116,7 @@ impl Failure {
 /// The request a handler answers, made of the parts of `head`, which it borrows until it
 /// [gives them back](give_back) (or is [taken apart](into_head)).
 pub(super) fn new_request<'r>(
-    context: &ConnectionContext<'r>,
+    context: &'r ConnectionContext<'r>,
     head: &mut Head,
     received: Instant,
     body: Body<'r>,
@@ -133,7 +133,7 @@ pub(super) fn new_request<'r>(
         context.server,
         body,
         wfile,
-        context.attributes,
+        &context.attributes,
         received,
     )
 }

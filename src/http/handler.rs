@@ -477,7 +477,8 @@ pub struct HttpRequest<'a> {
     pub rfile: Body<'a>,
     /// The response (Python's `wfile`).
     pub wfile: ResponseWriter<'a>,
-    attributes: Attributes,
+    /// The connection's, lent: a copy would cost a move of its 72 bytes per request.
+    attributes: &'a Attributes,
     response: ResponseState,
     /// Header lines for the final response, whoever sends it (`add_response_header`).
     added_headers: Vec<u8>,
@@ -502,7 +503,7 @@ impl<'a> HttpRequest<'a> {
         server: &'a ServerHandle,
         rfile: Body<'a>,
         wfile: ResponseWriter<'a>,
-        attributes: Attributes,
+        attributes: &'a Attributes,
         received: Instant,
     ) -> Self {
         // Decided before the request is made, so that it is made where it is returned
