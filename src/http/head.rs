@@ -424,9 +424,25 @@ pub(crate) fn parse_head(
     if !head.is_empty() {
         head.empty();
     }
-    let line_end = memchr::memchr(b'\n', &buf).unwrap_or(buf.len());
+    // Left uninitialized for httparse to fill: writing a hundred empty headers first cost
+    // more than parsing the head.
+    let mut storage =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; Limits::MAX_HEADERS];
+    let max = limits.max_headers.min(Limits::MAX_HEADERS);
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(&buf, &mut storage[..max]);
+    let line_len = match (&parsed, request.method, request.path) {
+        (Ok(httparse::Status::Complete(_)), Some(method), Some(target)) => {
+            parsed_line_len(&buf, method, target)
+        }
+        _ => None,
+    };
+    let line_len = line_len.unwrap_or_else(|| match memchr::memchr(b'\n', &buf) {
+        Some(nl) => nl + 1,
+        None => buf.len(),
+    });
     let raw_requestline = &mut head.raw_requestline;
-    raw_requestline.extend_from_slice(&buf[..(line_end + 1).min(buf.len())]);
+    raw_requestline.extend_from_slice(&buf[..line_len]);
     let line = raw_requestline
         .strip_suffix(b"\n")
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -437,14 +453,6 @@ pub(crate) fn parse_head(
         requestline: String::from_utf8_lossy(line).into_owned(),
         head: false,
     };
-
-    // Left uninitialized for httparse to fill: writing a hundred empty headers first cost
-    // more than parsing the head.
-    let mut storage =
-        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; Limits::MAX_HEADERS];
-    let max = limits.max_headers.min(Limits::MAX_HEADERS);
-    let mut request = httparse::Request::new(&mut []);
-    let parsed = request.parse_with_uninit_headers(&buf, &mut storage[..max]);
     if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
         // What httparse takes, this takes too: only a refused line needs telling why.
         check_request_line(line).map_err(|(status, message)| reject(status, message))?;
@@ -505,6 +513,21 @@ pub(crate) fn parse_head(
     head.version = version;
     head.headers.set_head(buf);
     Ok(fields)
+}
+
+/// The length, with its line end, of the request line of a head httparse took whole:
+/// its method, one space, its target, one space and `HTTP/1.x` (httparse takes nothing
+/// else), then CRLF or LF; `None` if `buf` does not read so, for the line to be searched.
+fn parsed_line_len(buf: &[u8], method: &str, target: &str) -> Option<usize> {
+    if method.as_ptr() != buf.as_ptr() {
+        return None;
+    }
+    let end = method.len() + 1 + target.len() + 1 + b"HTTP/1.1".len();
+    match buf.get(end..end + 2)? {
+        b"\r\n" => Some(end + 2),
+        [b'\n', _] => Some(end + 1),
+        _ => None,
+    }
 }
 
 /// Checks the version of a request line before `httparse` sees it, to tell an unsupported
@@ -730,6 +753,34 @@ mod tests {
             "a line without a version ends its head"
         );
         assert_eq!(input.found(), None, "until the rest of its head arrives");
+    }
+
+    #[test]
+    fn the_raw_request_line_is_the_first_line_with_its_line_end() {
+        let long = format!("/{}", "t".repeat(300));
+        for (raw, line) in [
+            ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\r\n"),
+            ("GET / HTTP/1.1\nHost: a\n\n", "GET / HTTP/1.1\n"),
+            ("POST /x?y=1 HTTP/1.0\r\n\r\n", "POST /x?y=1 HTTP/1.0\r\n"),
+            (
+                "OPTIONS * HTTP/1.1\nHost: a\r\n\r\n",
+                "OPTIONS * HTTP/1.1\n",
+            ),
+            (
+                &format!("GET {long} HTTP/1.1\r\nHost: a\r\n\r\n"),
+                &format!("GET {long} HTTP/1.1\r\n"),
+            ),
+        ] {
+            let head = head(raw).unwrap_or_else(|r| panic!("{raw:?}: {}", r.message));
+            assert_eq!(String::from_utf8_lossy(&head.raw_requestline), line);
+            assert_eq!(head.requestline, line.trim_end());
+        }
+        // A line httparse refuses is searched for, for the rejection's log line.
+        let refused = head("GET  /two-spaces HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err();
+        assert_eq!(refused.requestline, "GET  /two-spaces HTTP/1.1");
+        let refused = head("GET / HTTP/2.0\r\nHost: a\r\n\r\n").unwrap_err();
+        assert_eq!(refused.status, StatusCode::HTTP_VERSION_NOT_SUPPORTED);
+        assert_eq!(refused.requestline, "GET / HTTP/2.0");
     }
 
     #[test]
