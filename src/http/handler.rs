@@ -1345,7 +1345,7 @@ mod tests {
                 assert!(again.is_err());
                 again = req.send_text(201, "fine");
                 assert!(again.is_err(), "a response was begun");
-                Err(refused.into())
+                Err(refused)
             }
         }
         for _ in 0..2 {
