@@ -139,7 +139,13 @@ impl<H: RequestHandler<Request = StreamRequest>> TlsRig<H> {
             "serve_forever() did not start"
         );
         rig.assert_serves("starting");
-        // The probe's connection closes on the server's side a moment later.
+        // The probe's connection closes on the server's side a moment later: once the
+        // server counts it closed, and its descriptors are gone (the count holds still).
+        let handle = rig.server().handle();
+        assert!(
+            poll_until(WAIT, || handle.stats().connections_open() == 0),
+            "the probe's connection is still open on {strategy}"
+        );
         let mut last = usize::MAX;
         poll_until(WAIT, || {
             let now = fd_count();
